@@ -12,7 +12,15 @@ import sys
 from collections.abc import Sequence
 
 # Stage modules in pipeline order; `anime-build all` runs the ones marked as part of it.
-STAGE_MODULES: tuple[str, ...] = ()
+STAGE_MODULES: tuple[str, ...] = (
+    "ingest",
+    "teacher_stage",
+    "triplets",
+    "evaluate",
+    "index_stage",
+    "layers",
+    "deploy_check",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

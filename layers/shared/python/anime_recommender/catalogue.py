@@ -64,6 +64,8 @@ class Anime:
     sources: tuple[str, ...] = ()
     picture: str | None = None
     related: tuple[str, ...] = field(default=(), compare=False)
+    thumbnail: str | None = None
+    duration_s: int | None = None  # per episode, seconds (manami `duration`)
 
     def content_hash(self) -> str:
         """Stable hash of everything that affects similarity or responses (for delta updates)."""
@@ -96,6 +98,8 @@ class Anime:
             sources=tuple(data.get("sources") or ()),
             picture=data.get("picture"),
             related=tuple(data.get("related") or ()),
+            thumbnail=data.get("thumbnail"),
+            duration_s=data.get("duration_s"),
         )
 
 

@@ -1,0 +1,806 @@
+"""`anime-build evaluate`: the evaluation report (and the tuning of the final ranking).
+
+Writes `.work/eval/report.json` and `report.md` with, per method (V1 jaccard/cosine/tfidf,
+V2 teacher, V3, V4 fp32, V4 int8, and the FINAL ranking):
+
+* **test triplet accuracy** — share of held-out test triplets (split code 2 in the teacher's
+  triplets file: the split is by anchor anime, so test anchors never occur as anchors in
+  training; positives/negatives are drawn by the teacher from the anchor's V2 list) where
+  sim(anchor, positive) > sim(anchor, negative); ties count ½ (V1's tag scores tie often);
+* **teacher recall@10** — |top-10 ∩ V2 top-10| / |V2 top-10|, mean over unique test anchors;
+* **dev recall@10** — on the development recommendations (if the CSV exists): over source
+  anime, targets with ≥ 2 votes that are *not* the same franchise (`same_franchise`); hits of
+  those targets in the source's top-10 divided by their number (micro average over pairs);
+* **franchise siblings@10** — for each dev source anime with 1–10 franchise siblings
+  (`FranchiseIndex.siblings`), the share of its siblings in its top-10 (micro average).
+
+Vectors come as `.npy` files in catalogue row order (or `.npz` with `ids` + a key of the
+method's name, realigned by id): the embeddings stage writes them; `--vectors NAME=PATH` overrides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from anime_recommender.catalogue import Catalogue
+from anime_recommender.ranking import (
+    FranchiseIndex,
+    RankingConfig,
+    popularity,
+    same_franchise,
+    score_arrays,
+    year_proximity,
+)
+from tqdm import tqdm
+
+from anime_pipeline.embedding_eval import TripletSet
+from anime_pipeline.paths import REPO_ROOT, BuildPaths
+
+DEFAULT_DEV_CSV = REPO_ROOT.parent / "shared" / "eval" / "mal_user_recommendations_dev.csv"
+# Vector files the embeddings stage writes (catalogue row order); missing ones are skipped.
+DEFAULT_VECTOR_NAMES: tuple[str, ...] = ("v3", "v4_fp32", "v4_int8")
+K = 10
+MIN_VOTES = 2
+MAX_SIBLINGS = 10  # franchises up to 11 entries: every sibling could fit in a top-10
+SIBLING_TARGET = 0.65
+# Tuning demands this much sibling share on dev, a margin over the 65 % held-out target.
+SIBLING_TUNE_FLOOR = 0.70
+
+TopK = Callable[[np.ndarray], np.ndarray]  # query rows [q] -> neighbour rows [q, K] (-1 = none)
+PairScore = Callable[[np.ndarray, np.ndarray], np.ndarray]  # rows a, rows b -> similarity [n]
+
+# The knobs searched by `--tune` (kept few on purpose: the dev set is small).
+TUNE_GRID: dict[str, tuple[float, ...]] = {
+    "w_v3": (0.0, 0.25, 0.5, 1.0),
+    "w_popularity": (0.0, 0.1, 0.2, 0.3, 0.4, 0.6),
+    "franchise_boost": (0.1, 0.3, 1.0),
+    "franchise_slots": (3.0, 4.0, 5.0, 6.0),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs and outputs
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EvaluateInputs:
+    """Everything the report reads; optional inputs that are None or missing skip their section."""
+
+    catalogue: Path
+    out_dir: Path
+    vectors: dict[str, Path] = field(default_factory=dict)
+    neighbours: Path | None = None
+    triplets: Path | None = None
+    dev_csv: Path | None = None
+    model_dir: Path | None = None
+    final_v4: str = "v4_int8"
+    final_v3: str = "v3"
+    ranking: RankingConfig = field(default_factory=RankingConfig)
+    tune: bool = False
+    pool: int = 200
+    seed: int = 13
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class EvaluateResult:
+    """The report as a dict plus where it was written."""
+
+    report: dict[str, Any]
+    json_path: Path
+    md_path: Path
+
+
+# ---------------------------------------------------------------------------------------------
+# Methods
+# ---------------------------------------------------------------------------------------------
+
+
+def load_vectors(path: Path, name: str, catalogue: Catalogue) -> np.ndarray:
+    """Unit vectors in catalogue row order from `.npy` (row order) or `.npz` (`ids` + `name`/`vectors`)."""
+    if path.suffix == ".npz":
+        with np.load(path) as data:
+            key = name if name in data else "vectors"
+            vectors = np.asarray(data[key], dtype=np.float32)
+            ids = np.asarray(data["ids"], dtype=np.int64) if "ids" in data else None
+        if ids is not None:
+            position = {int(a): i for i, a in enumerate(ids)}
+            missing = [a for a in catalogue.ids if a not in position]
+            if missing:
+                raise ValueError(f"{path}: no vectors for {len(missing)} catalogue ids (e.g. {missing[:3]})")
+            vectors = vectors[[position[a] for a in catalogue.ids]]
+    else:
+        vectors = np.load(path).astype(np.float32)
+    if vectors.shape[0] != len(catalogue):
+        raise ValueError(f"{path}: {vectors.shape[0]} vectors for a catalogue of {len(catalogue)}")
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def _topk_from_sims(sims: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    sims = sims.astype(np.float64, copy=True)
+    sims[np.arange(len(rows)), rows] = -np.inf
+    k_eff = min(k, sims.shape[1] - 1)
+    part = np.argpartition(-sims, k_eff - 1, axis=1)[:, :k_eff]
+    order = np.argsort(-np.take_along_axis(sims, part, axis=1), axis=1, kind="stable")
+    out = np.full((len(rows), k), -1, dtype=np.int64)
+    out[:, :k_eff] = np.take_along_axis(part, order, axis=1)
+    return out
+
+
+def _chunked_topk(sim_rows: Callable[[np.ndarray], np.ndarray], k: int, chunk: int = 512) -> TopK:
+    def topk(rows: np.ndarray) -> np.ndarray:
+        parts = [
+            _topk_from_sims(sim_rows(rows[s : s + chunk]), rows[s : s + chunk], k)
+            for s in range(0, len(rows), chunk)
+        ]
+        return np.concatenate(parts) if parts else np.zeros((0, k), dtype=np.int64)
+
+    return topk
+
+
+def vector_method(vectors: np.ndarray, k: int = K) -> tuple[PairScore, TopK]:
+    """Cosine similarity of unit vectors: pair scores and exact top-k."""
+
+    def pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.einsum("ij,ij->i", vectors[a], vectors[b])
+
+    return pairs, _chunked_topk(lambda rows: vectors[rows] @ vectors.T, k)
+
+
+def tag_matrix(catalogue: Catalogue) -> np.ndarray:
+    """Binary anime × tag incidence matrix (float32) in row order."""
+    vocab = sorted({t for a in catalogue for t in a.tags})
+    col = {t: i for i, t in enumerate(vocab)}
+    x = np.zeros((len(catalogue), max(len(vocab), 1)), dtype=np.float32)
+    for r, anime in enumerate(catalogue):
+        for t in anime.tags:
+            x[r, col[t]] = 1.0
+    return x
+
+
+def v1_methods(catalogue: Catalogue, k: int = K) -> dict[str, tuple[PairScore, TopK]]:
+    """V1 tag-only baselines (the seed's kind): Jaccard, binary cosine and TF-IDF cosine of tags."""
+    x = tag_matrix(catalogue)
+    size = x.sum(axis=1)
+    norm = np.sqrt(np.maximum(size, 1e-12))
+    idf = np.log((1 + len(catalogue)) / (1 + x.sum(axis=0))) + 1.0
+    tfidf = x * idf
+    tfidf /= np.maximum(np.linalg.norm(tfidf, axis=1, keepdims=True), 1e-12)
+
+    def jaccard_rows(rows: np.ndarray) -> np.ndarray:
+        inter = x[rows] @ x.T
+        union = size[rows, None] + size[None, :] - inter
+        return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+    def jaccard_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        inter = np.einsum("ij,ij->i", x[a], x[b])
+        union = size[a] + size[b] - inter
+        return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+    def cosine_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.einsum("ij,ij->i", x[a], x[b]) / (norm[a] * norm[b])
+
+    return {
+        "v1_jaccard": (jaccard_pairs, _chunked_topk(jaccard_rows, k)),
+        "v1_cosine": (
+            cosine_pairs,
+            _chunked_topk(lambda rows: (x[rows] @ x.T) / np.outer(norm[rows], norm), k),
+        ),
+        "v1_tfidf": vector_method(tfidf, k),
+    }
+
+
+def v2_method(neighbours: Path, catalogue: Catalogue, k: int = K) -> tuple[PairScore, TopK]:
+    """The teacher from its neighbour lists: pair score = listed score, unlisted pairs score -1."""
+    with np.load(neighbours) as data:
+        ids = np.asarray(data["ids"], dtype=np.int64)
+        nids = np.asarray(data["neighbour_ids"], dtype=np.int64)
+        scores = np.asarray(data["scores"], dtype=np.float32)
+    listed: dict[int, dict[int, float]] = {}
+    rows_of: dict[int, np.ndarray] = {}
+    for i, aid in enumerate(ids.tolist()):
+        if aid in catalogue:
+            listed[aid] = {int(n): float(s) for n, s in zip(nids[i], scores[i], strict=True)}
+            rows_of[aid] = np.array([catalogue.row(int(n)) for n in nids[i, :k] if int(n) in catalogue])
+    cat_ids = catalogue.ids
+
+    def pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.array(
+            [listed.get(cat_ids[i], {}).get(cat_ids[j], -1.0) for i, j in zip(a, b, strict=True)],
+            dtype=np.float64,
+        )
+
+    def topk(rows: np.ndarray) -> np.ndarray:
+        out = np.full((len(rows), k), -1, dtype=np.int64)
+        for q, r in enumerate(rows):
+            found = rows_of.get(cat_ids[int(r)], np.zeros(0, dtype=np.int64))[:k]
+            out[q, : len(found)] = found
+        return out
+
+    return pairs, topk
+
+
+def popularity_method(catalogue: Catalogue, k: int = K) -> TopK:
+    """Reference: the same top-k most-members list for every query (the query itself excluded)."""
+    members = np.array([a.members or 0 for a in catalogue], dtype=np.float64)
+    best = np.argsort(-members, kind="stable")[: k + 1]
+
+    def topk(rows: np.ndarray) -> np.ndarray:
+        return np.stack([best[best != r][:k] for r in rows]) if len(rows) else np.zeros((0, k), np.int64)
+
+    return topk
+
+
+# ---------------------------------------------------------------------------------------------
+# Final ranking over candidate pools (vectorised so tuning is a few seconds per config)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CandidatePools:
+    """Per query row: over-fetched V4 candidates plus its franchise siblings, padded to [Q, C]."""
+
+    query_rows: np.ndarray
+    rows: np.ndarray  # [Q, C] catalogue rows, -1 = padding
+    v4: np.ndarray
+    v3: np.ndarray
+    pop: np.ndarray
+    years: np.ndarray
+    query_years: np.ndarray
+    sibling: np.ndarray  # [Q, C] bool
+
+    @property
+    def valid(self) -> np.ndarray:
+        return self.rows >= 0
+
+
+def build_pools(
+    catalogue: Catalogue,
+    franchise: FranchiseIndex,
+    v4: np.ndarray,
+    v3: np.ndarray,
+    query_rows: np.ndarray,
+    pool: int,
+) -> CandidatePools:
+    """What the API sees: top-`pool` by V4 (as the hnswlib search would return) + title siblings."""
+    members = np.array([np.nan if a.members is None else a.members for a in catalogue], dtype=np.float64)
+    years = np.array([np.nan if a.year is None else a.year for a in catalogue], dtype=np.float64)
+    pop_all = popularity(members)
+    lists: list[np.ndarray] = []
+    sib_lists: list[set[int]] = []
+    pool = min(pool, len(catalogue) - 1)
+    for s in tqdm(range(0, len(query_rows), 512), desc="candidate pools", unit="chunk", leave=False):
+        rows = query_rows[s : s + 512]
+        sims = v4[rows] @ v4.T
+        sims[np.arange(len(rows)), rows] = -np.inf
+        top = np.argpartition(-sims, pool - 1, axis=1)[:, :pool]
+        for q, r in enumerate(rows):
+            sibs = {catalogue.row(i) for i in franchise.siblings(catalogue[int(r)])}
+            sib_lists.append(sibs)
+            extra = np.array(sorted(sibs - set(top[q].tolist())), dtype=np.int64)
+            lists.append(np.concatenate([top[q], extra]))
+    width = max((len(x) for x in lists), default=1)
+    rows_arr = np.full((len(lists), width), -1, dtype=np.int64)
+    for q, cand in enumerate(lists):
+        rows_arr[q, : len(cand)] = cand
+    safe = np.maximum(rows_arr, 0)
+    qv4, qv3 = v4[query_rows], v3[query_rows]
+    sibling = np.zeros(rows_arr.shape, dtype=bool)
+    for q, sibs in enumerate(sib_lists):
+        if sibs:
+            sibling[q] = np.isin(rows_arr[q], list(sibs))
+    return CandidatePools(
+        query_rows=query_rows,
+        rows=rows_arr,
+        v4=np.einsum("qd,qcd->qc", qv4, v4[safe]),
+        v3=np.einsum("qd,qcd->qc", qv3, v3[safe]),
+        pop=pop_all[safe],
+        years=years[safe],
+        query_years=years[query_rows][:, None],
+        sibling=sibling,
+    )
+
+
+def rank_pools(pools: CandidatePools, config: RankingConfig, k: int = K) -> np.ndarray:
+    """Top-k catalogue rows [Q, k] of the final ranking for each pooled query."""
+    score, _ = score_arrays(
+        config,
+        v4=pools.v4,
+        v3=pools.v3,
+        pop=pools.pop,
+        year_prox=year_proximity(pools.query_years, pools.years, config.year_scale),
+        sibling=pools.sibling,
+        valid=pools.valid,
+    )
+    k_eff = min(k, score.shape[1])
+    part = np.argpartition(-score, k_eff - 1, axis=1)[:, :k_eff]
+    order = np.argsort(-np.take_along_axis(score, part, axis=1), axis=1, kind="stable")
+    top = np.take_along_axis(pools.rows, np.take_along_axis(part, order, axis=1), axis=1)
+    top = np.where(
+        np.take_along_axis(np.isfinite(score), np.take_along_axis(part, order, axis=1), axis=1), top, -1
+    )
+    out = np.full((len(top), k), -1, dtype=np.int64)
+    out[:, :k_eff] = top
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DevSet:
+    """The dev recommendations as catalogue rows: per source row, its cross-franchise targets and siblings."""
+
+    sources: np.ndarray  # rows of all dev source anime in the catalogue
+    targets: dict[int, set[int]]  # source row -> cross-franchise target rows with >= MIN_VOTES
+    siblings: dict[int, set[int]]  # source row -> franchise sibling rows (1..MAX_SIBLINGS of them)
+    pairs_total: int
+    pairs_same_franchise: int
+
+
+def read_dev_pairs(path: Path) -> list[tuple[int, int, int]]:
+    """(source_id, target_id, votes) rows of the dev recommendations CSV."""
+    with path.open(encoding="utf-8", newline="") as fh:
+        return [(int(r["source_id"]), int(r["target_id"]), int(r["votes"])) for r in csv.DictReader(fh)]
+
+
+def build_dev_set(
+    pairs: Iterable[tuple[int, int, int]], catalogue: Catalogue, franchise: FranchiseIndex
+) -> DevSet:
+    """Map dev pairs onto the catalogue, drop same-franchise pairs, collect siblings of each source."""
+    targets: dict[int, set[int]] = {}
+    sources: set[int] = set()
+    total = same = 0
+    for sid, tid, votes in pairs:
+        if sid not in catalogue or tid not in catalogue or sid == tid:
+            continue
+        s, t = catalogue.row(sid), catalogue.row(tid)
+        sources.add(s)
+        if votes < MIN_VOTES:
+            continue
+        total += 1
+        if same_franchise(catalogue[s], catalogue[t]):
+            same += 1
+            continue
+        targets.setdefault(s, set()).add(t)
+    siblings: dict[int, set[int]] = {}
+    for s in sorted(sources):
+        sibs = {catalogue.row(i) for i in franchise.siblings(catalogue[s])}
+        if 1 <= len(sibs) <= MAX_SIBLINGS:
+            siblings[s] = sibs
+    return DevSet(np.array(sorted(sources), dtype=np.int64), targets, siblings, total, same)
+
+
+def hit_share(top: np.ndarray, rows: np.ndarray, truth: dict[int, set[int]]) -> tuple[float, int]:
+    """Micro share of truth rows found in each row's top list, and the number of truth pairs."""
+    hits = total = 0
+    for q, r in enumerate(rows.tolist()):
+        wanted = truth.get(r)
+        if wanted:
+            total += len(wanted)
+            hits += len(wanted & set(top[q].tolist()))
+    return (hits / total if total else float("nan")), total
+
+
+def dev_metrics(top: np.ndarray, rows: np.ndarray, dev: DevSet) -> dict[str, float | int]:
+    """Cross-franchise recall@10 and franchise-sibling share for top lists of `rows`."""
+    recall, n_targets = hit_share(top, rows, dev.targets)
+    sib, n_sibs = hit_share(top, rows, dev.siblings)
+    return {"recall_at_10": recall, "target_pairs": n_targets, "siblings_at_10": sib, "sibling_pairs": n_sibs}
+
+
+def triplet_accuracy_ties(scores_pos: np.ndarray, scores_neg: np.ndarray) -> float:
+    """Share of triplets with pos > neg, ties counting ½."""
+    if len(scores_pos) == 0:
+        return float("nan")
+    return float(np.mean((scores_pos > scores_neg) + 0.5 * (scores_pos == scores_neg)))
+
+
+def teacher_agreement(top: np.ndarray, teacher_top: np.ndarray) -> float:
+    """Mean over queries of |top ∩ teacher top| / |teacher top| (queries without teacher list skipped)."""
+    shares = [
+        len(set(t[t >= 0].tolist()) & set(m.tolist())) / int((t >= 0).sum())
+        for m, t in zip(top, teacher_top, strict=True)
+        if (t >= 0).any()
+    ]
+    return float(np.mean(shares)) if shares else float("nan")
+
+
+# ---------------------------------------------------------------------------------------------
+# Tuning
+# ---------------------------------------------------------------------------------------------
+
+
+def _configs(base: RankingConfig, grid: dict[str, tuple[float, ...]]) -> list[RankingConfig]:
+    names = list(grid)
+    out = []
+    for values in itertools.product(*(grid[n] for n in names)):
+        update: dict[str, Any] = dict(zip(names, values, strict=True))
+        if "franchise_slots" in update:
+            update["franchise_slots"] = int(update["franchise_slots"])
+        out.append(base.model_copy(update=update))
+    return out
+
+
+def _objective(m: dict[str, float | int]) -> tuple[int, float, float]:
+    # Feasible configs (enough siblings) first, then recall; among infeasible ones, more siblings.
+    sib, rec = float(m["siblings_at_10"]), float(m["recall_at_10"])
+    feasible = sib >= SIBLING_TUNE_FLOOR
+    return (1, rec, sib) if feasible else (0, sib, rec)
+
+
+def tune_ranking(
+    pools: CandidatePools,
+    dev: DevSet,
+    base: RankingConfig,
+    grid: dict[str, tuple[float, ...]] | None = None,
+    folds: int = 2,
+    seed: int = 13,
+) -> dict[str, Any]:
+    """Grid search on dev: the best config overall, and per fold (tune on one half, test on the other)."""
+    configs = _configs(base, grid or TUNE_GRID)
+    rng = np.random.default_rng(seed)
+    fold_of = rng.permutation(len(pools.query_rows)) % folds
+    results: list[list[dict[str, float | int]]] = []  # [config][fold]
+    for cfg in tqdm(configs, desc="tuning ranking", unit="config"):
+        top = rank_pools(pools, cfg)
+        results.append(
+            [dev_metrics(top[fold_of == f], pools.query_rows[fold_of == f], dev) for f in range(folds)]
+        )
+
+    def merged(per_fold: list[dict[str, float | int]]) -> dict[str, float | int]:
+        t = sum(int(m["target_pairs"]) for m in per_fold)
+        s = sum(int(m["sibling_pairs"]) for m in per_fold)
+        return {
+            "recall_at_10": sum(float(m["recall_at_10"]) * int(m["target_pairs"]) for m in per_fold)
+            / max(t, 1),
+            "target_pairs": t,
+            "siblings_at_10": sum(float(m["siblings_at_10"]) * int(m["sibling_pairs"]) for m in per_fold)
+            / max(s, 1),
+            "sibling_pairs": s,
+        }
+
+    all_dev = [merged(r) for r in results]
+    best = max(range(len(configs)), key=lambda i: _objective(all_dev[i]))
+    fold_reports = []
+    for f in range(folds):
+        train = [merged([r[g] for g in range(folds) if g != f]) for r in results]
+        pick = max(range(len(configs)), key=lambda i: _objective(train[i]))
+        fold_reports.append(
+            {
+                "held_out_fold": f,
+                "chosen": _knobs(configs[pick], grid or TUNE_GRID),
+                "tuning_folds": train[pick],
+                "held_out": results[pick][f],
+            }
+        )
+    return {
+        "grid": {k: list(v) for k, v in (grid or TUNE_GRID).items()},
+        "configs_tried": len(configs),
+        "sibling_floor": SIBLING_TUNE_FLOOR,
+        "best": configs[best].model_dump(),
+        "best_dev": all_dev[best],
+        "folds": fold_reports,
+    }
+
+
+def _knobs(cfg: RankingConfig, grid: dict[str, tuple[float, ...]]) -> dict[str, float]:
+    return {k: float(getattr(cfg, k)) for k in grid}
+
+
+# ---------------------------------------------------------------------------------------------
+# The report
+# ---------------------------------------------------------------------------------------------
+
+
+def _model_stats(model_dir: Path, catalogue: Catalogue, n_texts: int = 512) -> dict[str, Any]:
+    """File sizes of the model directory and int8 embedding throughput on this machine (2 threads)."""
+    from anime_recommender.encoder import OnnxEncoder
+    from anime_recommender.text import anime_text
+
+    sizes = {p.name: p.stat().st_size for p in sorted(model_dir.glob("*")) if p.is_file()}
+    encoder = OnnxEncoder.load(model_dir, threads=2)
+    texts = [anime_text(a) for a in list(catalogue)[:n_texts]]
+    encoder.encode(texts[:32])  # warm-up: session init and first-call allocations
+    started = time.perf_counter()
+    encoder.encode(texts)
+    seconds = time.perf_counter() - started
+    return {
+        "model_dir": str(model_dir),
+        "file_bytes": sizes,
+        "texts_per_s": len(texts) / seconds,
+        "threads": 2,
+    }
+
+
+def evaluate(inputs: EvaluateInputs) -> EvaluateResult:
+    """Compute every section whose inputs exist and write report.json / report.md."""
+    catalogue = Catalogue.load(inputs.catalogue)
+    franchise = FranchiseIndex(catalogue)
+    report: dict[str, Any] = {"catalogue": {"path": str(inputs.catalogue), "size": len(catalogue)}, "k": K}
+    report["labels"] = dict(inputs.labels)
+
+    pair_methods: dict[str, PairScore] = {}
+    topk_methods: dict[str, TopK] = {}
+    for name, (pair_fn, topk_fn) in v1_methods(catalogue).items():
+        pair_methods[name], topk_methods[name] = pair_fn, topk_fn
+    if inputs.neighbours is not None and inputs.neighbours.is_file():
+        pair_methods["v2"], topk_methods["v2"] = v2_method(inputs.neighbours, catalogue)
+    vectors: dict[str, np.ndarray] = {}
+    for name, path in inputs.vectors.items():
+        if path.is_file():
+            vectors[name] = load_vectors(path, name, catalogue)
+            pair_methods[name], topk_methods[name] = vector_method(vectors[name])
+    report["methods"] = {name: {} for name in [*topk_methods, "final"]}
+
+    final_v4 = vectors.get(inputs.final_v4)
+    final_v3 = vectors.get(inputs.final_v3, final_v4)
+    report["final"] = {
+        "v4_vectors": inputs.final_v4 if final_v4 is not None else None,
+        "v3_vectors": inputs.final_v3 if inputs.final_v3 in vectors else None,
+        "pool": inputs.pool,
+        "config": inputs.ranking.model_dump(),
+    }
+    if final_v4 is None:
+        del report["methods"]["final"]
+
+    def final_topk(rows: np.ndarray, config: RankingConfig) -> np.ndarray:
+        assert final_v4 is not None and final_v3 is not None
+        return rank_pools(build_pools(catalogue, franchise, final_v4, final_v3, rows, inputs.pool), config)
+
+    # -- held-out triplets and teacher agreement
+    if inputs.triplets is not None and inputs.triplets.is_file():
+        trip = TripletSet.load(inputs.triplets)
+        a, p, n = trip.rows(catalogue, "test")
+        anchors = np.unique(a)
+        report["triplets"] = {
+            "test_triplets": int(len(a)),
+            "test_anchors": int(len(anchors)),
+            "drawn": "split code 2 of the teacher's triplets file: anchors assigned to test by anchor id, "
+            "so no test anchor is an anchor in training; positive from the anchor's V2 top list, "
+            "negative with a lower V2 score (see the triplets stage)",
+        }
+        teacher_top = topk_methods["v2"](anchors) if "v2" in topk_methods else None
+        for name in tqdm(list(pair_methods), desc="triplets/teacher", unit="method"):
+            pair_score = pair_methods[name]
+            report["methods"][name]["triplet_accuracy"] = triplet_accuracy_ties(
+                pair_score(a, p), pair_score(a, n)
+            )
+            if teacher_top is not None:
+                report["methods"][name]["teacher_recall_at_10"] = teacher_agreement(
+                    topk_methods[name](anchors), teacher_top
+                )
+        if teacher_top is not None and "final" in report["methods"]:
+            report["methods"]["final"]["teacher_recall_at_10"] = teacher_agreement(
+                final_topk(anchors, inputs.ranking), teacher_top
+            )
+
+    # -- development recommendations
+    dev_csv = inputs.dev_csv
+    if dev_csv is not None and dev_csv.is_file():
+        dev = build_dev_set(read_dev_pairs(dev_csv), catalogue, franchise)
+        report["dev"] = {
+            "path": str(dev_csv),
+            "sources": int(len(dev.sources)),
+            "pairs_min_votes": dev.pairs_total,
+            "pairs_same_franchise_excluded": dev.pairs_same_franchise,
+            "sources_with_targets": len(dev.targets),
+            "sources_with_siblings": len(dev.siblings),
+        }
+        rows = dev.sources
+        report.setdefault("references", {})["popularity"] = dev_metrics(
+            popularity_method(catalogue)(rows), rows, dev
+        )
+        for name in tqdm(list(topk_methods), desc="dev recall", unit="method"):
+            report["methods"][name]["dev"] = dev_metrics(topk_methods[name](rows), rows, dev)
+        if final_v4 is not None and final_v3 is not None:
+            pools = build_pools(catalogue, franchise, final_v4, final_v3, rows, inputs.pool)
+            if inputs.tune:
+                tuning = tune_ranking(pools, dev, inputs.ranking, seed=inputs.seed)
+                report["tuning"] = tuning
+                chosen = RankingConfig.model_validate(tuning["best"])
+                report["final"]["config"] = chosen.model_dump()
+                report["final"]["config_source"] = "tuned in this run (--tune)"
+            else:
+                chosen = inputs.ranking
+                report["final"]["config_source"] = "RankingConfig defaults / --ranking-json"
+            report["methods"]["final"]["dev"] = dev_metrics(rank_pools(pools, chosen), rows, dev)
+            fold_of = np.random.default_rng(inputs.seed).permutation(len(rows)) % 2
+            top = rank_pools(pools, chosen)
+            report["final"]["dev_folds"] = [
+                dev_metrics(top[fold_of == f], rows[fold_of == f], dev) for f in range(2)
+            ]
+    else:
+        report["dev"] = {"skipped": f"no dev recommendations at {dev_csv}"}
+
+    if inputs.model_dir is not None and (inputs.model_dir / "model.onnx").is_file():
+        report["model"] = _model_stats(inputs.model_dir, catalogue)
+
+    inputs.out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = inputs.out_dir / "report.json", inputs.out_dir / "report.md"
+    json_path.write_text(json.dumps(_clean(report), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    md_path.write_text(render_markdown(report), encoding="utf-8")
+    return EvaluateResult(report=report, json_path=json_path, md_path=md_path)
+
+
+def _clean(value: Any) -> Any:
+    # JSON has no NaN: write null so other tools can read the report.
+    if isinstance(value, float):
+        return None if math.isnan(value) else round(value, 6)
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _pct(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{100 * float(value):.1f} %"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The report as a readable Markdown page (one table per section)."""
+    lines = [
+        "# Evaluation report",
+        "",
+        f"Catalogue: {report['catalogue']['size']} anime. k = {report['k']}.",
+        "",
+    ]
+    for name, label in report.get("labels", {}).items():
+        lines.append(f"- `{name}`: {label}")
+    lines += [
+        "",
+        "| method | test triplet acc. | teacher recall@10 | dev recall@10 (cross-franchise, ≥2 votes) "
+        "| franchise siblings@10 |",
+        "|---|---|---|---|---|",
+    ]
+    for name, m in report["methods"].items():
+        dev = m.get("dev", {})
+        lines.append(
+            f"| {name} | {_pct(m.get('triplet_accuracy'))} | {_pct(m.get('teacher_recall_at_10'))} "
+            f"| {_pct(dev.get('recall_at_10'))} | {_pct(dev.get('siblings_at_10'))} |"
+        )
+    for name, m in report.get("references", {}).items():
+        lines.append(
+            f"| ({name} reference) | – | – | {_pct(m['recall_at_10'])} | {_pct(m['siblings_at_10'])} |"
+        )
+    lines.append("")
+    if "triplets" in report:
+        t = report["triplets"]
+        lines += [f"Test triplets: {t['test_triplets']} over {t['test_anchors']} anchors — {t['drawn']}.", ""]
+    dev = report.get("dev", {})
+    if "skipped" in dev:
+        lines += [f"Dev section skipped: {dev['skipped']}.", ""]
+    else:
+        lines += [
+            f"Dev set: {dev['sources']} source anime; {dev['pairs_min_votes']} pairs with ≥ 2 votes, "
+            f"of which {dev['pairs_same_franchise_excluded']} same-franchise pairs excluded; "
+            f"{dev['sources_with_siblings']} sources with 1–10 franchise siblings.",
+            "",
+        ]
+    final = report.get("final", {})
+    lines += [f"Final ranking ({final.get('config_source', '')}): `{json.dumps(final.get('config'))}`", ""]
+    for f, m in enumerate(final.get("dev_folds", [])):
+        lines.append(
+            f"- dev fold {f}: recall@10 {_pct(m['recall_at_10'])}, siblings@10 {_pct(m['siblings_at_10'])}"
+        )
+    if "tuning" in report:
+        tun = report["tuning"]
+        lines += ["", f"Tuning: {tun['configs_tried']} configs, grid `{json.dumps(tun['grid'])}`.", ""]
+        for fr in tun["folds"]:
+            ho = fr["held_out"]
+            lines.append(
+                f"- tuned without fold {fr['held_out_fold']}: `{json.dumps(fr['chosen'])}` → on that fold "
+                f"recall@10 {_pct(ho['recall_at_10'])}, siblings@10 {_pct(ho['siblings_at_10'])}"
+            )
+    if "model" in report:
+        mod = report["model"]
+        lines += [
+            "",
+            f"Model `{mod['model_dir']}`: {mod['texts_per_s']:.0f} texts/s ({mod['threads']} threads).",
+            "",
+        ]
+        lines += [f"- {name}: {size / 1e6:.1f} MB" for name, size in mod["file_bytes"].items()]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------
+
+
+def _parse_vectors(items: Sequence[str], default_dir: Path) -> dict[str, Path]:
+    vectors = {name: default_dir / f"{name}.npy" for name in DEFAULT_VECTOR_NAMES}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise argparse.ArgumentTypeError(f"--vectors expects NAME=PATH, got {item!r}")
+        vectors[name] = Path(path)
+    return vectors
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the `evaluate` stage from parsed CLI arguments."""
+    paths = BuildPaths.from_env()
+    ranking = (
+        RankingConfig.model_validate_json(Path(args.ranking_json).read_text(encoding="utf-8"))
+        if args.ranking_json
+        else RankingConfig()
+    )
+    labels = dict(item.partition("=")[::2] for item in args.label)
+    result = evaluate(
+        EvaluateInputs(
+            catalogue=Path(args.catalogue or paths.catalogue),
+            out_dir=Path(args.out or paths.eval),
+            vectors=_parse_vectors(args.vectors, paths.models / "vectors"),
+            neighbours=Path(args.neighbours or paths.neighbours),
+            triplets=Path(args.triplets or paths.triplets),
+            dev_csv=Path(args.dev_csv),
+            model_dir=Path(args.model_dir or paths.artifacts_dir / "model"),
+            final_v4=args.final_v4,
+            final_v3=args.final_v3,
+            ranking=ranking,
+            tune=args.tune,
+            pool=args.pool,
+            labels=labels,
+        )
+    )
+    sys.stdout.write(result.md_path.read_text(encoding="utf-8"))
+    sys.stdout.write(f"wrote {result.json_path} and {result.md_path}\n")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `evaluate` subcommand."""
+    p = subparsers.add_parser(
+        "evaluate",
+        help="write the evaluation report (triplet accuracy, teacher recall, dev recall, siblings)",
+        description="Evaluate V1/V2/V3/V4 and the final ranking; write report.json and report.md to "
+        ".work/eval/. Sections whose inputs are missing are skipped.",
+    )
+    p.add_argument("--catalogue", help="catalogue .jsonl.gz (default: the ingest stage's output)")
+    p.add_argument(
+        "--vectors",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="catalogue vectors (.npy in row order, or .npz with ids); defaults: "
+        ".work/models/vectors/{v3,v4_fp32,v4_int8}.npy",
+    )
+    p.add_argument("--neighbours", help="V2 neighbour lists .npz (default: the teacher stage's output)")
+    p.add_argument("--triplets", help="triplets .npz (default: the triplets stage's output)")
+    p.add_argument(
+        "--dev-csv",
+        default=str(DEFAULT_DEV_CSV),
+        help="MyAnimeList dev recommendations CSV (default: ../shared/eval/…); absent = section skipped",
+    )
+    p.add_argument("--model-dir", help="ONNX model dir for throughput and sizes (default: artifacts model/)")
+    p.add_argument("--final-v4", default="v4_int8", help="vectors NAME used as V4 by the final ranking")
+    p.add_argument("--final-v3", default="v3", help="vectors NAME used as V3 by the final ranking")
+    p.add_argument("--ranking-json", help="RankingConfig as JSON (default: the tuned defaults)")
+    p.add_argument(
+        "--tune", action="store_true", help="grid-search RankingConfig on the dev set (2-fold check)"
+    )
+    p.add_argument(
+        "--pool", type=int, default=200, help="candidates over-fetched per query before re-ranking"
+    )
+    p.add_argument("--label", action="append", default=[], metavar="NAME=TEXT", help="describe a method")
+    p.add_argument("--out", help="output folder (default: .work/eval)")
+    p.set_defaults(func=run)

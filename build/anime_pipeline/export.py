@@ -1,0 +1,392 @@
+"""Stage `export`: one ONNX graph (encoder + mean pooling + head + L2 norm) with outputs `v3`, `v4`.
+
+1. optimum exports the base transformer (feature-extraction → `last_hidden_state`).
+2. onnx.helper appends masked mean pooling + L2 normalisation (`v3`) and the trained head
+   + L2 normalisation (`v4`), so queries and catalogue vectors come from the very same graph.
+3. optimum's `ORTQuantizer` quantises it dynamically to int8: a portable x86 (AVX2) file
+   and an arm64 (Graviton) file.
+4. Parity: fp32 graph vs the torch reference, int8 vs fp32 (mean cosine, triplet accuracy,
+   recall@10 against the teacher), written to `parity.json`; the runtime model folder
+   (`model.onnx`, `tokenizer.json`, `encoder.json`) holds the x86 int8 model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from anime_pipeline.embedding_eval import TripletSet, teacher_recall, top_k_rows, triplet_accuracy
+from anime_pipeline.models import resolve_base_model
+from anime_pipeline.paths import BuildPaths
+from anime_pipeline.train import HEAD_FILE, head_vectors, load_head
+from anime_recommender.catalogue import Catalogue
+from anime_recommender.encoder import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, EncoderConfig, OnnxEncoder
+from anime_recommender.text import TEXT_VERSION, anime_text
+
+log = logging.getLogger(__name__)
+
+FP32_FILE = "model_fp32.onnx"
+QUANT_TARGETS = ("avx2", "arm64")
+
+
+class ParityError(RuntimeError):
+    """The int8 model lost more ranking quality than the gate allows."""
+
+
+@dataclass(frozen=True)
+class QuantSettings:
+    """Dynamic int8 settings passed to optimum's `AutoQuantizationConfig.<target>`."""
+
+    per_channel: bool = True
+    reduce_range: bool = False
+    operators_to_quantize: tuple[str, ...] = ("MatMul",)
+    exclude_head: bool = False
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """How to export, quantise and check the V3/V4 graph."""
+
+    opset: int = 18
+    quant: QuantSettings = QuantSettings()
+    threads: int = 2
+    batch_size: int = 32
+    # Gate: int8 triplet accuracy / teacher recall may drop at most this much (absolute) vs fp32.
+    max_quality_drop: float = 0.01
+    # Rows of the catalogue embedded for parity (None = all; tests use small catalogues anyway).
+    parity_rows: int | None = None
+    enforce_gate: bool = True
+
+
+@dataclass
+class ExportResult:
+    """Files written and the parity numbers."""
+
+    onnx_dir: Path
+    runtime_dir: Path
+    files: dict[str, int]
+    parity: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _append_pooling_and_head(model: Any, head: dict[str, Any], opset: int) -> Any:
+    """Add `v3` = normalise(masked mean of last_hidden_state) and `v4` = normalise(head(v3)).
+
+    Uses only opset-13+ ops whose axes are inputs (Unsqueeze, ReduceSum), so it works for
+    any opset optimum picks >= 13. GELU is written out with Erf to match torch's exact GELU.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    hidden = graph.output[0].name
+    if opset < 13:
+        raise ValueError("opset >= 13 required")
+
+    def const(name: str, value: np.ndarray) -> str:
+        graph.initializer.append(numpy_helper.from_array(value, name))
+        return name
+
+    def node(op: str, inputs: list[str], output: str, **attrs: Any) -> str:
+        graph.node.append(helper.make_node(op, inputs, [output], name=f"pool_{output}", **attrs))
+        return output
+
+    axis1 = const("pool_axis1", np.array([1], dtype=np.int64))
+    axis_last = const("pool_axis_last", np.array([-1], dtype=np.int64))
+    eps = const("pool_eps", np.array(1e-9, dtype=np.float32))
+    eps_norm = const("pool_eps_norm", np.array(1e-12, dtype=np.float32))
+
+    def l2_normalise(x: str, prefix: str, out: str) -> str:
+        sq = node("Mul", [x, x], f"{prefix}_sq")
+        ss = node("ReduceSum", [sq, axis_last], f"{prefix}_sumsq", keepdims=1)
+        norm = node("Sqrt", [ss], f"{prefix}_norm")
+        norm = node("Max", [norm, eps_norm], f"{prefix}_norm_clamped")
+        return node("Div", [x, norm], out)
+
+    mask = node("Cast", ["attention_mask"], "pool_mask_f", to=TensorProto.FLOAT)
+    mask3 = node("Unsqueeze", [mask, axis_last], "pool_mask3")
+    masked = node("Mul", [hidden, mask3], "pool_masked")
+    summed = node("ReduceSum", [masked, axis1], "pool_sum", keepdims=0)
+    count = node("ReduceSum", [mask3, axis1], "pool_count", keepdims=0)
+    count = node("Max", [count, eps], "pool_count_clamped")
+    mean = node("Div", [summed, count], "pool_mean")
+    v3 = l2_normalise(mean, "v3n", "v3")
+
+    w = head["state_dict"]
+
+    def linear(x: str, layer: str) -> str:
+        weight = const(f"head_{layer}_w", np.ascontiguousarray(w[f"{layer}.weight"].T.astype(np.float32)))
+        bias = const(f"head_{layer}_b", w[f"{layer}.bias"].astype(np.float32))
+        mm = node("MatMul", [x, weight], f"head_{layer}_mm")
+        return node("Add", [mm, bias], f"head_{layer}_out")
+
+    skip = linear(v3, "skip")
+    h = linear(v3, "fc1")
+    sqrt2 = const("head_sqrt2", np.array(np.sqrt(2.0), dtype=np.float32))
+    one = const("head_one", np.array(1.0, dtype=np.float32))
+    half = const("head_half", np.array(0.5, dtype=np.float32))
+    erf = node("Erf", [node("Div", [h, sqrt2], "head_gelu_scaled")], "head_gelu_erf")
+    gelu = node("Mul", [node("Mul", [h, half], "head_gelu_half"), node("Add", [erf, one], "head_gelu_1perf")], "head_gelu")
+    mlp = linear(gelu, "fc2")
+    y = node("Add", [skip, mlp], "head_sum")
+    v4 = l2_normalise(y, "v4n", "v4")
+
+    del graph.output[:]
+    graph.output.extend(
+        [
+            helper.make_tensor_value_info(v4, TensorProto.FLOAT, ["batch_size", int(head["out_dim"])]),
+            helper.make_tensor_value_info(v3, TensorProto.FLOAT, ["batch_size", int(head["in_dim"])]),
+        ]
+    )
+    onnx.checker.check_model(model)
+    return model
+
+
+def export_fp32(base_path: Path, head: dict[str, Any], out_file: Path, opset: int) -> None:
+    """optimum export of the transformer, then pooling + head appended → one fp32 graph."""
+    import onnx
+    from optimum.exporters.onnx import main_export
+
+    with tempfile.TemporaryDirectory() as tmp:
+        main_export(
+            str(base_path),
+            output=tmp,
+            task="feature-extraction",
+            opset=opset,
+            library_name="transformers",
+            local_files_only=True,
+            do_validation=False,
+        )
+        model = onnx.load(str(Path(tmp) / "model.onnx"))
+    model = _append_pooling_and_head(model, head, opset)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(out_file))
+
+
+def quantise(fp32_file: Path, target: str, settings: QuantSettings, out_file: Path) -> dict[str, Any]:
+    """Dynamic int8 with optimum's ORTQuantizer; returns the config as recorded in encoder.json."""
+    import onnx
+    from optimum.onnxruntime import ORTQuantizer
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+    exclude: list[str] = []
+    if settings.exclude_head:
+        exclude = [n.name for n in onnx.load(str(fp32_file)).graph.node if n.name.startswith("pool_head_")]
+    kwargs: dict[str, Any] = {
+        "is_static": False,
+        "per_channel": settings.per_channel,
+        "operators_to_quantize": list(settings.operators_to_quantize),
+        "nodes_to_exclude": exclude,
+    }
+    if target == "avx2":
+        qconfig = AutoQuantizationConfig.avx2(reduce_range=settings.reduce_range, **kwargs)
+    elif target == "arm64":
+        qconfig = AutoQuantizationConfig.arm64(**kwargs)
+    else:
+        raise ValueError(f"unknown quantisation target {target!r}; use one of {QUANT_TARGETS}")
+    quantizer = ORTQuantizer.from_pretrained(fp32_file.parent, file_name=fp32_file.name)
+    with tempfile.TemporaryDirectory() as tmp:
+        quantizer.quantize(quantization_config=qconfig, save_dir=tmp, file_suffix=target)
+        (written,) = Path(tmp).glob("*.onnx")
+        shutil.move(str(written), out_file)
+    return {
+        "tool": "optimum.onnxruntime.ORTQuantizer",
+        "preset": f"AutoQuantizationConfig.{target}",
+        "dynamic": True,
+        "per_channel": qconfig.per_channel,
+        "reduce_range": qconfig.reduce_range,
+        "weights_dtype": str(qconfig.weights_dtype),
+        "activations_dtype": str(qconfig.activations_dtype),
+        "operators_to_quantize": list(qconfig.operators_to_quantize),
+        "nodes_excluded": len(exclude),
+    }
+
+
+def _write_model_dir(
+    folder: Path, onnx_file: Path, tokenizer: Path, config: EncoderConfig, model_name: str = MODEL_FILE
+) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(onnx_file, folder / model_name)
+    shutil.copyfile(tokenizer, folder / TOKENIZER_FILE)
+    config.save(folder / CONFIG_FILE)
+
+
+def _mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean(np.einsum("ij,ij->i", a, b)))
+
+
+def _quality(
+    vectors: dict[str, np.ndarray],
+    catalogue: Catalogue,
+    triplets: TripletSet | None,
+    neighbours_path: Path | None,
+) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    if triplets is None:
+        return out
+    for split in ("validation", "test"):
+        rows = triplets.rows(catalogue, split)
+        for name, v in vectors.items():
+            out[f"{name}_{split}_accuracy"] = triplet_accuracy(v, *rows)
+    test_anchors = triplets.rows(catalogue, "test")[0]
+    for name, v in vectors.items():
+        out[f"{name}_test_teacher_recall@10"] = teacher_recall(v, catalogue, test_anchors, neighbours_path)
+    return out
+
+
+def export_models(
+    catalogue: Catalogue,
+    head_path: Path,
+    onnx_dir: Path,
+    runtime_dir: Path,
+    config: ExportConfig = ExportConfig(),  # noqa: B008 - frozen dataclass, safe as a default
+    triplets: TripletSet | None = None,
+    neighbours_path: Path | None = None,
+    cache_dir: Path | None = None,
+) -> ExportResult:
+    """Export fp32 + int8 (avx2, arm64) graphs, check parity, write the runtime model folder."""
+    start = time.perf_counter()
+    head = load_head(head_path)
+    base = resolve_base_model(head["base_model_path"], cache_dir or onnx_dir / "cache")
+    max_length = int(head["config"]["max_length"])
+    fp32_file = onnx_dir / FP32_FILE
+    export_fp32(base.path, head, fp32_file, config.opset)
+
+    dims = {"v4": int(head["out_dim"]), "v3": int(head["in_dim"])}
+    quant_configs: dict[str, dict[str, Any]] = {}
+    for target in QUANT_TARGETS:
+        quant_configs[target] = quantise(fp32_file, target, config.quant, onnx_dir / f"model_int8_{target}.onnx")
+
+    def encoder_config(quantization: dict[str, Any]) -> EncoderConfig:
+        return EncoderConfig(
+            outputs=dims,
+            max_length=max_length,
+            base_model=base.name,
+            text_version=TEXT_VERSION,
+            quantization=quantization,
+            extra={"head": {k: head[k] for k in ("in_dim", "hidden_dim", "out_dim")}, "pooling": "mean"},
+        )
+
+    # One loadable folder per variant (parity uses the runtime encoder itself: one code path).
+    variants = {"fp32": fp32_file, **{f"int8_{t}": onnx_dir / f"model_int8_{t}.onnx" for t in QUANT_TARGETS}}
+    for name, file in variants.items():
+        quantization = quant_configs.get(name.removeprefix("int8_"), {"dtype": "float32"})
+        _write_model_dir(onnx_dir / name, file, base.tokenizer_file, encoder_config(quantization))
+
+    rows = len(catalogue) if config.parity_rows is None else min(config.parity_rows, len(catalogue))
+    texts = [anime_text(a) for a in catalogue][:rows]
+    embedded: dict[str, dict[str, np.ndarray]] = {}
+    for name in variants:
+        encoder = OnnxEncoder.load(onnx_dir / name, threads=config.threads)
+        embedded[name] = encoder.encode(texts, batch_size=config.batch_size)
+    fp32 = embedded["fp32"]
+    # The fp32 graph must reproduce the torch head on its own V3 output (checks the appended ops).
+    torch_v4 = head_vectors(head, fp32["v3"])
+    parity: dict[str, Any] = {
+        "rows": rows,
+        "fp32_graph_vs_torch_head_v4_min_cosine": float(np.min(np.einsum("ij,ij->i", fp32["v4"], torch_v4))),
+    }
+    gate_failures: list[str] = []
+    full = rows == len(catalogue)
+    for name in variants:
+        vec = embedded[name]
+        entry: dict[str, Any] = {}
+        if name != "fp32":
+            for out in ("v3", "v4"):
+                cos = np.einsum("ij,ij->i", vec[out], fp32[out])
+                entry[f"{out}_mean_cosine_vs_fp32"] = float(cos.mean())
+                entry[f"{out}_min_cosine_vs_fp32"] = float(cos.min())
+                k = min(10, rows - 1)
+                if k > 0:
+                    sample = np.arange(min(rows, 2000))
+                    mine = top_k_rows(vec[out], sample, k)
+                    ref = top_k_rows(fp32[out], sample, k)
+                    entry[f"{out}_top10_overlap_vs_fp32"] = float(
+                        np.mean([len(set(a) & set(b)) / k for a, b in zip(mine, ref, strict=True)])
+                    )
+        if full:
+            entry.update(_quality(vec, catalogue, triplets, neighbours_path))
+        parity[name] = entry
+    if full and triplets is not None:
+        for name in variants:
+            if name == "fp32":
+                continue
+            for key, ref in parity["fp32"].items():
+                got = parity[name].get(key)
+                if ref is not None and got is not None and got < ref - config.max_quality_drop:
+                    gate_failures.append(f"{name} {key}: {got:.4f} < fp32 {ref:.4f} - {config.max_quality_drop}")
+    parity["gate_failures"] = gate_failures
+    parity["quantization"] = quant_configs
+    parity["settings"] = asdict(config)
+
+    _write_model_dir(runtime_dir, variants["int8_avx2"], base.tokenizer_file, encoder_config(quant_configs["avx2"]))
+    files = {p.name: p.stat().st_size for p in sorted(onnx_dir.glob("*.onnx"))}
+    files.update({f"runtime/{p.name}": p.stat().st_size for p in sorted(runtime_dir.iterdir())})
+    parity["files"] = files
+    seconds = time.perf_counter() - start
+    parity["seconds"] = seconds
+    (onnx_dir / "parity.json").write_text(json.dumps(parity, indent=2) + "\n", encoding="utf-8")
+    if gate_failures and config.enforce_gate:
+        raise ParityError("; ".join(gate_failures))
+    return ExportResult(onnx_dir=onnx_dir, runtime_dir=runtime_dir, files=files, parity=parity, seconds=seconds)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `anime-build export`."""
+    parser = subparsers.add_parser(
+        "export",
+        help="Export V3+V4 as one ONNX graph (optimum), quantise to int8 (avx2 + arm64), check parity.",
+        description="Writes .work/models/onnx/{model_fp32,model_int8_avx2,model_int8_arm64}.onnx, one "
+        "loadable folder per variant, parity.json (int8 vs fp32 cosine, triplet accuracy, teacher "
+        "recall@10), and the runtime folder .work/models/runtime/{model.onnx,tokenizer.json,encoder.json} "
+        "(int8 avx2). Fails if int8 loses more than --max-drop of fp32 quality.",
+    )
+    defaults = ExportConfig()
+    parser.add_argument("--opset", type=int, default=defaults.opset, help="ONNX opset (default %(default)s)")
+    parser.add_argument("--no-per-channel", action="store_true", help="per-tensor weight scales")
+    parser.add_argument("--reduce-range", action="store_true", help="7-bit weights (x86 only)")
+    parser.add_argument("--exclude-head", action="store_true", help="keep the V4 head in fp32")
+    parser.add_argument("--threads", type=int, default=defaults.threads, help="onnxruntime threads for parity")
+    parser.add_argument("--max-drop", type=float, default=defaults.max_quality_drop, help="quality gate")
+    parser.set_defaults(func=run)
+
+
+def runtime_model_dir(paths: BuildPaths) -> Path:
+    """Where the runtime (int8 avx2) model folder goes; the index/layers stages read it."""
+    return paths.models / "runtime"
+
+
+def run(args: argparse.Namespace) -> int:
+    """CLI entry of `anime-build export`."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    paths = BuildPaths.from_env()
+    config = ExportConfig(
+        opset=args.opset,
+        quant=QuantSettings(
+            per_channel=not args.no_per_channel, reduce_range=args.reduce_range, exclude_head=args.exclude_head
+        ),
+        threads=args.threads,
+        max_quality_drop=args.max_drop,
+    )
+    result = export_models(
+        Catalogue.load(paths.catalogue),
+        paths.models / HEAD_FILE,
+        paths.models / "onnx",
+        runtime_model_dir(paths),
+        config,
+        triplets=TripletSet.load(paths.triplets) if paths.triplets.is_file() else None,
+        neighbours_path=paths.neighbours,
+        cache_dir=paths.work / "cache",
+    )
+    log.info("export: %.1fs, files %s", result.seconds, json.dumps(result.files))
+    log.info("parity: %s", json.dumps({k: v for k, v in result.parity.items() if k != "settings"}, indent=1))
+    return 0

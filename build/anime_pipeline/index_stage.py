@@ -1,0 +1,232 @@
+"""Stage `index`: embed the catalogue with the int8 ONNX model, build the V4 and V3 hnswlib indexes,
+pick the smallest `ef` with recall@10 ≥ 0.99 against brute force, and write the artifact bundle.
+
+The catalogue is embedded with `OnnxEncoder` (the int8 model the API uses for queries), so catalogue
+and query vectors come from one code path. Recall is measured with catalogue items as queries
+(the by-id "similar" route), against exact inner-product top-10 over all items.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from anime_recommender.artifacts import bundle_sizes, write_bundle
+from anime_recommender.catalogue import Catalogue
+from anime_recommender.encoder import OnnxEncoder
+from anime_recommender.index import VectorIndex
+from anime_recommender.neighbours import NeighbourLists
+from anime_recommender.text import anime_text
+
+from anime_pipeline.paths import BuildPaths
+
+EF_CANDIDATES: tuple[int, ...] = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+
+
+@dataclass
+class IndexStageConfig:
+    """Inputs of `anime-build index`."""
+
+    catalogue: Path
+    neighbours: Path
+    model_dir: Path
+    out_dir: Path
+    M: int = 16
+    ef_construction: int = 200
+    target_recall: float = 0.99
+    k: int = 10
+    eval_queries: int = 1000
+    threads: int = 2
+    batch_size: int = 64
+    seed: int = 0
+
+
+@dataclass
+class SpaceReport:
+    """Per space: what was shipped and how it measured."""
+
+    dim: int
+    ef: int
+    recall_at_10: float
+    build_seconds: float
+    query_p50_ms: float
+    query_p95_ms: float
+    recall_by_ef: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
+class IndexStageResult:
+    """What the stage produced."""
+
+    out_dir: Path
+    embed_seconds: float
+    spaces: dict[str, SpaceReport]
+    sizes: dict[str, int]
+
+
+def brute_force_top_k(vectors: np.ndarray, queries: np.ndarray, k: int, chunk: int = 256) -> np.ndarray:
+    """Row indices of the exact top-k inner products per query (ties broken by row)."""
+    out = np.empty((len(queries), k), dtype=np.int64)
+    for start in range(0, len(queries), chunk):
+        sims = queries[start : start + chunk] @ vectors.T
+        part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(sims, part, axis=1), axis=1, kind="stable")
+        out[start : start + chunk] = np.take_along_axis(part, order, axis=1)
+    return out
+
+
+def recall_at_k(index: VectorIndex, ids: np.ndarray, truth_rows: np.ndarray, queries: np.ndarray) -> float:
+    """Mean |ANN top-k ∩ exact top-k| / k at the index's current ef."""
+    k = truth_rows.shape[1]
+    found, _ = index.knn_batch(queries, k)
+    truth = ids[truth_rows]
+    hits = sum(len(set(f.tolist()) & set(t.tolist())) for f, t in zip(found, truth, strict=True))
+    return hits / truth.size
+
+
+def choose_ef(
+    index: VectorIndex,
+    ids: np.ndarray,
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    k: int = 10,
+    target: float = 0.99,
+    candidates: tuple[int, ...] = EF_CANDIDATES,
+) -> tuple[int, float, dict[int, float]]:
+    """The smallest candidate ef (≥ k) reaching `target` recall@k; sets it on the index."""
+    truth = brute_force_top_k(vectors, queries, k)
+    measured: dict[int, float] = {}
+    for ef in (c for c in candidates if c >= k):
+        index._index.set_ef(ef)
+        measured[ef] = recall_at_k(index, ids, truth, queries)
+        if measured[ef] >= target:
+            break
+    ef = max(measured, key=lambda e: (measured[e] >= target, -e if measured[e] >= target else e))
+    index.params = type(index.params)(M=index.params.M, ef_construction=index.params.ef_construction, ef=ef)
+    index._index.set_ef(ef)
+    return ef, measured[ef], measured
+
+
+def query_latency_ms(index: VectorIndex, queries: np.ndarray, k: int = 10) -> tuple[float, float]:
+    """p50 and p95 of single-query `search(vector, k)` (the API's call), in milliseconds."""
+    for q in queries[:20]:
+        index.search(q, k)  # warm-up
+    times = []
+    for q in queries:
+        t0 = time.perf_counter()
+        index.search(q, k)
+        times.append((time.perf_counter() - t0) * 1000)
+    return float(np.percentile(times, 50)), float(np.percentile(times, 95))
+
+
+def build_index_bundle(config: IndexStageConfig) -> IndexStageResult:
+    """Embed, index, gate on recall and write the bundle (see the module docstring)."""
+    from tqdm import tqdm
+
+    catalogue = Catalogue.load(config.catalogue)
+    neighbours = NeighbourLists.load(config.neighbours)
+    encoder = OnnxEncoder.load(config.model_dir, threads=config.threads)
+    texts = [anime_text(a) for a in catalogue]
+    t0 = time.perf_counter()
+    chunks: dict[str, list[np.ndarray]] = {space: [] for space in encoder.dims}
+    step = config.batch_size * 16
+    for start in tqdm(range(0, len(texts), step), desc="embed (int8 onnx)", unit="chunk"):
+        for space, vecs in encoder.encode(texts[start : start + step], batch_size=config.batch_size).items():
+            chunks[space].append(vecs)
+    vectors = {space: np.concatenate(parts) for space, parts in chunks.items()}
+    embed_seconds = time.perf_counter() - t0
+
+    ids = np.array(catalogue.ids, dtype=np.int64)
+    rng = np.random.default_rng(config.seed)
+    sample = rng.choice(len(ids), size=min(config.eval_queries, len(ids)), replace=False)
+    indexes: dict[str, VectorIndex] = {}
+    reports: dict[str, SpaceReport] = {}
+    for space in tqdm(list(vectors), desc="hnswlib indexes", unit="space"):
+        t0 = time.perf_counter()
+        index = VectorIndex.build(
+            ids, vectors[space], M=config.M, ef_construction=config.ef_construction, threads=config.threads
+        )
+        build_seconds = time.perf_counter() - t0
+        queries = vectors[space][sample]
+        ef, recall, by_ef = choose_ef(index, ids, vectors[space], queries, config.k, config.target_recall)
+        if recall < config.target_recall:
+            raise RuntimeError(
+                f"{space}: recall@{config.k} {recall:.4f} < {config.target_recall} at every ef"
+            )
+        p50, p95 = query_latency_ms(index, queries[:300], config.k)
+        indexes[space] = index
+        reports[space] = SpaceReport(
+            dim=index.dim,
+            ef=ef,
+            recall_at_10=round(recall, 4),
+            build_seconds=round(build_seconds, 2),
+            query_p50_ms=round(p50, 3),
+            query_p95_ms=round(p95, 3),
+            recall_by_ef={e: round(r, 4) for e, r in by_ef.items()},
+        )
+    write_bundle(
+        config.out_dir,
+        catalogue=catalogue,
+        neighbours=neighbours,
+        model_dir=config.model_dir,
+        indexes=indexes,
+        recall_at_10={space: r.recall_at_10 for space, r in reports.items()},
+    )
+    return IndexStageResult(
+        out_dir=config.out_dir,
+        embed_seconds=round(embed_seconds, 2),
+        spaces=reports,
+        sizes=bundle_sizes(config.out_dir),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """CLI entry of `anime-build index`."""
+    paths = BuildPaths.from_env()
+    config = IndexStageConfig(
+        catalogue=Path(args.catalogue) if args.catalogue else paths.catalogue,
+        neighbours=Path(args.neighbours) if args.neighbours else paths.neighbours,
+        # The export stage's runtime folder (int8, x86 avx2): `anime_pipeline.export.runtime_model_dir`.
+        model_dir=Path(args.model_dir) if args.model_dir else paths.models / "runtime",
+        out_dir=Path(args.out_dir) if args.out_dir else paths.artifacts_dir,
+        M=args.M,
+        ef_construction=args.ef_construction,
+        target_recall=args.target_recall,
+        threads=args.threads,
+    )
+    result = build_index_bundle(config)
+    report = json.dumps(asdict(result), indent=2, default=str)
+    paths.work.mkdir(parents=True, exist_ok=True)
+    (paths.work / "index_report.json").write_text(report + "\n")
+    sys.stdout.write(report + "\n")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `anime-build index`."""
+    p = subparsers.add_parser(
+        "index",
+        help="embed the catalogue (int8 ONNX), build V4/V3 hnswlib indexes, write the artifact bundle",
+        description="Embeds every anime with the int8 ONNX model (OnnxEncoder, as queries are), builds one "
+        "hnswlib 'ip' index per model output (v4, v3), picks the smallest ef with recall@10 >= the target "
+        "against brute force, and writes the bundle (catalogue, V2 neighbour lists, model, indexes, "
+        "manifest with sha256 per file) into the artifacts layer. Report: .work/index_report.json.",
+    )
+    p.add_argument("--catalogue", help="catalogue .jsonl.gz (default: the ingest stage's)")
+    p.add_argument("--neighbours", help="V2 neighbour lists .npz (default: the teacher stage's)")
+    p.add_argument("--model-dir", help="runtime model folder (default: .work/models/runtime)")
+    p.add_argument("--out-dir", help="bundle folder (default: layers/artifacts/anime-artifacts)")
+    p.add_argument("--M", type=int, default=16, help="hnswlib M (default %(default)s)")
+    p.add_argument(
+        "--ef-construction", type=int, default=200, help="hnswlib ef_construction (default %(default)s)"
+    )
+    p.add_argument("--target-recall", type=float, default=0.99, help="recall@10 gate (default %(default)s)")
+    p.add_argument(
+        "--threads", type=int, default=2, help="threads for onnxruntime/hnswlib (default %(default)s)"
+    )
+    p.set_defaults(func=run)

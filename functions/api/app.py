@@ -1,0 +1,60 @@
+"""API Lambda handler: API Gateway HTTP API (v2) → Mangum → FastAPI. Wiring only.
+
+Everything expensive (settings validation, artifact verification, ONNX session, indexes, title
+search structures, DynamoDB client) happens once per container, at import (cold start).
+"""
+
+from __future__ import annotations
+
+import time
+
+_IMPORT_STARTED = time.perf_counter()
+
+from aws_lambda_powertools import Logger, Metrics, Tracer  # noqa: E402
+from aws_lambda_powertools.logging import correlation_paths  # noqa: E402
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers  # noqa: E402
+from aws_lambda_powertools.metrics import MetricUnit  # noqa: E402
+from aws_lambda_powertools.utilities.typing import LambdaContext  # noqa: E402
+from mangum import Mangum  # noqa: E402
+
+from anime_recommender.api.lambda_app import TEXT_MIME_TYPES, load_serving  # noqa: E402
+from anime_recommender.api.observability import MetricsObserver  # noqa: E402
+from anime_recommender.settings import ApiSettings  # noqa: E402
+
+settings = ApiSettings.from_env()
+logger = Logger(service=settings.powertools_service_name, level=settings.log_level)
+copy_config_to_registered_loggers(source_logger=logger, include={"anime_recommender"})
+metrics = Metrics(namespace=settings.powertools_metrics_namespace, service=settings.powertools_service_name)
+tracer = Tracer(service=settings.powertools_service_name)
+
+observer = MetricsObserver(metrics)
+serving = load_serving(settings, observer=observer)
+observer.tier = serving.backend.info.tier
+app = serving.app
+# Init time as Lambda sees it: from the first import of this module, not just the bundle load.
+app.state.api.init_ms = (time.perf_counter() - _IMPORT_STARTED) * 1000.0
+# lifespan="off": Mangum would otherwise run startup/shutdown on every invocation.
+# problem+json bodies are text: without it Mangum would base64-encode every error body.
+_mangum = Mangum(app, lifespan="off", text_mime_types=[*TEXT_MIME_TYPES])
+_cold = True
+logger.info(
+    "api initialised",
+    extra={
+        "tier": serving.backend.info.tier,
+        "init_ms": round(app.state.api.init_ms, 1),
+        "failures": list(serving.backend.info.failures),
+    },
+)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict, context: LambdaContext) -> dict:
+    """Lambda entry point."""
+    global _cold
+    if _cold:
+        _cold = False
+        metrics.add_metric(name="ColdStartInitMs", unit=MetricUnit.Milliseconds, value=app.state.api.init_ms)
+    response: dict = _mangum(event, context)
+    return response

@@ -1,0 +1,367 @@
+"""The similarity backend the API serves from, behind a small interface.
+
+`SimilarityBackend` is all the HTTP layer needs: the catalogue, which tier is active and the
+versions, by-id neighbours, profile recommendations and free-text search. `TieredBackend`
+implements it over whatever the artifact bundle could load: an ANN index of unit vectors
+(V4 or V3, with the ONNX text encoder) or, in the last fallback tier, only the V2 neighbour
+lists. The pieces are typed as protocols so the index/encoder/neighbour modules can evolve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+
+from anime_recommender.artifacts import ServingBundle
+from anime_recommender.catalogue import Catalogue
+from anime_recommender.ranking import Candidate, FranchiseIndex, RankingConfig, rank_candidates
+
+Tier = Literal["v4", "v3", "v2"]
+Scored = tuple[int, float]
+
+# How much of the disliked direction a profile subtracts (see `TieredBackend.recommend`).
+DISLIKE_WEIGHT = 0.5
+# V4 candidates handed to the re-ranking (its docstring asks for 100–200).
+RERANK_POOL = 100
+
+
+class TextSearchUnavailableError(RuntimeError):
+    """The active tier has no text encoder (V2 neighbour lists only)."""
+
+
+class VectorSearch(Protocol):
+    """An ANN index over unit vectors keyed by anime id (`anime_recommender.index.VectorIndex`)."""
+
+    def search(
+        self, vector: np.ndarray, k: int, allowed: set[int] | None = None
+    ) -> list[tuple[int, float]]:
+        """Top-k (anime id, cosine) for a unit query vector, restricted to `allowed` ids if given."""
+        ...
+
+    def vector(self, anime_id: int) -> np.ndarray:
+        """The stored unit vector of an anime; KeyError when absent."""
+        ...
+
+
+class TextEncoder(Protocol):
+    """Free text → unit vectors per space (`anime_recommender.encoder.OnnxEncoder`)."""
+
+    def encode(self, texts: Sequence[str]) -> Mapping[str, np.ndarray]:
+        """L2-normalised float32 vectors, one row per text, keyed by space ("v4", "v3")."""
+        ...
+
+
+class NeighbourSource(Protocol):
+    """Precomputed V2 top-K lists (`anime_recommender.neighbours.NeighbourLists`)."""
+
+    def for_id(self, anime_id: int, k: int) -> list[tuple[int, float]]:
+        """Up to k (neighbour id, score), descending; KeyError or [] when the id has no list."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class BackendInfo:
+    """What /health reports and what cache keys include."""
+
+    tier: Tier
+    model_version: str
+    data_version: str
+    failures: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A ranked result: the anime, its score, the ranking's components, the liked anime it is closest to."""
+
+    anime_id: int
+    score: float
+    components: dict[str, float] | None = None
+    because_id: int | None = None
+
+
+class SimilarityBackend(Protocol):
+    """Everything the API routes need to answer similarity questions."""
+
+    @property
+    def catalogue(self) -> Catalogue: ...
+
+    @property
+    def info(self) -> BackendInfo: ...
+
+    @property
+    def supports_text_search(self) -> bool: ...
+
+    def similar(
+        self, anime_id: int, k: int, allowed: set[int] | None = None, exclude: AbstractSet[int] = ...
+    ) -> list[Hit]:
+        """Up to k anime most similar to `anime_id` (never itself), in `allowed`, not in `exclude`."""
+        ...
+
+    def recommend(
+        self,
+        liked: Sequence[int],
+        disliked: Sequence[int],
+        k: int,
+        allowed: set[int] | None = None,
+        exclude: AbstractSet[int] = ...,
+    ) -> list[Hit]:
+        """Up to k anime for a taste profile; liked/disliked/excluded ids never appear."""
+        ...
+
+    def search_text(self, text: str, k: int, allowed: set[int] | None = None) -> list[Scored]:
+        """Up to k anime closest to free text; `TextSearchUnavailableError` in the V2 tier."""
+        ...
+
+
+def _unit(vector: np.ndarray) -> np.ndarray | None:
+    norm = float(np.linalg.norm(vector))
+    if not np.isfinite(norm) or norm < 1e-6:
+        return None
+    return (vector / norm).astype(np.float32)
+
+
+@dataclass
+class TieredBackend:
+    """`SimilarityBackend` over a vector index (tiers V4/V3) or the V2 neighbour lists only.
+
+    Args:
+        catalogue: the anime served (row order = artifact order).
+        info: tier and versions.
+        neighbours: V2 lists; always present (by-id fallback when an id is missing from the index).
+        index: the active tier's ANN index, None in tier V2.
+        encoder: the ONNX text encoder, None in tier V2.
+        space: which encoder output matches `index` ("v4" or "v3").
+        secondary: the V3 index while serving V4, for the re-ranking's V3 component.
+        ranking: re-ranking knobs; None = plain cosine order.
+    """
+
+    catalogue: Catalogue
+    info: BackendInfo
+    neighbours: NeighbourSource
+    index: VectorSearch | None = None
+    encoder: TextEncoder | None = None
+    space: str = "v4"
+    secondary: VectorSearch | None = None
+    ranking: RankingConfig | None = None
+    _all_ids: frozenset[int] = field(init=False, repr=False)
+    _franchises: FranchiseIndex | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._all_ids = frozenset(self.catalogue.ids)
+        if self.info.tier == "v2" and self.index is not None:
+            raise ValueError("tier v2 serves neighbour lists only; pass index=None")
+        if self.info.tier != "v2" and self.index is None:
+            raise ValueError(f"tier {self.info.tier} needs a vector index")
+
+    @property
+    def supports_text_search(self) -> bool:
+        return self.index is not None and self.encoder is not None
+
+    # -- by id -------------------------------------------------------------------------------
+    def similar(
+        self,
+        anime_id: int,
+        k: int,
+        allowed: set[int] | None = None,
+        exclude: AbstractSet[int] = frozenset(),
+    ) -> list[Hit]:
+        """See `SimilarityBackend.similar`.
+
+        Tier V4 with the V3 index at hand: over-fetch `RERANK_POOL` V4 candidates (inside the
+        allowed set, so filters never starve the list), add same-franchise siblings, and re-rank
+        with `ranking.rank_candidates`. Tier V3: cosine order. Tier V2, or an id missing from
+        the index: the V2 neighbour list.
+        """
+        if k <= 0:
+            return []
+        banned = set(exclude) | {anime_id}
+        query = self._vector(anime_id)
+        if query is None:
+            return [Hit(a, s) for a, s in self._from_lists([anime_id], [], k, allowed, banned)[0]]
+        if self.secondary is None or self.ranking is None:
+            return [Hit(a, s) for a, s in self._search(query, k, allowed, banned)]
+        return self._reranked(anime_id, query, k, allowed, banned)
+
+    def recommend(
+        self,
+        liked: Sequence[int],
+        disliked: Sequence[int],
+        k: int,
+        allowed: set[int] | None = None,
+        exclude: AbstractSet[int] = frozenset(),
+    ) -> list[Hit]:
+        """Combine a profile into one ranking.
+
+        Vector tiers: profile = unit(mean of liked vectors) − DISLIKE_WEIGHT · unit(mean of disliked
+        vectors), renormalised, then one ANN search; each result is attributed to the liked anime
+        whose vector is closest to it. V2 tier (or no liked id indexed): each candidate's score is
+        the mean of its V2 scores over the liked anime's neighbour lists, minus DISLIKE_WEIGHT times
+        the mean over the disliked anime's lists; attribution goes to the liked anime contributing
+        most.
+        """
+        if k <= 0 or not liked:
+            return []
+        banned = set(exclude) | set(liked) | set(disliked)
+        liked_vectors = {a: v for a in liked if (v := self._vector(a)) is not None}
+        if not liked_vectors:
+            hits, because = self._from_lists(list(liked), list(disliked), k, allowed, banned)
+            return [Hit(a, s, because_id=because.get(a)) for a, s in hits]
+        profile = _unit(np.mean(list(liked_vectors.values()), axis=0))
+        disliked_vectors = [v for a in disliked if (v := self._vector(a)) is not None]
+        if profile is not None and disliked_vectors:
+            against = _unit(np.mean(disliked_vectors, axis=0))
+            if against is not None:
+                combined = _unit(profile - DISLIKE_WEIGHT * against)
+                # If likes and dislikes cancel out, keep the liked direction alone.
+                if combined is not None:
+                    profile = combined
+        if profile is None:
+            return []
+        hits = self._search(profile, k, allowed, banned)
+        assert self.index is not None  # _vector returned vectors, so the index exists
+        liked_ids = list(liked_vectors)
+        liked_matrix = np.stack([liked_vectors[a] for a in liked_ids])
+        result = []
+        for anime_id, score in hits:
+            try:
+                candidate = self.index.vector(anime_id)
+            except KeyError:
+                result.append(Hit(anime_id, score))
+                continue
+            best = int(np.argmax(liked_matrix @ candidate))
+            result.append(Hit(anime_id, score, because_id=liked_ids[best]))
+        return result
+
+    # -- free text ---------------------------------------------------------------------------
+    def search_text(self, text: str, k: int, allowed: set[int] | None = None) -> list[Scored]:
+        """Encode the text with the active tier's output and search its index."""
+        if self.index is None or self.encoder is None:
+            raise TextSearchUnavailableError(f"tier {self.info.tier} has no text encoder")
+        if k <= 0:
+            return []
+        vectors = self.encoder.encode([text])[self.space]
+        query = _unit(np.asarray(vectors[0], dtype=np.float32))
+        if query is None:
+            return []
+        return self._search(query, k, allowed, set())
+
+    # -- internals ---------------------------------------------------------------------------
+    def _reranked(
+        self, anime_id: int, query: np.ndarray, k: int, allowed: set[int] | None, banned: set[int]
+    ) -> list[Hit]:
+        assert self.index is not None and self.secondary is not None and self.ranking is not None
+        anime = self.catalogue.by_id(anime_id)
+        pool = dict(self._search(query, max(RERANK_POOL, 2 * k), allowed, banned))
+        if self._franchises is None:
+            # Built on first use: a few hundred ms on the full catalogue, not worth paying at init.
+            self._franchises = FranchiseIndex(self.catalogue)
+        for sibling in self._franchises.siblings(anime):
+            if sibling not in pool and sibling not in banned and (allowed is None or sibling in allowed):
+                try:
+                    pool[sibling] = float(query @ self.index.vector(sibling))
+                except KeyError:
+                    continue
+        query_v3 = self._secondary_vector(anime_id)
+        candidates = []
+        for candidate_id, cos_v4 in pool.items():
+            other = self._secondary_vector(candidate_id) if query_v3 is not None else None
+            cos_v3 = float(query_v3 @ other) if query_v3 is not None and other is not None else 0.0
+            candidates.append(Candidate(self.catalogue.by_id(candidate_id), cos_v4, cos_v3))
+        ranked = rank_candidates(anime, candidates, self.ranking, k)
+        return [Hit(item.id, item.score, item.components) for item in ranked]
+
+    def _secondary_vector(self, anime_id: int) -> np.ndarray | None:
+        assert self.secondary is not None
+        try:
+            return np.asarray(self.secondary.vector(anime_id), dtype=np.float32)
+        except KeyError:
+            return None
+
+    def _vector(self, anime_id: int) -> np.ndarray | None:
+        if self.index is None:
+            return None
+        try:
+            return np.asarray(self.index.vector(anime_id), dtype=np.float32)
+        except KeyError:
+            return None
+
+    def _search(
+        self, query: np.ndarray, k: int, allowed: set[int] | None, banned: set[int]
+    ) -> list[Scored]:
+        assert self.index is not None
+        if allowed is None:
+            # Unfiltered: over-fetch by the number of banned ids instead of building a huge allow-set.
+            fetch = min(k + len(banned), len(self._all_ids))
+            hits = self.index.search(query, fetch)
+        else:
+            permitted = (allowed & self._all_ids) - banned
+            if not permitted:
+                return []
+            hits = self.index.search(query, min(k, len(permitted)), allowed=permitted)
+        return [(a, float(s)) for a, s in hits if a not in banned][:k]
+
+    def _from_lists(
+        self,
+        liked: list[int],
+        disliked: list[int],
+        k: int,
+        allowed: set[int] | None,
+        banned: set[int],
+    ) -> tuple[list[Scored], dict[int, int]]:
+        """Rank candidates from V2 neighbour lists; returns hits and candidate → best liked id."""
+        depth = len(self.catalogue)
+        scores: dict[int, float] = {}
+        best: dict[int, tuple[float, int]] = {}
+        for source in liked:
+            for neighbour, score in self._list(source, depth):
+                scores[neighbour] = scores.get(neighbour, 0.0) + score / len(liked)
+                if score > best.get(neighbour, (-np.inf, 0))[0]:
+                    best[neighbour] = (score, source)
+        for source in disliked:
+            for neighbour, score in self._list(source, depth):
+                if neighbour in scores:
+                    scores[neighbour] -= DISLIKE_WEIGHT * score / len(disliked)
+        ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+        hits = [(a, s) for a, s in ranked if a not in banned and (allowed is None or a in allowed)][:k]
+        return hits, {a: best[a][1] for a, _ in hits}
+
+    def _list(self, anime_id: int, depth: int) -> list[Scored]:
+        try:
+            return [(int(a), float(s)) for a, s in self.neighbours.for_id(anime_id, depth)]
+        except KeyError:
+            return []
+
+
+def backend_from_bundle(bundle: ServingBundle, ranking: RankingConfig | None = None) -> TieredBackend:
+    """Adapt a loaded artifact bundle to `SimilarityBackend`.
+
+    In tier V4 the V3 index (when the bundle loaded it, `load_bundle(all_tiers=True)`) feeds the
+    re-ranking's V3 component; without it the re-ranking runs with V3 similarity 0.
+    Failure reasons are reported relative to the bundle root, never with its absolute path.
+    """
+    root = str(bundle.root)
+    failures = tuple(
+        f"{f.component}: {f.path}: {f.reason.replace(root, '<artifacts>')}" for f in bundle.failures
+    )
+    info = BackendInfo(
+        tier=bundle.tier,
+        model_version=bundle.model_version,
+        data_version=bundle.data_version,
+        failures=failures,
+    )
+    if bundle.tier == "v2":
+        return TieredBackend(bundle.catalogue, info, bundle.neighbours)
+    return TieredBackend(
+        bundle.catalogue,
+        info,
+        bundle.neighbours,
+        index=bundle.index,
+        encoder=bundle.encoder,
+        space=bundle.tier,
+        secondary=bundle.indexes.get("v3") if bundle.tier == "v4" else None,
+        ranking=(ranking or RankingConfig()) if bundle.tier == "v4" else None,
+    )

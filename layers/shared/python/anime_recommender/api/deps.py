@@ -1,0 +1,66 @@
+"""Per-app state and the dependencies routes inject (`Annotated[..., Depends(...)]` aliases)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from anime_recommender.api.service import RecommenderService, ServiceProvider
+from anime_recommender.cache import ResponseCache, cache_key
+from anime_recommender.settings import ApiSettings
+
+
+@dataclass
+class ApiState:
+    """What the app holds for its lifetime (one per container)."""
+
+    settings: ApiSettings
+    services: ServiceProvider
+    cache: ResponseCache
+    init_ms: float | None = None
+
+
+def get_state(request: Request) -> ApiState:
+    """The app's state."""
+    state: ApiState = request.app.state.api
+    return state
+
+
+StateDep = Annotated[ApiState, Depends(get_state)]
+
+
+def get_service(state: StateDep) -> RecommenderService:
+    """The service for the currently loaded artifacts."""
+    return state.services()
+
+
+ServiceDep = Annotated[RecommenderService, Depends(get_service)]
+
+JSON_MEDIA_TYPE = "application/json"
+
+
+def cached_json(
+    state: ApiState,
+    service: RecommenderService,
+    route: str,
+    params: dict[str, Any],
+    compute: Callable[[], BaseModel],
+) -> Response:
+    """Serve a JSON body from the cache (X-Cache: hit) or compute, store and serve it (miss).
+
+    The key includes the tier next to the model version: a container that fell back to V3
+    must not read or write V4 answers. Cache failures are absorbed by the cache itself.
+    """
+    info = service.backend.info
+    key = cache_key(route, params, f"{info.model_version}/{info.tier}", info.data_version)
+    lookup = state.cache.get(key)
+    if lookup.status == "hit" and lookup.payload is not None:
+        return Response(lookup.payload, media_type=JSON_MEDIA_TYPE, headers={"X-Cache": "hit"})
+    body = compute().model_dump_json().encode("utf-8")
+    state.cache.put(key, body)
+    return Response(body, media_type=JSON_MEDIA_TYPE, headers={"X-Cache": "miss"})

@@ -1,0 +1,295 @@
+"""Request and response models (pydantic v2): `XBase` shared fields, `XPublic` what is returned."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from anime_recommender.catalogue import Anime, AnimeType
+
+AnimeId = Annotated[int, Field(ge=1, le=2**31 - 1, description="Anime id (MyAnimeList id where known).")]
+MAX_K = 100
+MAX_OFFSET = 1_000
+MAX_PROFILE_IDS = 50
+MAX_EXCLUDE_IDS = 500
+YEAR_MIN, YEAR_MAX = 1900, 2100
+
+
+def _split_commas(value: object) -> object:
+    """Accept both repeated params (`type=TV&type=MOVIE`) and comma lists (`type=TV,MOVIE`)."""
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list):
+        out: list[object] = []
+        for item in value:
+            if isinstance(item, str):
+                out.extend(part.strip() for part in item.split(",") if part.strip())
+            else:
+                out.append(item)
+        return out
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FilterParams(_Strict):
+    """Filters every list route accepts; an anime with an unknown year/score fails a year/score filter."""
+
+    type: list[AnimeType] = Field(default_factory=list, max_length=7, description="Allowed types (any of).")
+    year_min: int | None = Field(default=None, ge=YEAR_MIN, le=YEAR_MAX)
+    year_max: int | None = Field(default=None, ge=YEAR_MIN, le=YEAR_MAX)
+    min_score: float | None = Field(default=None, ge=0, le=10, allow_inf_nan=False)
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _types(cls, value: object) -> object:
+        parsed = _split_commas(value)
+        return (
+            [p.upper() if isinstance(p, str) else p for p in parsed] if isinstance(parsed, list) else parsed
+        )
+
+    @field_validator("type")
+    @classmethod
+    def _sorted_types(cls, value: list[AnimeType]) -> list[AnimeType]:
+        return sorted(set(value))
+
+    @model_validator(mode="after")
+    def _year_range(self) -> Self:
+        if self.year_min is not None and self.year_max is not None and self.year_min > self.year_max:
+            raise ValueError("year_min must not be greater than year_max")
+        return self
+
+    @property
+    def active(self) -> bool:
+        """Whether any filter narrows the catalogue."""
+        return (
+            bool(self.type)
+            or self.year_min is not None
+            or self.year_max is not None
+            or (self.min_score is not None)
+        )
+
+
+class PageParams(_Strict):
+    """Page of a ranked list."""
+
+    k: int = Field(default=10, ge=1, le=MAX_K, description="How many results.")
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET, description="How many top results to skip.")
+
+
+class SimilarQuery(FilterParams, PageParams):
+    """Query parameters of `GET /anime/{id}/similar`."""
+
+    exclude: list[AnimeId] = Field(
+        default_factory=list, max_length=MAX_EXCLUDE_IDS, description="Ids never to return."
+    )
+
+    @field_validator("exclude", mode="before")
+    @classmethod
+    def _split_exclude(cls, value: object) -> object:
+        return _split_commas(value)
+
+    @field_validator("exclude")
+    @classmethod
+    def _sorted_exclude(cls, value: list[int]) -> list[int]:
+        return sorted(set(value))
+
+
+class AutocompleteQuery(_Strict):
+    """Query parameters of `GET /anime`."""
+
+    q: str = Field(min_length=1, max_length=100, description="Title fragment, any case/accents.")
+    limit: int = Field(default=10, ge=1, le=50)
+
+
+class SearchQuery(FilterParams, PageParams):
+    """Query parameters of `GET /search` (`q` length limit is checked against settings)."""
+
+    q: str = Field(min_length=1, max_length=4_096, description="Free text, e.g. 'space bounty hunters'.")
+
+    @field_validator("q")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        value = " ".join(value.split())
+        if not value:
+            raise ValueError("q must contain some text")
+        return value
+
+
+class RecommendationRequest(FilterParams, PageParams):
+    """A taste profile. Order of ids does not matter; duplicates are ignored."""
+
+    liked: list[AnimeId] = Field(min_length=1, max_length=MAX_PROFILE_IDS)
+    disliked: list[AnimeId] = Field(default_factory=list, max_length=MAX_PROFILE_IDS)
+    exclude: list[AnimeId] = Field(
+        default_factory=list, max_length=MAX_EXCLUDE_IDS, description="Already seen: never returned."
+    )
+
+    @field_validator("liked", "disliked", "exclude")
+    @classmethod
+    def _unique_sorted(cls, value: list[int]) -> list[int]:
+        return sorted(set(value))
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> Self:
+        if set(self.liked) & set(self.disliked):
+            raise ValueError("an id cannot be both liked and disliked")
+        return self
+
+
+# ---- responses --------------------------------------------------------------------------------
+
+
+class AnimeBase(BaseModel):
+    """Fields every listing shows."""
+
+    id: int
+    title: str
+    type: AnimeType
+    year: int | None
+    score: float | None
+    episodes: int | None
+    tags: list[str]
+    picture: str | None
+
+
+class AnimeSummary(AnimeBase):
+    """An anime in a list."""
+
+    @classmethod
+    def of(cls, anime: Anime) -> AnimeSummary:
+        """Build from the catalogue record."""
+        return cls(
+            id=anime.id,
+            title=anime.title,
+            type=anime.type,
+            year=anime.year,
+            score=anime.score,
+            episodes=anime.episodes,
+            tags=list(anime.tags),
+            picture=anime.picture,
+        )
+
+
+class AnimePublic(AnimeBase):
+    """One anime's details."""
+
+    synonyms: list[str]
+    status: str | None
+    season: str | None
+    members: int | None
+    sources: list[str]
+
+    @classmethod
+    def of(cls, anime: Anime) -> AnimePublic:
+        """Build from the catalogue record."""
+        return cls(
+            **AnimeSummary.of(anime).model_dump(),
+            synonyms=list(anime.synonyms),
+            status=anime.status,
+            season=anime.season,
+            members=anime.members,
+            sources=list(anime.sources),
+        )
+
+
+class AnimeRef(BaseModel):
+    """A pointer to another anime in an explanation."""
+
+    id: int
+    title: str
+
+
+class Explanation(BaseModel):
+    """Why a result is similar: shared tags and score/year/type proximity, plus ranking components."""
+
+    shared_tags: list[str] = Field(description="Tags both anime have, in the query anime's order.")
+    same_type: bool
+    year_difference: int | None = Field(description="|Δ year|; null when either year is unknown.")
+    score_difference: float | None = Field(description="|Δ MAL score|; null when either is unknown.")
+    because_you_liked: AnimeRef | None = Field(
+        default=None, description="The liked anime this recommendation is closest to (recommendations only)."
+    )
+    components: dict[str, float] | None = Field(
+        default=None, description="Weighted parts of the final ranking score (V4 tier), summing to it."
+    )
+    summary: str = Field(description="One human-readable sentence.")
+
+
+class ScoredAnime(BaseModel):
+    """A ranked result."""
+
+    anime: AnimeSummary
+    similarity: float = Field(description="Ranking score (cosine in V4/V3, teacher score in V2).")
+    explanation: Explanation | None = None
+
+
+class PagePublic(BaseModel):
+    """A page of ranked results."""
+
+    tier: Literal["v4", "v3", "v2"]
+    k: int
+    offset: int
+    next_offset: int | None = Field(description="Offset of the next page; null when this page is short.")
+    items: list[ScoredAnime]
+
+
+class SimilarPublic(PagePublic):
+    """Response of `GET /anime/{id}/similar`."""
+
+    query: AnimeSummary
+
+
+class RecommendationsPublic(PagePublic):
+    """Response of `POST /recommendations`."""
+
+    strategy: str = Field(description="How the profile was combined.")
+
+
+class SearchPublic(PagePublic):
+    """Response of `GET /search`."""
+
+    query: str
+
+
+class TitleMatchPublic(BaseModel):
+    """An autocomplete suggestion."""
+
+    anime: AnimeSummary
+    matched: str = Field(description="The title or synonym that matched.")
+    match: Literal["exact", "prefix", "word_prefix", "fuzzy"]
+
+
+class AutocompletePublic(BaseModel):
+    """Response of `GET /anime`."""
+
+    query: str
+    items: list[TitleMatchPublic]
+
+
+class HealthPublic(BaseModel):
+    """Response of `GET /health`."""
+
+    status: Literal["ok", "degraded"]
+    tier: Literal["v4", "v3", "v2"]
+    model_version: str
+    data_version: str
+    catalogue_size: int
+    init_ms: float | None = Field(description="Cold-start initialisation time of this container.")
+    failures: list[str] = Field(description="Artifacts that failed to load (why the tier is lower).")
+    cache: str = Field(description="dynamodb, lru or none.")
+    text_search: bool
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details (`application/problem+json`)."""
+
+    type: str = Field(description="URI reference identifying the problem type.")
+    title: str
+    status: int
+    detail: str
+    instance: str = Field(description="The request path.")
+    errors: list[dict[str, Any]] | None = Field(default=None, description="Per-field validation errors.")

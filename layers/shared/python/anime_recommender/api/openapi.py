@@ -1,0 +1,17 @@
+"""OpenAPI `responses=` fragments documenting the problem+json errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from anime_recommender.api.models import Problem
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"model": Problem, "description": description, "content": {"application/problem+json": {}}}
+
+
+PROBLEMS_404: dict[int | str, dict[str, Any]] = {404: _problem("Unknown anime id.")}
+PROBLEMS_413: dict[int | str, dict[str, Any]] = {413: _problem("Request body too large.")}
+PROBLEMS_422: dict[int | str, dict[str, Any]] = {422: _problem("Invalid parameters.")}
+PROBLEMS_503: dict[int | str, dict[str, Any]] = {503: _problem("Not available in the active (V2) tier.")}

@@ -1,0 +1,219 @@
+"""The recommender's domain logic behind the routes: never sees an HTTP request or a Lambda event.
+
+One `RecommenderService` per loaded backend (catalogue + tier): it precomputes the title
+search structure and the filter columns once, and turns backend hits into response models
+with explanations.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import numpy as np
+
+from anime_recommender.api.backend import DISLIKE_WEIGHT, Hit, SimilarityBackend, TextSearchUnavailableError
+from anime_recommender.api.errors import AnimeNotFoundError, ServiceUnavailableError
+from anime_recommender.api.models import (
+    AnimeRef,
+    AnimeSummary,
+    AutocompletePublic,
+    Explanation,
+    FilterParams,
+    RecommendationRequest,
+    RecommendationsPublic,
+    ScoredAnime,
+    SearchPublic,
+    SearchQuery,
+    SimilarPublic,
+    SimilarQuery,
+    TitleMatchPublic,
+)
+from anime_recommender.api.titles import TitleIndex
+from anime_recommender.catalogue import Anime, AnimeType
+
+_W = DISLIKE_WEIGHT
+STRATEGY = (
+    f"vector tiers: unit(mean of liked vectors) - {_W} * unit(mean of disliked vectors), renormalised, "
+    "then one nearest-neighbour search; V2 tier: mean of the liked anime's neighbour-list scores "
+    f"minus {_W} * the mean over the disliked anime's lists. Liked, disliked and excluded ids are "
+    "never returned."
+)
+
+
+def explain(query: Anime, other: Anime, components: dict[str, float] | None = None) -> Explanation:
+    """Why `other` is close to `query`: shared tags and type/year/score proximity."""
+    other_tags = set(other.tags)
+    shared = [tag for tag in query.tags if tag in other_tags]
+    year_diff = None if query.year is None or other.year is None else abs(query.year - other.year)
+    score_diff = (
+        None if query.score is None or other.score is None else round(abs(query.score - other.score), 2)
+    )
+    parts = []
+    if shared:
+        parts.append(
+            "shares " + ", ".join(shared[:5]) + (f" and {len(shared) - 5} more" if len(shared) > 5 else "")
+        )
+    else:
+        parts.append("no tags in common")
+    if query.type is other.type and query.type is not AnimeType.UNKNOWN:
+        parts.append(f"both {query.type.value}")
+    if year_diff is not None:
+        parts.append(
+            "same year" if year_diff == 0 else f"{year_diff} year{'s' if year_diff != 1 else ''} apart"
+        )
+    if score_diff is not None:
+        parts.append(f"score {other.score:.2f} vs {query.score:.2f}")
+    summary = "; ".join(parts)
+    return Explanation(
+        shared_tags=shared,
+        same_type=query.type is other.type,
+        year_difference=year_diff,
+        score_difference=score_diff,
+        components=components,
+        summary=summary[0].upper() + summary[1:] + ".",
+    )
+
+
+class RecommenderService:
+    """Answers every route for one loaded backend."""
+
+    def __init__(self, backend: SimilarityBackend) -> None:
+        self.backend = backend
+        catalogue = backend.catalogue
+        self.catalogue = catalogue
+        self.titles = TitleIndex(catalogue)
+        # Filter columns in row order: one vectorised mask per request instead of a Python scan.
+        self._ids = np.array(catalogue.ids, dtype=np.int64)
+        self._year = np.array([np.nan if a.year is None else a.year for a in catalogue], dtype=np.float64)
+        self._score = np.array([np.nan if a.score is None else a.score for a in catalogue], dtype=np.float64)
+        self._type = np.array([a.type.value for a in catalogue], dtype=object)
+
+    # -- lookups -------------------------------------------------------------------------------
+    def anime(self, anime_id: int) -> Anime:
+        """The anime with this id; `AnimeNotFoundError` otherwise."""
+        anime = self.catalogue.get(anime_id)
+        if anime is None:
+            raise AnimeNotFoundError(anime_id)
+        return anime
+
+    def autocomplete(self, q: str, limit: int) -> AutocompletePublic:
+        """Title suggestions for a fragment."""
+        matches = self.titles.search(q, limit)
+        return AutocompletePublic(
+            query=q,
+            items=[
+                TitleMatchPublic(
+                    anime=AnimeSummary.of(self.catalogue.by_id(m.anime_id)),
+                    matched=m.matched,
+                    match=TitleIndex.STAGES[m.stage],
+                )
+                for m in matches
+            ],
+        )
+
+    def allowed(self, filters: FilterParams) -> set[int] | None:
+        """Ids passing the filters, or None when no filter is set."""
+        if not filters.active:
+            return None
+        mask = np.ones(len(self._ids), dtype=bool)
+        if filters.type:
+            mask &= np.isin(self._type, [t.value for t in filters.type])
+        # NaN comparisons are False, so unknown years/scores fail an active filter, as documented.
+        if filters.year_min is not None:
+            mask &= self._year >= filters.year_min
+        if filters.year_max is not None:
+            mask &= self._year <= filters.year_max
+        if filters.min_score is not None:
+            mask &= self._score >= filters.min_score
+        return set(self._ids[mask].tolist())
+
+    # -- ranked lists --------------------------------------------------------------------------
+    def similar(self, anime_id: int, params: SimilarQuery) -> SimilarPublic:
+        """Similar anime with explanations, filtered and paged."""
+        query = self.anime(anime_id)
+        wanted = params.offset + params.k
+        hits = self.backend.similar(anime_id, wanted, self.allowed(params), frozenset(params.exclude))
+        page = hits[params.offset : wanted]
+        return SimilarPublic(
+            query=AnimeSummary.of(query),
+            tier=self.backend.info.tier,
+            k=params.k,
+            offset=params.offset,
+            next_offset=wanted if len(hits) >= wanted else None,
+            items=[self._scored(query, hit) for hit in page],
+        )
+
+    def recommend(self, request: RecommendationRequest) -> RecommendationsPublic:
+        """A taste profile's recommendations (strategy in `STRATEGY`)."""
+        for anime_id in (*request.liked, *request.disliked):
+            self.anime(anime_id)
+        wanted = request.offset + request.k
+        hits = self.backend.recommend(
+            request.liked, request.disliked, wanted, self.allowed(request), frozenset(request.exclude)
+        )
+        items = []
+        for hit in hits[request.offset : wanted]:
+            because = self.catalogue.get(hit.because_id) if hit.because_id is not None else None
+            item = self._scored(because, hit)
+            if because is not None and item.explanation is not None:
+                item.explanation.because_you_liked = AnimeRef(id=because.id, title=because.title)
+            items.append(item)
+        return RecommendationsPublic(
+            tier=self.backend.info.tier,
+            k=request.k,
+            offset=request.offset,
+            next_offset=wanted if len(hits) >= wanted else None,
+            items=items,
+            strategy=STRATEGY,
+        )
+
+    def search(self, params: SearchQuery) -> SearchPublic:
+        """Free-text semantic search; `ServiceUnavailableError` in the V2 tier."""
+        wanted = params.offset + params.k
+        try:
+            hits = self.backend.search_text(params.q, wanted, self.allowed(params))
+        except TextSearchUnavailableError:
+            raise ServiceUnavailableError(
+                "Free-text search needs the embedding model, which is not loaded in the active V2 tier; "
+                "lookups by id still work."
+            ) from None
+        return SearchPublic(
+            query=params.q,
+            tier=self.backend.info.tier,
+            k=params.k,
+            offset=params.offset,
+            next_offset=wanted if len(hits) >= wanted else None,
+            items=[self._scored(None, Hit(a, s)) for a, s in hits[params.offset : wanted]],
+        )
+
+    def _scored(self, query: Anime | None, hit: Hit) -> ScoredAnime:
+        other = self.catalogue.by_id(hit.anime_id)
+        return ScoredAnime(
+            anime=AnimeSummary.of(other),
+            similarity=round(hit.score, 4),
+            explanation=None if query is None else explain(query, other, hit.components),
+        )
+
+
+class ServiceProvider:
+    """Builds one `RecommenderService` per backend object the provider returns.
+
+    The provider is called per request (cheap); when it hands out a new backend (a hot-swapped
+    artifact version), the service is rebuilt once and the old one dropped.
+    """
+
+    def __init__(self, backend_provider: Callable[[], SimilarityBackend]) -> None:
+        self._provider = backend_provider
+        self._lock = threading.Lock()
+        self._current: tuple[SimilarityBackend, RecommenderService] | None = None
+
+    def __call__(self) -> RecommenderService:
+        backend = self._provider()
+        current = self._current
+        if current is not None and current[0] is backend:
+            return current[1]
+        with self._lock:
+            if self._current is None or self._current[0] is not backend:
+                self._current = (backend, RecommenderService(backend))
+            return self._current[1]

@@ -1,0 +1,170 @@
+"""Title autocomplete: a small search structure precomputed once per catalogue.
+
+Matching is case- and accent-insensitive (Unicode NFKD, combining marks dropped, casefolded,
+punctuation as spaces) over titles and synonyms. Ranking, best first:
+
+0. exact name, 1. name prefix, 2. every query word is a prefix of a word of one name,
+3. fuzzy: each query word close to a name word (bigram candidates, confirmed by difflib ratio).
+
+Within a stage, more popular anime (members) come first, then shorter titles.
+"""
+
+from __future__ import annotations
+
+import bisect
+import difflib
+import heapq
+import re
+import unicodedata
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from anime_recommender.catalogue import Anime
+
+_NON_ALNUM = re.compile(r"[^0-9a-z]+")
+# How close a misspelt word must be to a title word (difflib ratio) to count as a fuzzy match.
+FUZZY_MIN_RATIO = 0.72
+FUZZY_CANDIDATES_PER_WORD = 40
+
+
+def normalise(text: str) -> str:
+    """Fold case and accents, turn punctuation into single spaces: 'Pokémon: XY!' → 'pokemon xy'."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+    return _NON_ALNUM.sub(" ", stripped).strip()
+
+
+def _bigrams(word: str) -> set[str]:
+    padded = f" {word} "
+    return {padded[i : i + 2] for i in range(len(padded) - 1)}
+
+
+@dataclass(frozen=True, slots=True)
+class TitleMatch:
+    """One autocomplete hit: the anime, how it matched, and the name that matched."""
+
+    anime_id: int
+    stage: int
+    matched: str
+    similarity: float
+
+
+class TitleIndex:
+    """Precomputed name/word structures over a catalogue's titles and synonyms."""
+
+    STAGES = ("exact", "prefix", "word_prefix", "fuzzy")
+
+    def __init__(self, animes: Iterable[Anime]) -> None:
+        self._popularity: dict[int, tuple[int, int]] = {}
+        names: dict[str, set[int]] = defaultdict(set)
+        self._original: dict[tuple[str, int], str] = {}
+        for anime in animes:
+            self._popularity[anime.id] = (-(anime.members or 0), len(anime.title))
+            for raw in (anime.title, *anime.synonyms):
+                norm = normalise(raw)
+                if norm:
+                    names[norm].add(anime.id)
+                    self._original.setdefault((norm, anime.id), raw)
+        self._names = sorted(names)
+        self._name_ids = [sorted(names[n]) for n in self._names]
+        words: dict[str, set[int]] = defaultdict(set)
+        for name, ids in zip(self._names, self._name_ids, strict=True):
+            for word in name.split(" "):
+                words[word].update(ids)
+        self._words = sorted(words)
+        self._word_ids = [words[w] for w in self._words]
+        self._word_row = {w: i for i, w in enumerate(self._words)}
+        self._bigram_words: dict[str, list[int]] = defaultdict(list)
+        for row, word in enumerate(self._words):
+            for gram in _bigrams(word):
+                self._bigram_words[gram].append(row)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def search(self, query: str, limit: int) -> list[TitleMatch]:
+        """Up to `limit` anime matching `query`, best first (see the module docstring)."""
+        norm = normalise(query)
+        if not norm or limit <= 0:
+            return []
+        best: dict[int, TitleMatch] = {}
+
+        def offer(anime_id: int, stage: int, matched: str, similarity: float) -> None:
+            current = best.get(anime_id)
+            if current is None or (stage, -similarity) < (current.stage, -current.similarity):
+                best[anime_id] = TitleMatch(anime_id, stage, matched, similarity)
+
+        lo = bisect.bisect_left(self._names, norm)
+        hi = bisect.bisect_left(self._names, norm + "\uffff")
+        for row in range(lo, hi):
+            name = self._names[row]
+            for anime_id in self._name_ids[row]:
+                offer(anime_id, 0 if name == norm else 1, name, 1.0)
+
+        query_words = norm.split(" ")
+        if len(best) < limit or len(query_words) > 1:
+            for anime_id in self._word_prefix_ids(query_words):
+                offer(anime_id, 2, norm, 1.0)
+        if len(best) < limit:
+            for anime_id, similarity in self._fuzzy_ids(query_words).items():
+                offer(anime_id, 3, norm, similarity)
+
+        ranked = heapq.nsmallest(
+            limit,
+            best.values(),
+            key=lambda m: (m.stage, -m.similarity, self._popularity[m.anime_id], m.anime_id),
+        )
+        return [TitleMatch(m.anime_id, m.stage, self._display(m), m.similarity) for m in ranked]
+
+    def _display(self, match: TitleMatch) -> str:
+        return self._original.get((match.matched, match.anime_id), match.matched)
+
+    def _word_prefix_ids(self, query_words: list[str]) -> set[int]:
+        result: set[int] | None = None
+        # Most selective (longest) words first, so the intersection shrinks fast.
+        for word in sorted(query_words, key=len, reverse=True):
+            lo = bisect.bisect_left(self._words, word)
+            hi = bisect.bisect_left(self._words, word + "\uffff")
+            ids: set[int] = set()
+            for row in range(lo, hi):
+                ids |= self._word_ids[row]
+            result = ids if result is None else result & ids
+            if not result:
+                return set()
+        return result or set()
+
+    def _fuzzy_ids(self, query_words: list[str]) -> dict[int, float]:
+        """anime id → mean best word similarity, for anime where every query word has a close word."""
+        scores: dict[int, float] | None = None
+        for word in query_words:
+            if len(word) < 3:
+                # Too short to spell wrong meaningfully; require it as a word prefix instead.
+                ids = self._word_prefix_ids([word])
+                word_scores = dict.fromkeys(ids, 1.0)
+            else:
+                word_scores = self._close_word_ids(word)
+            if scores is None:
+                scores = word_scores
+            else:
+                scores = {a: scores[a] + s for a, s in word_scores.items() if a in scores}
+            if not scores:
+                return {}
+        return {a: s / len(query_words) for a, s in (scores or {}).items()}
+
+    def _close_word_ids(self, word: str) -> dict[int, float]:
+        counts: Counter[int] = Counter()
+        for gram in _bigrams(word):
+            counts.update(self._bigram_words.get(gram, ()))
+        result: dict[int, float] = {}
+        matcher = difflib.SequenceMatcher(a=word, autojunk=False)
+        for row, _ in counts.most_common(FUZZY_CANDIDATES_PER_WORD):
+            candidate = self._words[row]
+            matcher.set_seq2(candidate)
+            # Compare with the candidate's head too, so a misspelt prefix ("narut", "kimi no n") matches.
+            ratio = max(matcher.ratio(), difflib.SequenceMatcher(a=word, b=candidate[: len(word)]).ratio())
+            if ratio >= FUZZY_MIN_RATIO:
+                for anime_id in self._word_ids[row]:
+                    if ratio > result.get(anime_id, 0.0):
+                        result[anime_id] = ratio
+        return result

@@ -1,0 +1,500 @@
+"""The artifact bundle the Lambda functions serve from: layout, manifest, verification, tiered loading.
+
+Layout of a bundle directory (`BuildPaths.artifacts_dir`; `/opt/anime-artifacts` in Lambda)::
+
+    manifest.json            versions, sha256 + size of every file, dims, index params (incl. ef), ...
+    catalogue.jsonl.gz       the catalogue (metadata for responses, filters)
+    neighbours_v2.npz        V2 teacher top-K lists: the last fallback tier
+    model/                   model.onnx (int8, outputs v4 and v3), tokenizer.json, encoder.json
+    index_v4/ index_v3/      VectorIndex directories (index.bin, ids.npy, index.json)
+
+`load_bundle` verifies the sha256 of every file it loads before using it and degrades per tier:
+V4 index (or the model's v4 output) broken → "v3"; model or V3 index broken too → "v2" (neighbour
+lists only, no encoder); catalogue or neighbour lists broken → `ArtifactIntegrityError`. Hashing runs
+in a thread pool (hashlib releases the GIL) while the main thread parses what is already verified, so
+cold start pays roughly max(hash, load) rather than their sum.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from anime_recommender.catalogue import Catalogue
+from anime_recommender.encoder import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, EncoderConfig, OnnxEncoder
+from anime_recommender.index import VectorIndex
+from anime_recommender.neighbours import NeighbourLists
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+CATALOGUE = "catalogue.jsonl.gz"
+NEIGHBOURS = "neighbours_v2.npz"
+MODEL_DIR = "model"
+MODEL_FILES = (f"{MODEL_DIR}/{MODEL_FILE}", f"{MODEL_DIR}/{TOKENIZER_FILE}", f"{MODEL_DIR}/{CONFIG_FILE}")
+SPACES: tuple[str, ...] = ("v4", "v3")  # best first; also the encoder's output names
+
+Tier = Literal["v4", "v3", "v2"]
+_CHUNK = 1 << 20
+
+
+def index_dir(space: str) -> str:
+    """Relative folder of a space's index, e.g. 'index_v4'."""
+    return f"index_{space}"
+
+
+class ArtifactIntegrityError(RuntimeError):
+    """Nothing servable: the manifest, catalogue or neighbour lists are missing or corrupt."""
+
+    def __init__(self, message: str, failures: list[ArtifactFailure] | None = None) -> None:
+        super().__init__(message)
+        self.failures = failures or []
+
+
+class FileEntry(BaseModel):
+    """Checksum and size of one bundle file."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sha256: str
+    bytes: int
+
+
+class IndexInfo(BaseModel):
+    """hnswlib parameters of one space; `ef` lives here because hnswlib does not save it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    dim: int
+    space: Literal["ip"] = "ip"
+    M: int
+    ef_construction: int
+    ef: int
+    count: int
+    recall_at_10: float | None = None
+
+
+class Manifest(BaseModel):
+    """What a bundle contains and how to check it (written last, read first)."""
+
+    schema_version: int = SCHEMA_VERSION
+    data_version: str
+    model_version: str
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    files: dict[str, FileEntry]
+    dims: dict[str, int]
+    indexes: dict[str, IndexInfo]
+    quantization: dict[str, Any] = Field(default_factory=dict)
+    counts: dict[str, int] = Field(default_factory=dict)
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def read(cls, directory: Path) -> Manifest:
+        """Parse `directory/manifest.json`."""
+        return cls.model_validate_json((directory / MANIFEST).read_bytes())
+
+
+@dataclass(frozen=True)
+class ArtifactFailure:
+    """One problem found while verifying or loading (for /health and logs)."""
+
+    path: str
+    reason: str
+    component: str
+
+
+# ---------------------------------------------------------------------------------------------
+# hashing, versions, writing
+# ---------------------------------------------------------------------------------------------
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks (hashlib releases the GIL on large updates)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def data_version(content_hashes: Mapping[int, str]) -> str:
+    """Stable version of a catalogue: sha256 over sorted `id:content_hash` lines, 16 hex digits."""
+    digest = hashlib.sha256()
+    for anime_id in sorted(content_hashes):
+        digest.update(f"{anime_id}:{content_hashes[anime_id]}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def model_version(model_dir: Path) -> str:
+    """Version of a model directory: sha256 over its model, tokenizer and config, 16 hex digits."""
+    digest = hashlib.sha256()
+    for name in (MODEL_FILE, TOKENIZER_FILE, CONFIG_FILE):
+        digest.update(name.encode() + b"\0" + sha256_file(model_dir / name).encode() + b"\n")
+    return digest.hexdigest()[:16]
+
+
+def _bundle_files(directory: Path) -> list[str]:
+    return sorted(
+        p.relative_to(directory).as_posix()
+        for p in directory.rglob("*")
+        if p.is_file() and p.name != MANIFEST
+    )
+
+
+def write_manifest(
+    directory: Path,
+    *,
+    data_version: str,
+    model_version: str,
+    dims: Mapping[str, int],
+    indexes: Mapping[str, IndexInfo],
+    quantization: Mapping[str, Any] | None = None,
+    counts: Mapping[str, int] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Manifest:
+    """Hash every file under `directory` and write `manifest.json` atomically (tmp + rename)."""
+    files = _bundle_files(directory)
+    with ThreadPoolExecutor(max_workers=min(4, max(1, len(files)))) as pool:
+        digests = dict(zip(files, pool.map(lambda rel: sha256_file(directory / rel), files), strict=True))
+    manifest = Manifest(
+        data_version=data_version,
+        model_version=model_version,
+        files={rel: FileEntry(sha256=digests[rel], bytes=(directory / rel).stat().st_size) for rel in files},
+        dims=dict(dims),
+        indexes=dict(indexes),
+        quantization=dict(quantization or {}),
+        counts=dict(counts or {}),
+        extra=dict(extra or {}),
+    )
+    tmp = directory / f".{MANIFEST}.tmp"
+    tmp.write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, directory / MANIFEST)
+    return manifest
+
+
+def write_bundle(
+    directory: Path,
+    *,
+    catalogue: Catalogue,
+    neighbours: NeighbourLists,
+    model_dir: Path,
+    indexes: Mapping[str, VectorIndex],
+    recall_at_10: Mapping[str, float] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Manifest:
+    """Write a complete bundle into an empty (or replaced) `directory` and its manifest.
+
+    The directory is rebuilt from scratch so no stale file from an older bundle survives.
+    """
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    catalogue.save(directory / CATALOGUE)
+    neighbours.save(directory / NEIGHBOURS)
+    (directory / MODEL_DIR).mkdir()
+    for name in (MODEL_FILE, TOKENIZER_FILE, CONFIG_FILE):
+        shutil.copyfile(model_dir / name, directory / MODEL_DIR / name)
+    config = EncoderConfig.load(model_dir / CONFIG_FILE)
+    infos: dict[str, IndexInfo] = {}
+    for space, index in indexes.items():
+        if config.outputs.get(space) != index.dim:
+            raise ValueError(
+                f"index {space} has dim {index.dim}, model output is {config.outputs.get(space)}"
+            )
+        index.save(directory / index_dir(space))
+        infos[space] = IndexInfo(
+            dim=index.dim,
+            M=index.params.M,
+            ef_construction=index.params.ef_construction,
+            ef=index.params.ef,
+            count=len(index),
+            recall_at_10=(recall_at_10 or {}).get(space),
+        )
+    return write_manifest(
+        directory,
+        data_version=data_version(catalogue.content_hashes()),
+        model_version=model_version(model_dir),
+        dims=config.outputs,
+        indexes=infos,
+        quantization=config.quantization,
+        counts={"anime": len(catalogue), "neighbours": len(neighbours), "neighbours_k": neighbours.k},
+        extra=extra,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# verification
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_file(directory: Path, rel: str, entry: FileEntry | None) -> str | None:
+    """None when the file matches its manifest entry, else why not (cheap checks first)."""
+    if entry is None:
+        return "not listed in the manifest"
+    path = directory / rel
+    if not path.is_file():
+        return "missing"
+    size = path.stat().st_size
+    if size != entry.bytes:
+        return f"size {size} != {entry.bytes} in manifest (truncated or replaced)"
+    if sha256_file(path) != entry.sha256:
+        return "sha256 mismatch (corrupt)"
+    return None
+
+
+def _component_files(manifest: Manifest) -> dict[str, list[str]]:
+    parts: dict[str, list[str]] = {
+        "catalogue": [CATALOGUE],
+        "neighbours": [NEIGHBOURS],
+        "model": list(MODEL_FILES),
+    }
+    for space in manifest.indexes:
+        prefix = index_dir(space) + "/"
+        parts[index_dir(space)] = sorted(rel for rel in manifest.files if rel.startswith(prefix))
+        if not parts[index_dir(space)]:
+            parts[index_dir(space)] = [prefix + "index.bin"]  # listed space with no files: report it
+    return parts
+
+
+def verify(directory: Path) -> list[ArtifactFailure]:
+    """Check every file of the manifest (size, then sha256); returns the failures (empty = ok)."""
+    manifest = _read_manifest(directory)
+    component_of = {rel: comp for comp, rels in _component_files(manifest).items() for rel in rels}
+    wanted = sorted(set(manifest.files) | set(component_of))
+    with ThreadPoolExecutor(max_workers=min(4, max(1, len(wanted)))) as pool:
+        reasons = list(pool.map(lambda rel: _check_file(directory, rel, manifest.files.get(rel)), wanted))
+    return [
+        ArtifactFailure(rel, reason, component_of.get(rel, "other"))
+        for rel, reason in zip(wanted, reasons, strict=True)
+        if reason is not None
+    ]
+
+
+def _read_manifest(directory: Path) -> Manifest:
+    try:
+        manifest = Manifest.read(directory)
+    except (OSError, ValueError) as exc:
+        failure = ArtifactFailure(MANIFEST, f"unreadable: {exc}", "manifest")
+        raise ArtifactIntegrityError(f"{directory}: no valid manifest ({exc})", [failure]) from exc
+    if manifest.schema_version != SCHEMA_VERSION:
+        failure = ArtifactFailure(
+            MANIFEST, f"schema {manifest.schema_version} != {SCHEMA_VERSION}", "manifest"
+        )
+        raise ArtifactIntegrityError(f"{directory}: unsupported manifest schema", [failure])
+    return manifest
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ServingBundle:
+    """Everything a function serves from, plus which tier is active and why."""
+
+    root: Path
+    manifest: Manifest
+    catalogue: Catalogue
+    neighbours: NeighbourLists
+    encoder: OnnxEncoder | None
+    indexes: dict[str, VectorIndex]
+    tier: Tier
+    failures: list[ArtifactFailure] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def index(self) -> VectorIndex | None:
+        """The active tier's index (None in tier v2)."""
+        return self.indexes.get(self.tier)
+
+    @property
+    def data_version(self) -> str:
+        """The manifest's catalogue version (part of cache keys)."""
+        return self.manifest.data_version
+
+    @property
+    def model_version(self) -> str:
+        """The manifest's model version (part of cache keys)."""
+        return self.manifest.model_version
+
+
+class _Verifier:
+    """Hashes files in background threads; `check(component)` waits for that component's files."""
+
+    def __init__(self, directory: Path, manifest: Manifest) -> None:
+        self._directory = directory
+        self._manifest = manifest
+        self._components: dict[str, list[str]] = {}
+        self._futures: dict[str, Future[str | None]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify")
+
+    def submit(self, component: str, rels: list[str]) -> None:
+        """Start hashing a component's files (in submission order: small, critical parts first)."""
+        self._components[component] = rels
+        for rel in rels:
+            entry = self._manifest.files.get(rel)
+            self._futures[rel] = self._pool.submit(_check_file, self._directory, rel, entry)
+
+    def check(self, component: str) -> list[ArtifactFailure]:
+        """Wait for a submitted component; its failures (empty = verified)."""
+        failures = []
+        for rel in self._components[component]:
+            reason = self._futures[rel].result()
+            if reason is not None:
+                failures.append(ArtifactFailure(rel, reason, component))
+        return failures
+
+    def close(self) -> None:
+        """Stop hashing what nobody waits for any more."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -> ServingBundle:
+    """Verify and load a bundle, degrading v4 → v3 → v2; raise when nothing can be served.
+
+    Only what the chosen tier needs is hashed and loaded (the V3 index only when V4 is unusable),
+    unless `all_tiers` is set (the delta update needs both indexes).
+
+    Args:
+        directory: the bundle directory.
+        threads: onnxruntime intra-op threads (Lambda vCPUs are not os.cpu_count()).
+        all_tiers: also verify and load the fallback index when V4 is fine.
+    """
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    manifest = _read_manifest(directory)
+    components = _component_files(manifest)
+    spaces = [s for s in SPACES if s in manifest.indexes]
+    wanted = ["catalogue", "neighbours", "model"] + [index_dir(s) for s in spaces]
+    # The fallback index is only hashed eagerly when it will certainly be needed.
+    if not all_tiers and len(spaces) > 1:
+        wanted = wanted[:-1]
+    verifier = _Verifier(directory, manifest)
+    for comp in wanted:
+        verifier.submit(comp, components[comp])
+    failures: list[ArtifactFailure] = []
+
+    def step(name: str, t0: float) -> None:
+        timings[name] = round((time.perf_counter() - t0) * 1000, 1)
+
+    try:
+        t0 = time.perf_counter()
+        critical = verifier.check("catalogue") + verifier.check("neighbours")
+        if critical:
+            raise ArtifactIntegrityError(f"{directory}: catalogue or neighbour lists unusable", critical)
+        try:
+            catalogue = Catalogue.load(directory / CATALOGUE)
+            neighbours = NeighbourLists.load(directory / NEIGHBOURS)
+        except (OSError, ValueError, KeyError, EOFError) as exc:
+            failure = ArtifactFailure(CATALOGUE + " / " + NEIGHBOURS, f"failed to load: {exc}", "catalogue")
+            raise ArtifactIntegrityError(f"{directory}: {exc}", [failure]) from exc
+        step("catalogue_neighbours", t0)
+
+        t0 = time.perf_counter()
+        encoder = _load_encoder(directory, verifier, threads, failures)
+        step("model", t0)
+
+        indexes: dict[str, VectorIndex] = {}
+        for space in spaces:
+            if encoder is None:
+                break
+            if indexes and not all_tiers:
+                break
+            t0 = time.perf_counter()
+            comp = index_dir(space)
+            if comp not in wanted:
+                verifier.submit(comp, components[comp])
+            index = _load_index(directory, manifest, space, encoder, verifier, failures)
+            if index is not None:
+                indexes[space] = index
+            step(comp, t0)
+    finally:
+        verifier.close()
+
+    tier: Tier = "v2"
+    for space in spaces:
+        if space in indexes:
+            tier = "v4" if space == "v4" else "v3"
+            break
+    if tier == "v2":
+        encoder = None  # without an index the encoder serves nothing; keep the tier contract simple
+    timings["total"] = round((time.perf_counter() - started) * 1000, 1)
+    return ServingBundle(
+        root=directory,
+        manifest=manifest,
+        catalogue=catalogue,
+        neighbours=neighbours,
+        encoder=encoder,
+        indexes=indexes,
+        tier=tier,
+        failures=failures,
+        timings_ms=timings,
+    )
+
+
+def _load_encoder(
+    directory: Path, verifier: _Verifier, threads: int, failures: list[ArtifactFailure]
+) -> OnnxEncoder | None:
+    problems = verifier.check("model")
+    if problems:
+        failures.extend(problems)
+        return None
+    try:
+        return OnnxEncoder.load(directory / MODEL_DIR, threads=threads)
+    # onnxruntime/tokenizers raise assorted types; any failure of a verified model means "no model tier".
+    except Exception as exc:
+        failures.append(ArtifactFailure(MODEL_DIR, f"failed to load: {type(exc).__name__}: {exc}", "model"))
+        return None
+
+
+def _load_index(
+    directory: Path,
+    manifest: Manifest,
+    space: str,
+    encoder: OnnxEncoder,
+    verifier: _Verifier,
+    failures: list[ArtifactFailure],
+) -> VectorIndex | None:
+    comp = index_dir(space)
+    info = manifest.indexes[space]
+    if encoder.dims.get(space) != info.dim:
+        failures.append(
+            ArtifactFailure(f"{MODEL_DIR}/{MODEL_FILE}", f"no {space} output of dim {info.dim}", comp)
+        )
+        return None
+    problems = verifier.check(comp)
+    if problems:
+        failures.extend(problems)
+        return None
+    try:
+        index = VectorIndex.load(directory / comp, ef=info.ef)
+    # hnswlib raises RuntimeError, numpy ValueError/OSError: a verified but unloadable index degrades.
+    except Exception as exc:
+        failures.append(ArtifactFailure(comp, f"failed to load: {type(exc).__name__}: {exc}", comp))
+        return None
+    if index.dim != info.dim or len(index) != info.count:
+        failures.append(ArtifactFailure(comp, f"dim/count {index.dim}/{len(index)} != manifest", comp))
+        return None
+    return index
+
+
+def bundle_sizes(directory: Path, files: Iterable[str] | None = None) -> dict[str, int]:
+    """Bytes per top-level part of a bundle ('model', 'index_v4', 'catalogue.jsonl.gz', ...)."""
+    sizes: dict[str, int] = {}
+    rels = files if files is not None else [*_bundle_files(directory), MANIFEST]
+    for rel in rels:
+        path = directory / rel
+        if path.is_file():
+            part = rel.split("/", 1)[0]
+            sizes[part] = sizes.get(part, 0) + path.stat().st_size
+    return sizes

@@ -1,0 +1,91 @@
+"""Settings of the API function, read from the environment once per container (cold start).
+
+A missing, empty or malformed variable fails at import time with an error naming the variable,
+so a misconfigured deployment never starts serving.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class SettingsError(RuntimeError):
+    """The environment does not describe a valid configuration; the message names each variable."""
+
+
+class ApiSettings(BaseSettings):
+    """Configuration of the recommendation API (one env var per field, upper-case names)."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, case_sensitive=False)
+
+    artifacts_dir: Path = Field(
+        default=Path("/opt/anime-artifacts"),
+        description="Folder with manifest.json, catalogue, model, indexes (the artifacts layer).",
+    )
+    cache_table_name: str | None = Field(
+        default=None, description="DynamoDB cache table; unset or empty → in-process LRU cache."
+    )
+    cache_endpoint_url: str | None = Field(
+        default=None, description="DynamoDB endpoint override (moto, DynamoDB Local); unset in AWS."
+    )
+    cache_ttl_seconds: int = Field(default=86_400, ge=1, le=30 * 86_400)
+    cache_timeout_seconds: float = Field(
+        default=0.25, gt=0, le=5, description="Connect and read timeout of each cache call."
+    )
+    cache_max_item_bytes: int = Field(
+        default=100_000, ge=1_024, le=350_000, description="Larger (compressed) responses are not cached."
+    )
+    local_cache_size: int = Field(default=2_048, ge=0, le=1_000_000)
+    cors_allow_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated origins allowed by CORS; empty = none."
+    )
+    max_query_length: int = Field(default=2_048, ge=64, le=65_536, description="Bytes of query string.")
+    max_body_bytes: int = Field(default=16_384, ge=256, le=1_048_576)
+    max_text_length: int = Field(default=300, ge=8, le=4_096, description="Characters of q in /search.")
+    onnx_threads: int = Field(default=1, ge=1, le=64)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    powertools_service_name: str = Field(default="anime-recommender-api", min_length=1)
+    powertools_metrics_namespace: str = Field(default="AnimeRecommender", min_length=1)
+
+    @field_validator("cache_table_name", "cache_endpoint_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # SAM passes optional parameters as empty strings; treat them as "not configured".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("cors_allow_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("cors_allow_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not origin.startswith(("https://", "http://")):
+                raise ValueError(f"origin {origin!r} must start with https:// or http://")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @classmethod
+    def from_env(cls) -> ApiSettings:
+        """Read and validate the environment; raise `SettingsError` naming each bad variable."""
+        try:
+            return cls()
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{str(err['loc'][0]).upper() if err['loc'] else '?'}: {err['msg']}" for err in exc.errors()
+            )
+            raise SettingsError(f"invalid API configuration: {problems}") from None

@@ -1,0 +1,857 @@
+// Anime recommender page: plain JS, no framework, no build step.
+// Everything talks to the API on the same origin with relative URLs, so the page also works
+// under an API Gateway stage prefix (e.g. /prod/).
+"use strict";
+
+(() => {
+  const PAGE_SIZE = 12;
+  const SUGGEST_LIMIT = 8;
+  const SUGGEST_DELAY_MS = 150;
+  const PROFILE_KEY = "anime-recommender:profile:v1";
+  const FILTERS_KEY = "anime-recommender:filters:v1";
+  const PROFILE_KINDS = ["liked", "disliked", "seen"];
+  const ACTION_TO_KIND = { like: "liked", dislike: "disliked", seen: "seen" };
+  const TYPE_LABELS = {
+    TV: "TV", MOVIE: "Movie", OVA: "OVA", ONA: "ONA", SPECIAL: "Special", MUSIC: "Music", UNKNOWN: "Unknown",
+  };
+
+  const $ = (id) => document.getElementById(id);
+
+  /** Create an element; attrs may hold `class`, `text`, `dataset`, booleans and plain attributes. */
+  function h(tag, attrs = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs)) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === "class") node.className = value;
+      else if (key === "text") node.textContent = value;
+      else if (key === "dataset") Object.assign(node.dataset, value);
+      else if (key.startsWith("on") && typeof value === "function") node.addEventListener(key.slice(2), value);
+      else node.setAttribute(key, value === true ? "" : String(value));
+    }
+    for (const child of children.flat(Infinity)) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function announce(message) {
+    const node = $("announcer");
+    // Clearing first makes screen readers repeat an identical message.
+    node.textContent = "";
+    window.setTimeout(() => { node.textContent = message; }, 30);
+  }
+
+  // ---------------------------------------------------------------- API client
+
+  class ApiError extends Error {
+    constructor(status, problem) {
+      super((problem && (problem.detail || problem.title)) || `HTTP ${status}`);
+      this.name = "ApiError";
+      this.status = status;
+      this.problem = problem || {};
+    }
+  }
+
+  async function api(path, { method = "GET", body, signal } = {}) {
+    const headers = { Accept: "application/json, application/problem+json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    let response;
+    try {
+      response = await fetch(path, {
+        method, headers, signal, credentials: "same-origin",
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (err) {
+      if (err && err.name === "AbortError") throw err;
+      throw new ApiError(0, {
+        title: "The service cannot be reached",
+        detail: "Check your connection, then try again.",
+      });
+    }
+    const contentType = response.headers.get("content-type") || "";
+    let data = null;
+    if (contentType.includes("json")) {
+      try { data = await response.json(); } catch { data = null; }
+    }
+    if (!response.ok) {
+      throw new ApiError(response.status, data || { title: response.statusText || `HTTP ${response.status}` });
+    }
+    return data;
+  }
+
+  function query(params) {
+    const search = new URLSearchParams();
+    for (const [key, value] of Object.entries(params)) {
+      if (value === null || value === undefined || value === "") continue;
+      if (Array.isArray(value)) value.forEach((item) => search.append(key, String(item)));
+      else search.set(key, String(value));
+    }
+    const text = search.toString();
+    return text ? `?${text}` : "";
+  }
+
+  // Response shapes: tolerate a bare list or a list under a named key.
+  function listFrom(data, ...keys) {
+    if (Array.isArray(data)) return data;
+    if (!data || typeof data !== "object") return [];
+    for (const key of [...keys, "results", "items"]) {
+      if (Array.isArray(data[key])) return data[key];
+    }
+    return [];
+  }
+
+  /** A result item is either an anime or {anime, score, explanation}. */
+  function splitResult(item) {
+    if (item && typeof item.anime === "object" && item.anime) {
+      return { anime: item.anime, similarity: numberOr(item.similarity ?? item.score), explanation: item.explanation };
+    }
+    return { anime: item, similarity: numberOr(item.similarity), explanation: item.explanation };
+  }
+
+  function numberOr(value, fallback = null) {
+    return typeof value === "number" && Number.isFinite(value) ? value : fallback;
+  }
+
+  // ---------------------------------------------------------------- profile (local storage)
+
+  function readJson(key, fallback) {
+    try {
+      const raw = window.localStorage.getItem(key);
+      return raw ? JSON.parse(raw) : fallback;
+    } catch {
+      return fallback; // storage disabled or corrupted: start fresh rather than break the page
+    }
+  }
+
+  function writeJson(key, value) {
+    try { window.localStorage.setItem(key, JSON.stringify(value)); } catch { /* private mode: keep in memory */ }
+  }
+
+  function loadProfile() {
+    const raw = readJson(PROFILE_KEY, {});
+    const profile = {};
+    for (const kind of PROFILE_KINDS) {
+      profile[kind] = {};
+      const entries = raw && typeof raw[kind] === "object" && raw[kind] ? raw[kind] : {};
+      for (const [id, title] of Object.entries(entries)) {
+        if (/^\d+$/.test(id)) profile[kind][id] = String(title || `#${id}`);
+      }
+    }
+    return profile;
+  }
+
+  const profile = loadProfile();
+
+  function profileIds(kind) {
+    return Object.keys(profile[kind]).map(Number);
+  }
+
+  function hasMark(kind, id) {
+    return Object.prototype.hasOwnProperty.call(profile[kind], String(id));
+  }
+
+  function toggleMark(kind, anime) {
+    const id = String(anime.id);
+    const on = !hasMark(kind, id);
+    if (on) {
+      profile[kind][id] = anime.title;
+      // Liking and disliking the same anime makes no sense: the newer choice wins.
+      if (kind === "liked") delete profile.disliked[id];
+      if (kind === "disliked") delete profile.liked[id];
+    } else {
+      delete profile[kind][id];
+    }
+    writeJson(PROFILE_KEY, profile);
+    refreshProfileUi();
+    const verb = { liked: "liked", disliked: "disliked", seen: "marked as seen" }[kind];
+    announce(on ? `${anime.title} ${verb}.` : `${anime.title} no longer ${verb}.`);
+    document.dispatchEvent(new CustomEvent("profilechange"));
+  }
+
+  function removeMark(kind, id) {
+    delete profile[kind][String(id)];
+    writeJson(PROFILE_KEY, profile);
+    refreshProfileUi();
+    document.dispatchEvent(new CustomEvent("profilechange"));
+  }
+
+  function refreshProfileUi() {
+    for (const button of document.querySelectorAll("button[data-action][data-anime-id]")) {
+      const kind = ACTION_TO_KIND[button.dataset.action];
+      button.setAttribute("aria-pressed", String(hasMark(kind, button.dataset.animeId)));
+    }
+    const count = profileIds("liked").length;
+    const badge = $("profile-count");
+    badge.hidden = count === 0;
+    badge.textContent = String(count);
+    badge.setAttribute("aria-label", `${count} liked`);
+  }
+
+  // ---------------------------------------------------------------- filters
+
+  const filtersForm = $("filters-form");
+  let filters = Object.assign({ type: "", year_min: "", year_max: "", min_score: "" }, readJson(FILTERS_KEY, {}));
+
+  function writeFiltersToForm() {
+    for (const [name, value] of Object.entries(filters)) {
+      if (filtersForm.elements[name]) filtersForm.elements[name].value = value ?? "";
+    }
+    $("filter-summary").textContent = filterSummary();
+  }
+
+  function readFiltersFromForm() {
+    const next = {
+      type: filtersForm.elements.type.value,
+      year_min: filtersForm.elements.year_min.value.trim(),
+      year_max: filtersForm.elements.year_max.value.trim(),
+      min_score: filtersForm.elements.min_score.value.trim(),
+    };
+    const errors = [];
+    const yMin = next.year_min === "" ? null : Number(next.year_min);
+    const yMax = next.year_max === "" ? null : Number(next.year_max);
+    const sMin = next.min_score === "" ? null : Number(next.min_score);
+    if (yMin !== null && !Number.isInteger(yMin)) errors.push("“From year” must be a whole year.");
+    if (yMax !== null && !Number.isInteger(yMax)) errors.push("“To year” must be a whole year.");
+    if (yMin !== null && yMax !== null && yMin > yMax) errors.push("“From year” must not be after “To year”.");
+    if (sMin !== null && !(sMin >= 0 && sMin <= 10)) errors.push("Minimum score must be between 0 and 10.");
+    return { next, errors };
+  }
+
+  function filterSummary() {
+    const parts = [];
+    if (filters.type) parts.push(TYPE_LABELS[filters.type] || filters.type);
+    if (filters.year_min || filters.year_max) parts.push(`${filters.year_min || "…"}–${filters.year_max || "…"}`);
+    if (filters.min_score) parts.push(`score ≥ ${filters.min_score}`);
+    return parts.length ? `(${parts.join(", ")})` : "(none)";
+  }
+
+  function filterParams() {
+    return {
+      type: filters.type || null,
+      year_min: filters.year_min || null,
+      year_max: filters.year_max || null,
+      min_score: filters.min_score || null,
+    };
+  }
+
+  /** The same filters as top-level fields of a JSON body (POST /recommendations). */
+  function filterBody() {
+    const body = {};
+    if (filters.type) body.type = [filters.type];
+    if (filters.year_min) body.year_min = Number(filters.year_min);
+    if (filters.year_max) body.year_max = Number(filters.year_max);
+    if (filters.min_score) body.min_score = Number(filters.min_score);
+    return body;
+  }
+
+  function applyFilters() {
+    const { next, errors } = readFiltersFromForm();
+    const errorBox = $("filters-error");
+    errorBox.hidden = errors.length === 0;
+    errorBox.textContent = errors.join(" ");
+    for (const name of ["year_min", "year_max", "min_score"]) {
+      filtersForm.elements[name].setAttribute("aria-invalid", String(errors.length > 0 && next[name] !== ""));
+    }
+    if (errors.length) return;
+    if (JSON.stringify(next) === JSON.stringify(filters)) return;
+    filters = next;
+    writeJson(FILTERS_KEY, filters);
+    $("filter-summary").textContent = filterSummary();
+    currentList?.reload();
+  }
+
+  filtersForm.addEventListener("submit", (event) => { event.preventDefault(); applyFilters(); });
+  filtersForm.addEventListener("change", applyFilters);
+  // The reset event fires before the fields are cleared.
+  filtersForm.addEventListener("reset", () => window.setTimeout(applyFilters, 0));
+
+  // ---------------------------------------------------------------- rendering helpers
+
+  const view = $("view");
+  let viewToken = 0;
+  let currentList = null;
+
+  function beginView(title) {
+    viewToken += 1;
+    currentList = null;
+    view.replaceChildren();
+    document.title = title ? `${title} · Anime recommender` : "Anime recommender";
+    for (const link of document.querySelectorAll("[data-view-link]")) {
+      const active = link.dataset.viewLink === (currentRoute().name === "for-you" ? "for-you" : "home");
+      if (active) link.setAttribute("aria-current", "page"); else link.removeAttribute("aria-current");
+    }
+    return viewToken;
+  }
+
+  function formatMeta(anime) {
+    const parts = [];
+    if (anime.type) parts.push(TYPE_LABELS[anime.type] || anime.type);
+    if (anime.year) parts.push(String(anime.year));
+    if (anime.episodes) parts.push(`${anime.episodes} ep${anime.episodes === 1 ? "" : "s"}`);
+    const score = numberOr(anime.score);
+    parts.push(score === null ? "no score yet" : `score ${score.toFixed(2)}`);
+    return parts.join(" · ");
+  }
+
+  function posterFor(anime, imgNode, placeholder) {
+    const url = typeof anime.picture === "string" ? anime.picture : "";
+    // The CSP only allows images from our own origin and MyAnimeList's CDN.
+    if (url.startsWith("https://cdn.myanimelist.net/")) {
+      imgNode.src = url;
+      imgNode.hidden = false;
+      placeholder.hidden = true;
+      imgNode.addEventListener("error", () => { imgNode.hidden = true; placeholder.hidden = false; }, { once: true });
+    } else {
+      placeholder.textContent = (anime.title || "?").trim().charAt(0).toUpperCase();
+    }
+  }
+
+  function profileButtons(anime, small = true) {
+    const group = h("div", { class: "profile-actions", role: "group", "aria-label": `Your opinion of ${anime.title}` });
+    for (const [action, label] of [["like", "Like"], ["dislike", "Dislike"], ["seen", "Seen"]]) {
+      group.append(h("button", {
+        type: "button",
+        class: `btn ${small ? "small" : ""} toggle ${action}`,
+        dataset: { action, animeId: String(anime.id) },
+        "aria-pressed": String(hasMark(ACTION_TO_KIND[action], anime.id)),
+        "aria-label": `${label} ${anime.title}`,
+        onclick: () => toggleMark(ACTION_TO_KIND[action], anime),
+      }, label));
+    }
+    return group;
+  }
+
+  function explanationNode(explanation) {
+    if (!explanation) return null;
+    if (typeof explanation === "string") return h("p", { class: "why" }, explanation);
+    if (typeof explanation !== "object") return null;
+    const box = h("div", { class: "why" });
+    const text = explanation.text || explanation.summary || explanation.because;
+    if (text) box.append(h("p", {}, text));
+    const reasons = Array.isArray(explanation.reasons) ? explanation.reasons.filter((r) => typeof r === "string") : [];
+    if (reasons.length) box.append(h("ul", { class: "reasons" }, reasons.map((r) => h("li", {}, r))));
+    const liked = explanation.because_you_liked;
+    if (liked && typeof liked === "object" && liked.id && !(text || "").includes(liked.title)) {
+      box.append(h("p", { class: "because" }, "Because you liked ",
+        h("a", { href: `#/anime/${Number(liked.id)}` }, String(liked.title)), "."));
+    }
+    const tags = Array.isArray(explanation.shared_tags) ? explanation.shared_tags : [];
+    // The API's summary already names the shared tags; chips only when there is no sentence.
+    if (tags.length && !text) {
+      box.append(h("p", { class: "tags-line" }, h("span", { class: "tags-label" }, "Shared tags: "),
+        h("span", { class: "tags" }, tags.map((tag) => h("span", { class: "tag" }, String(tag))))));
+    }
+    return box.childElementCount ? box : null;
+  }
+
+  /** `scale`: the list's best similarity, so bars compare results (V4 ranking scores exceed 1). */
+  function cardFor(result, scale = 1) {
+    const { anime, similarity, explanation } = splitResult(result);
+    const node = $("card-template").content.firstElementChild.cloneNode(true);
+    node.dataset.animeId = String(anime.id);
+    posterFor(anime, node.querySelector("img.poster"), node.querySelector(".poster.placeholder"));
+    const link = node.querySelector(".card-link");
+    link.href = `#/anime/${anime.id}`;
+    link.textContent = anime.title;
+    node.querySelector(".meta").textContent = formatMeta(anime);
+    if (similarity !== null) {
+      const sim = node.querySelector(".similarity");
+      sim.hidden = false;
+      sim.querySelector(".sim-label").textContent = `similarity ${similarity.toFixed(2)}`;
+      const fill = scale > 0 ? Math.max(0, Math.min(1, similarity / scale)) : 0;
+      sim.querySelector(".sim-fill").style.width = `${Math.round(fill * 100)}%`;
+    }
+    const why = explanationNode(explanation);
+    const parts = explanation && typeof explanation.components === "object" && explanation.components;
+    if (why && parts && Object.keys(parts).length) {
+      why.append(h("details", { class: "components" },
+        h("summary", {}, "Score breakdown"),
+        h("ul", {}, Object.entries(parts).sort((a, b) => b[1] - a[1])
+          .map(([name, value]) => h("li", {}, `${name.replace(/_/g, " ")}: ${Number(value).toFixed(3)}`)))));
+    }
+    if (why) node.querySelector(".explanation").append(why);
+    node.querySelector(".profile-actions").replaceWith(profileButtons(anime));
+    return node;
+  }
+
+  function problemNode(err, retry) {
+    const problem = (err && err.problem) || {};
+    const title = problem.title || (err && err.message) || "Something went wrong";
+    const box = h("div", { class: "notice error", role: "alert" },
+      h("h3", {}, title),
+      problem.detail && problem.detail !== title ? h("p", {}, String(problem.detail)) : null);
+    const errors = Array.isArray(problem.errors) ? problem.errors : [];
+    if (errors.length) {
+      box.append(h("ul", {}, errors.slice(0, 5).map((e) => {
+        const where = Array.isArray(e.loc) ? e.loc.filter((p) => p !== "query" && p !== "body").join(".") : "";
+        return h("li", {}, where ? `${where}: ${e.msg || ""}` : String(e.msg || JSON.stringify(e)));
+      })));
+    }
+    if (retry) box.append(h("button", { type: "button", class: "btn", onclick: retry }, "Try again"));
+    return box;
+  }
+
+  function emptyNode(title, text, ...extra) {
+    return h("div", { class: "notice empty", role: "status" }, h("h3", {}, title), text ? h("p", {}, text) : null, ...extra);
+  }
+
+  /**
+   * A paginated card list. `load(offset, limit)` returns {items, hasMore}.
+   * Filters changing calls `reload()`, "More" appends the next page at offset = cards shown.
+   */
+  function resultList(parent, { label, load, empty }) {
+    const token = viewToken;
+    const section = h("section", { class: "results", "aria-label": label });
+    const status = h("p", { class: "list-status", role: "status" });
+    const list = h("ul", { class: "cards", "aria-label": label });
+    const more = h("button", { type: "button", class: "btn more", hidden: true }, "More");
+    const problemSlot = h("div");
+    section.append(status, list, problemSlot, more);
+    parent.append(section);
+    let shown = 0;
+    let loading = false;
+    let scale = 1;
+
+    async function page(reset) {
+      if (loading && !reset) return;
+      loading = true;
+      const offset = reset ? 0 : shown;
+      if (reset) { list.replaceChildren(); shown = 0; }
+      problemSlot.replaceChildren();
+      more.hidden = true;
+      section.setAttribute("aria-busy", "true");
+      status.textContent = offset === 0 ? "Loading…" : "Loading more…";
+      try {
+        const { items, hasMore } = await load(offset, PAGE_SIZE);
+        if (token !== viewToken) return;
+        if (offset === 0) scale = Math.max(0, ...items.map((item) => splitResult(item).similarity ?? 0));
+        const cardsNew = items.map((item) => cardFor(item, scale));
+        const firstNew = cardsNew[0] || null;
+        list.append(...cardsNew);
+        shown += items.length;
+        more.hidden = !hasMore;
+        if (shown === 0) {
+          status.textContent = "";
+          problemSlot.append(empty());
+        } else {
+          status.textContent = `Showing ${shown} result${shown === 1 ? "" : "s"}.`;
+        }
+        // Keep keyboard users where the new content starts instead of at the vanished button.
+        if (!reset && firstNew) firstNew.querySelector(".card-link").focus();
+      } catch (err) {
+        if (token !== viewToken) return;
+        status.textContent = "";
+        problemSlot.append(problemNode(err, () => page(shown === 0)));
+        more.hidden = shown === 0;
+      } finally {
+        loading = false;
+        section.setAttribute("aria-busy", "false");
+      }
+    }
+
+    more.addEventListener("click", () => page(false));
+    const controller = { reload: () => page(true) };
+    currentList = controller;
+    page(true);
+    return controller;
+  }
+
+  // ---------------------------------------------------------------- views
+
+  function homeView() {
+    beginView("");
+    const example = "space bounty hunters with a jazz soundtrack";
+    view.append(
+      h("section", { class: "intro" },
+        h("h2", {}, "Find your next anime"),
+        h("ol", { class: "steps" },
+          h("li", {}, "Search for a title you know. You will see anime similar to it, with the reasons why."),
+          h("li", {}, "Or describe a mood or a story in your own words."),
+          h("li", {}, "Press ", h("strong", {}, "Like"), ", ", h("strong", {}, "Dislike"), " or ", h("strong", {}, "Seen"),
+            " on any card; ", h("a", { href: "#/for-you" }, "For you"), " then recommends from your taste.")),
+        h("p", {}, "Try: ", h("a", { href: `#/search${query({ q: example })}`, class: "example" }, `“${example}”`))));
+  }
+
+  async function animeView(id) {
+    const token = beginView(`Anime #${id}`);
+    const details = h("section", { class: "details", "aria-label": "Selected anime" }, h("p", { role: "status" }, "Loading…"));
+    view.append(details);
+    let anime;
+    try {
+      anime = await api(`anime/${encodeURIComponent(id)}`);
+    } catch (err) {
+      if (token !== viewToken) return;
+      details.replaceChildren(err.status === 404
+        ? emptyNode("No such anime", (err.problem && err.problem.detail) || `There is no anime with id ${id}.`,
+          h("p", {}, h("a", { href: "#/" }, "Back to the start")))
+        : problemNode(err, () => animeView(id)));
+      return;
+    }
+    if (token !== viewToken) return;
+    document.title = `${anime.title} · Anime recommender`;
+    const titleInput = $("title-input");
+    if (document.activeElement !== titleInput) titleInput.value = anime.title;
+    details.replaceChildren(detailsNode(anime));
+    view.append(h("h2", { class: "section-title", id: "similar-heading" }, `Similar to ${anime.title}`));
+    resultList(view, {
+      label: `Anime similar to ${anime.title}`,
+      load: async (offset, k) => {
+        const data = await api(`anime/${encodeURIComponent(id)}/similar${query({ k, offset, ...filterParams() })}`);
+        const items = listFrom(data, "similar", "neighbours");
+        return { items, hasMore: hasMoreFrom(data, offset, items, k) };
+      },
+      empty: () => emptyNode("Nothing similar matches these filters",
+        "Widen the year range, lower the minimum score or pick another type."),
+    });
+  }
+
+  function hasMoreFrom(data, offset, items, k) {
+    // The API says where the next page starts (null when this page was the last).
+    if (data && "next_offset" in data) return typeof data.next_offset === "number" && items.length > 0;
+    if (data && typeof data.has_more === "boolean") return data.has_more;
+    if (data && typeof data.total === "number") return offset + items.length < data.total;
+    return items.length >= k;
+  }
+
+  function detailsNode(anime) {
+    const poster = h("img", { class: "poster large", alt: "", width: 126, height: 180, hidden: true });
+    const placeholder = h("div", { class: "poster large placeholder", "aria-hidden": "true" });
+    posterFor(anime, poster, placeholder);
+    const synonyms = Array.isArray(anime.synonyms) ? anime.synonyms.slice(0, 4) : [];
+    const tags = Array.isArray(anime.tags) ? anime.tags : [];
+    const sources = Array.isArray(anime.sources) ? anime.sources.filter((s) => /^https:\/\//.test(s)).slice(0, 3) : [];
+    return h("article", { class: "detail-card" },
+      h("div", { class: "card-media" }, poster, placeholder),
+      h("div", { class: "detail-body" },
+        h("h2", { class: "detail-title", id: "detail-title" }, anime.title),
+        synonyms.length ? h("p", { class: "synonyms" }, `Also known as ${synonyms.join(" · ")}`) : null,
+        h("p", { class: "meta" }, formatMeta(anime)),
+        anime.members ? h("p", { class: "meta" }, `${Number(anime.members).toLocaleString("en")} members`) : null,
+        tags.length ? h("p", { class: "tags" }, tags.map((t) => h("span", { class: "tag" }, t))) : null,
+        sources.length ? h("p", { class: "sources" }, "More at ", sources.map((s, i) => [
+          i ? ", " : "", h("a", { href: s, rel: "noopener noreferrer", target: "_blank" }, new URL(s).hostname.replace(/^www\./, "")),
+        ])) : null,
+        profileButtons(anime, false)));
+  }
+
+  function searchView(q) {
+    beginView(q ? `“${q}”` : "Search");
+    $("text-input").value = q;
+    if (!q) {
+      view.append(emptyNode("Describe what you want to watch", "Type a few words above, then press Search."));
+      return;
+    }
+    view.append(h("h2", { class: "section-title" }, `Anime matching “${q}”`));
+    resultList(view, {
+      label: `Results for ${q}`,
+      load: async (offset, k) => {
+        const data = await api(`search${query({ q, k, offset, ...filterParams() })}`);
+        const items = listFrom(data, "results");
+        return { items, hasMore: hasMoreFrom(data, offset, items, k) };
+      },
+      empty: () => emptyNode("No anime match this description", "Try other words, or loosen the filters."),
+    });
+  }
+
+  function forYouView() {
+    beginView("For you");
+    const summary = h("section", { class: "profile", "aria-labelledby": "profile-heading" });
+    view.append(h("h2", { class: "section-title", id: "for-you-heading" }, "For you"), summary);
+    const renderSummary = () => {
+      summary.replaceChildren(h("h3", { id: "profile-heading", class: "visually-hidden" }, "Your profile"));
+      for (const [kind, label] of [["liked", "Liked"], ["disliked", "Disliked"], ["seen", "Seen"]]) {
+        const ids = Object.entries(profile[kind]);
+        summary.append(h("div", { class: "profile-row" },
+          h("span", { class: "profile-label" }, `${label} (${ids.length})`),
+          ids.length
+            ? h("ul", { class: "chips", "aria-label": label }, ids.map(([id, title]) => h("li", { class: "chip" },
+              h("a", { href: `#/anime/${id}` }, title),
+              h("button", {
+                type: "button", class: "chip-remove", "aria-label": `Remove ${title} from ${label.toLowerCase()}`,
+                onclick: () => removeMark(kind, id),
+              }, "×"))))
+            : h("span", { class: "muted" }, "none")));
+      }
+      if (PROFILE_KINDS.some((k) => profileIds(k).length)) {
+        summary.append(h("button", {
+          type: "button", class: "btn subtle", onclick: () => {
+            if (!window.confirm("Forget all your likes, dislikes and seen anime?")) return;
+            for (const k of PROFILE_KINDS) profile[k] = {};
+            writeJson(PROFILE_KEY, profile);
+            refreshProfileUi();
+            forYouView();
+          },
+        }, "Clear profile"));
+      }
+    };
+    renderSummary();
+
+    const liked = profileIds("liked");
+    if (!liked.length) {
+      view.append(emptyNode("Nothing to go on yet",
+        "Like a few anime (search for a title above, then press Like) and recommendations appear here.",
+        h("p", {}, h("a", { href: "#/" }, "Start searching"))));
+      return;
+    }
+    const stale = h("p", { class: "notice info", hidden: true },
+      "Your profile changed. ",
+      h("button", { type: "button", class: "btn small", onclick: () => forYouView() }, "Refresh recommendations"));
+    view.append(stale);
+    const token = viewToken;
+    const onChange = () => {
+      if (token !== viewToken) { document.removeEventListener("profilechange", onChange); return; }
+      renderSummary();
+      stale.hidden = false;
+    };
+    document.addEventListener("profilechange", onChange);
+    resultList(view, {
+      label: "Recommended for you",
+      load: async (offset, k) => {
+        const seen = profileIds("seen");
+        const body = {
+          liked,
+          disliked: profileIds("disliked"),
+          // Never recommend what the person already knows.
+          exclude: [...new Set([...seen, ...liked])],
+          ...filterBody(),
+          k,
+          offset,
+        };
+        const data = await api("recommendations", { method: "POST", body });
+        const items = listFrom(data, "recommendations");
+        return { items, hasMore: hasMoreFrom(data, offset, items, k) };
+      },
+      empty: () => emptyNode("No recommendations match these filters", "Loosen the filters or like a few more anime."),
+    });
+  }
+
+  function notFoundView() {
+    beginView("Not found");
+    view.append(emptyNode("Page not found", "This address does not lead anywhere.", h("p", {}, h("a", { href: "#/" }, "Back to the start"))));
+  }
+
+  // ---------------------------------------------------------------- routing (hash based: no server routes needed)
+
+  function currentRoute() {
+    const hash = window.location.hash.replace(/^#/, "") || "/";
+    const [path, search = ""] = hash.split("?");
+    let match;
+    if (path === "/" || path === "") return { name: "home" };
+    if ((match = /^\/anime\/(\d{1,9})$/.exec(path))) return { name: "anime", id: Number(match[1]) };
+    if (path === "/search") return { name: "search", q: (new URLSearchParams(search).get("q") || "").trim() };
+    if (path === "/for-you") return { name: "for-you" };
+    return { name: "not-found" };
+  }
+
+  function route() {
+    const r = currentRoute();
+    if (r.name === "home") homeView();
+    else if (r.name === "anime") animeView(r.id);
+    else if (r.name === "search") searchView(r.q);
+    else if (r.name === "for-you") forYouView();
+    else notFoundView();
+  }
+
+  function navigate(hash) {
+    if (window.location.hash === hash) route(); else window.location.hash = hash;
+  }
+
+  // ---------------------------------------------------------------- title combobox (ARIA 1.2 pattern)
+
+  const input = $("title-input");
+  const listbox = $("title-listbox");
+  let suggestions = [];
+  let active = -1;
+  let suggestTimer = 0;
+  let suggestController = null;
+  let lastQuery = "";
+
+  function openList() {
+    listbox.hidden = suggestions.length === 0;
+    input.setAttribute("aria-expanded", String(!listbox.hidden));
+  }
+
+  function closeList() {
+    listbox.hidden = true;
+    input.setAttribute("aria-expanded", "false");
+    input.removeAttribute("aria-activedescendant");
+    active = -1;
+  }
+
+  function setActive(index) {
+    const options = listbox.querySelectorAll("[role=option]");
+    active = options.length ? (index + options.length) % options.length : -1;
+    options.forEach((option, i) => option.setAttribute("aria-selected", String(i === active)));
+    if (active >= 0) {
+      input.setAttribute("aria-activedescendant", options[active].id);
+      options[active].scrollIntoView({ block: "nearest" });
+    } else {
+      input.removeAttribute("aria-activedescendant");
+    }
+  }
+
+  function renderSuggestions(items, q) {
+    suggestions = items;
+    listbox.replaceChildren(...items.map((item, i) => {
+      const anime = splitResult(item).anime;
+      const meta = [TYPE_LABELS[anime.type] || anime.type, anime.year].filter(Boolean).join(" · ");
+      const matched = typeof item.matched === "string" && item.matched !== anime.title ? item.matched : "";
+      return h("li", {
+        role: "option", id: `title-option-${i}`, class: "option", "aria-selected": "false",
+        dataset: { index: String(i) },
+      },
+      h("span", { class: "option-title" }, anime.title),
+      matched ? h("span", { class: "option-aka" }, ` (${matched})`) : null,
+      meta ? h("span", { class: "option-meta" }, meta) : null);
+    }));
+    active = -1;
+    openList();
+    announce(items.length
+      ? `${items.length} title${items.length === 1 ? "" : "s"} found. Use the up and down arrows to choose.`
+      : `No titles match “${q}”.`);
+  }
+
+  async function suggest(q) {
+    suggestController?.abort();
+    const controller = new AbortController();
+    suggestController = controller;
+    lastQuery = q;
+    try {
+      const data = await api(`anime${query({ q, limit: SUGGEST_LIMIT })}`, { signal: controller.signal });
+      if (controller.signal.aborted || input.value.trim() !== q) return suggestions;
+      renderSuggestions(listFrom(data, "matches", "anime"), q);
+    } catch (err) {
+      if (err && err.name === "AbortError") return suggestions;
+      suggestions = [];
+      closeList();
+      announce(`Title suggestions are unavailable: ${err.message}`);
+    }
+    return suggestions;
+  }
+
+  function pick(index) {
+    const item = suggestions[index];
+    if (!item) return;
+    const anime = splitResult(item).anime;
+    input.value = anime.title;
+    closeList();
+    navigate(`#/anime/${anime.id}`);
+  }
+
+  input.addEventListener("input", () => {
+    window.clearTimeout(suggestTimer);
+    const q = input.value.trim();
+    if (!q) { suggestController?.abort(); suggestions = []; closeList(); return; }
+    suggestTimer = window.setTimeout(() => suggest(q), SUGGEST_DELAY_MS);
+  });
+
+  input.addEventListener("keydown", (event) => {
+    const open = !listbox.hidden;
+    switch (event.key) {
+      case "ArrowDown":
+        event.preventDefault();
+        if (!open) { openList(); if (!listbox.hidden && !event.altKey) setActive(0); } else setActive(active + 1);
+        break;
+      case "ArrowUp":
+        event.preventDefault();
+        if (!open) { openList(); if (!listbox.hidden) setActive(suggestions.length - 1); } else setActive(active - 1);
+        break;
+      case "Enter":
+        if (open && active >= 0) { event.preventDefault(); pick(active); }
+        break; // otherwise the form's submit handler decides
+      case "Escape":
+        if (open) { event.preventDefault(); closeList(); } else if (input.value) { event.preventDefault(); input.value = ""; }
+        break;
+      case "Tab":
+        closeList();
+        break;
+      default:
+        break;
+    }
+  });
+
+  // mousedown would move focus away from the input before click fires.
+  listbox.addEventListener("mousedown", (event) => event.preventDefault());
+  listbox.addEventListener("click", (event) => {
+    const option = event.target.closest("[role=option]");
+    if (option) pick(Number(option.dataset.index));
+  });
+  input.addEventListener("blur", () => window.setTimeout(closeList, 100));
+
+  $("title-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    window.clearTimeout(suggestTimer);
+    const q = input.value.trim();
+    if (!q) return;
+    // Enter without choosing: take the best match (fetching it first if the debounce had not fired yet).
+    const items = q === lastQuery && suggestions.length ? suggestions : await suggest(q);
+    if (items.length) pick(0);
+  });
+
+  // ---------------------------------------------------------------- free-text search
+
+  $("text-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const q = $("text-input").value.trim();
+    closeList();
+    navigate(`#/search${query({ q })}`);
+  });
+
+  // ---------------------------------------------------------------- health / degraded tier
+
+  async function checkHealth() {
+    let health;
+    try {
+      health = await api("health");
+    } catch (err) {
+      showTierNote(`The recommendation service is not answering (${err.message}). Results may fail to load.`);
+      return;
+    }
+    const tier = String(health.tier || health.active_tier || "").toLowerCase();
+    const size = numberOr(health.catalogue_size ?? health.catalogue?.size);
+    $("health-summary").textContent = [
+      size !== null ? `${size.toLocaleString("en")} anime in the catalogue.` : "",
+      tier ? `Model tier ${tier.toUpperCase()}.` : "",
+    ].join(" ");
+    const degraded = health.status === "degraded";
+    if (health.text_search === false) {
+      $("text-submit").disabled = true;
+      $("text-input").disabled = true;
+    }
+    if (tier === "v3") {
+      showTierNote("Running in fallback mode: results come from the base language model, so they may be a little less precise.");
+    } else if (tier === "v2") {
+      showTierNote("Running in fallback mode: similar anime come from precomputed lists, and free-text search is unavailable for now.");
+    } else if ((tier && tier !== "v4") || degraded) {
+      showTierNote("The service runs in a reduced mode; some results may be less precise.");
+    }
+  }
+
+  function showTierNote(text) {
+    const note = $("tier-note");
+    note.textContent = text;
+    note.hidden = false;
+  }
+
+  // ---------------------------------------------------------------- start
+
+  window.addEventListener("hashchange", () => {
+    route();
+    // Move focus to the new content only when the change came from an in-page link, not on load.
+    $("main").focus({ preventScroll: false });
+  });
+  window.addEventListener("storage", (event) => {
+    if (event.key !== PROFILE_KEY) return;
+    Object.assign(profile, loadProfile());
+    refreshProfileUi();
+  });
+
+  writeFiltersToForm();
+  // On a phone the open filter form would push the results below the fold; its summary line
+  // still shows which filters are active.
+  if (window.matchMedia("(max-width: 40rem)").matches) $("filters-details").open = false;
+  refreshProfileUi();
+  route();
+  checkHealth();
+})();

@@ -1,0 +1,133 @@
+"""The real train → export → quantise → embed path, on a tiny BERT (seconds, no download)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anime_pipeline.embedding_eval import TripletSet, triplet_accuracy
+from anime_pipeline.export import ExportConfig, ExportResult, ParityError, export_models
+from anime_pipeline.train import TrainConfig, TrainResult, train_v4
+from anime_recommender.catalogue import Catalogue
+from anime_recommender.encoder import OnnxEncoder
+from anime_recommender.text import anime_text
+
+TINY_TRAIN = TrainConfig(max_length=64, out_dim=16, hidden_dim=32, epochs=6, batch_size=64, lr=5e-3, threads=1)
+
+
+@pytest.fixture(scope="module")
+def trained(
+    tmp_path_factory: pytest.TempPathFactory, tiny_catalogue: Catalogue, tiny_bert: Path, tiny_triplets: TripletSet
+) -> TrainResult:
+    out = tmp_path_factory.mktemp("models")
+    return train_v4(tiny_catalogue, tiny_triplets, out, replace(TINY_TRAIN, base_model=str(tiny_bert)))
+
+
+@pytest.fixture(scope="module")
+def exported(
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_catalogue: Catalogue,
+    tiny_triplets: TripletSet,
+    trained: TrainResult,
+) -> ExportResult:
+    out = tmp_path_factory.mktemp("onnx")
+    return export_models(
+        tiny_catalogue,
+        trained.head_path,
+        out / "onnx",
+        out / "runtime",
+        ExportConfig(threads=1, enforce_gate=False),
+        triplets=tiny_triplets,
+    )
+
+
+def test_training_learns_the_teacher_and_logs_it(trained: TrainResult) -> None:
+    # Given triplets whose positives share tags, when the head trains on the train split,
+    # then validation accuracy improves on the untrained head and the log records every epoch.
+    history = trained.history
+    assert history[0]["epoch"] == 0 and len(history) == TINY_TRAIN.epochs + 1
+    assert max(h["val_accuracy"] for h in history[1:]) > history[0]["val_accuracy"]
+    assert trained.metrics["v4_test_accuracy"] is not None
+    log = json.loads(trained.log_path.read_text())
+    assert log["best_epoch"] == trained.best_epoch >= 1
+    assert set(log["triplets"]) == {"train", "validation", "test"}
+
+
+def test_frozen_embeddings_are_cached(
+    tmp_path: Path, tiny_catalogue: Catalogue, tiny_bert: Path, tiny_triplets: TripletSet, trained: TrainResult
+) -> None:
+    # Given the cache of the first run, a second run with the same texts does not re-embed.
+    config = replace(TINY_TRAIN, base_model=str(tiny_bert), epochs=1)
+    again = train_v4(tiny_catalogue, tiny_triplets, tmp_path, config, cache_dir=trained.frozen_path.parent)
+    assert again.embed_seconds == 0.0
+    assert np.array_equal(np.load(again.frozen_path), np.load(trained.frozen_path))
+
+
+def test_export_writes_fp32_int8_variants_and_runtime_folder(exported: ExportResult) -> None:
+    names = {p.name for p in exported.onnx_dir.glob("*.onnx")}
+    assert names == {"model_fp32.onnx", "model_int8_avx2.onnx", "model_int8_arm64.onnx"}
+    assert {p.name for p in exported.runtime_dir.iterdir()} == {"model.onnx", "tokenizer.json", "encoder.json"}
+    config = json.loads((exported.runtime_dir / "encoder.json").read_text())
+    assert config["outputs"] == {"v4": 16, "v3": 32}
+    assert config["quantization"]["preset"] == "AutoQuantizationConfig.avx2"
+    assert config["quantization"]["dynamic"] is True
+    assert (exported.onnx_dir / "parity.json").is_file()
+
+
+def test_fp32_graph_matches_torch_head(exported: ExportResult) -> None:
+    # The appended pooling/head/normalisation ops reproduce the trained torch head.
+    assert exported.parity["fp32_graph_vs_torch_head_v4_min_cosine"] > 0.9999
+
+
+def test_int8_parity_gates(exported: ExportResult) -> None:
+    # int8 stays close to fp32 in direction and keeps ranking quality within the 1-point gate.
+    parity = exported.parity
+    for variant in ("int8_avx2", "int8_arm64"):
+        for out in ("v3", "v4"):
+            assert parity[variant][f"{out}_mean_cosine_vs_fp32"] > 0.98
+    fp32_acc = parity["fp32"]["v4_test_accuracy"]
+    assert parity["int8_avx2"]["v4_test_accuracy"] >= fp32_acc - 0.01
+    assert parity["gate_failures"] == []
+
+
+def test_gate_trips_when_quality_drops(
+    tmp_path: Path, tiny_catalogue: Catalogue, tiny_triplets: TripletSet, trained: TrainResult
+) -> None:
+    # A negative allowance demands int8 to *beat* fp32 by a point, which it cannot everywhere.
+    with pytest.raises(ParityError):
+        export_models(
+            tiny_catalogue,
+            trained.head_path,
+            tmp_path / "onnx",
+            tmp_path / "runtime",
+            ExportConfig(threads=1, max_quality_drop=-1.0),
+            triplets=tiny_triplets,
+        )
+
+
+def test_runtime_encoder_on_exported_model(exported: ExportResult, tiny_catalogue: Catalogue) -> None:
+    encoder = OnnxEncoder.load(exported.runtime_dir, threads=1)
+    texts = [anime_text(a) for a in tiny_catalogue]
+    first = encoder.encode(texts, batch_size=8)
+    second = encoder.encode(texts, batch_size=8)
+    assert set(first) == {"v3", "v4"}
+    assert first["v4"].shape == (len(texts), 16) and first["v3"].shape == (len(texts), 32)
+    for out in ("v3", "v4"):
+        assert first[out].dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(first[out], axis=1), 1.0, atol=1e-5)
+        np.testing.assert_array_equal(first[out], second[out])  # deterministic
+    one = encoder.encode_one(texts[3])
+    # Batch-of-one vs batched: same text, only the dynamic int8 activation scale differs.
+    assert float(one["v4"] @ first["v4"][3]) > 0.99
+
+
+def test_v4_beats_v3_on_held_out_triplets(
+    exported: ExportResult, tiny_catalogue: Catalogue, tiny_triplets: TripletSet
+) -> None:
+    vectors = OnnxEncoder.load(exported.runtime_dir, threads=1).encode([anime_text(a) for a in tiny_catalogue])
+    rows = tiny_triplets.rows(tiny_catalogue, "test")
+    assert triplet_accuracy(vectors["v4"], *rows) > triplet_accuracy(vectors["v3"], *rows)

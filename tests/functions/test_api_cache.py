@@ -1,0 +1,74 @@
+"""The DynamoDB response cache through the real handler, against moto in server mode over HTTP."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import numpy as np
+
+from anime_recommender.cache import CircuitBreaker, DynamoDBCache, cache_key
+
+
+def test_miss_then_hit_with_the_same_body(
+    load_handler: Any, bundle_dir: Path, call: Any, moto_endpoint: str, cache_table: str
+) -> None:
+    api = load_handler(bundle_dir, CACHE_TABLE_NAME=cache_table, CACHE_ENDPOINT_URL=moto_endpoint)
+    for name in ("similar", "search", "recommendations"):
+        status1, headers1, body1 = call(api, name)
+        status2, headers2, body2 = call(api, name)
+        assert (status1, status2) == (200, 200)
+        assert (headers1["x-cache"], headers2["x-cache"]) == ("miss", "hit"), name
+        assert body1 == body2
+    item = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1").scan(
+        TableName=cache_table
+    )["Items"][0]
+    assert set(item) == {"pk", "v", "expires_at"} and int(item["expires_at"]["N"]) > time.time()
+    assert call(api, "health")[2]["cache"] == "dynamodb"
+
+
+def test_outage_serves_uncached_and_fast(load_handler: Any, bundle_dir: Path, call: Any) -> None:
+    # Given a table name pointing at a port nobody listens on
+    api = load_handler(bundle_dir, CACHE_TABLE_NAME="cache", CACHE_ENDPOINT_URL="http://127.0.0.1:9")
+    started = time.perf_counter()
+    for _ in range(5):
+        status, headers, body = call(api, "similar")
+        assert status == 200 and len(body["items"]) == 5 and headers["x-cache"] == "miss"
+    # Then all requests are served, and the breaker keeps the total well under a second
+    assert time.perf_counter() - started < 1.0
+
+
+def test_key_normalises_and_versions() -> None:
+    base = cache_key("similar", {"k": 5, "type": ["TV"]}, "m1", "d1")
+    assert base == cache_key("similar", {"type": ["TV"], "k": 5}, "m1", "d1")
+    assert base != cache_key("similar", {"k": 5, "type": ["TV"]}, "m2", "d1")
+    assert base != cache_key("similar", {"k": 5, "type": ["TV"]}, "m1", "d2")
+    assert base != cache_key("search", {"k": 5, "type": ["TV"]}, "m1", "d1")
+    assert len(base) == 32
+
+
+def test_large_items_are_refused_and_expired_items_miss(moto_endpoint: str, cache_table: str) -> None:
+    clock = [1_000_000.0]
+    cache = DynamoDBCache(
+        cache_table, ttl_seconds=60, max_item_bytes=2_000, endpoint_url=moto_endpoint, wall_clock=lambda: clock[0]
+    )
+    incompressible = np.random.default_rng(0).bytes(5_000)
+    assert cache.put("big", incompressible) == "miss" and cache.stats.too_large == 1
+    assert cache.get("big").status == "miss"
+    cache.put("small", b'{"a":1}')
+    assert cache.get("small").payload == b'{"a":1}'
+    clock[0] += 61
+    assert cache.get("small").status == "miss"
+
+
+def test_breaker_opens_after_repeated_failures() -> None:
+    now = [0.0]
+    breaker = CircuitBreaker(threshold=2, cooldown_s=10, clock=lambda: now[0])
+    cache = DynamoDBCache(
+        "t", ttl_seconds=60, timeout_seconds=0.2, endpoint_url="http://127.0.0.1:9", breaker=breaker
+    )
+    assert [cache.get("k").status for _ in range(3)] == ["error", "error", "bypass"]
+    now[0] = 11.0
+    assert cache.get("k").status == "error"  # half-open probe

@@ -1,0 +1,162 @@
+"""Artifact bundle: manifest contents, checksum verification and the v4 → v3 → v2 degradation."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anime_recommender.artifacts import (
+    ArtifactIntegrityError,
+    Manifest,
+    data_version,
+    load_bundle,
+    verify,
+    write_bundle,
+)
+from anime_recommender.catalogue import Catalogue
+from anime_recommender.index import VectorIndex
+from anime_recommender.text import anime_text
+
+from anime_recommender.neighbours import NeighbourLists
+
+Corrupt = Callable[[Path, str], None]
+V3_DIM, V4_DIM = 16, 8  # the tiny model's output dims (tests/shared/conftest.py)
+
+
+def test_manifest_describes_the_bundle(bundle_dir: Path, tiny_catalogue: Catalogue) -> None:
+    manifest = Manifest.read(bundle_dir)
+    assert manifest.data_version == data_version(tiny_catalogue.content_hashes())
+    assert len(manifest.model_version) == 16
+    assert manifest.dims == {"v4": V4_DIM, "v3": V3_DIM}
+    assert manifest.indexes["v4"].ef == 20 and manifest.indexes["v4"].count == len(tiny_catalogue)
+    assert manifest.quantization == {"mode": "none", "note": "test model"}
+    assert manifest.counts["anime"] == len(tiny_catalogue)
+    on_disk = {p.relative_to(bundle_dir).as_posix() for p in bundle_dir.rglob("*") if p.is_file()}
+    assert set(manifest.files) == on_disk - {"manifest.json"}
+    assert {"catalogue.jsonl.gz", "neighbours_v2.npz", "model/model.onnx", "index_v4/index.bin"} <= on_disk
+    for rel, entry in manifest.files.items():
+        assert entry.bytes == (bundle_dir / rel).stat().st_size
+    assert verify(bundle_dir) == []
+
+
+def test_data_version_is_stable_and_content_sensitive(tiny_catalogue: Catalogue) -> None:
+    hashes = tiny_catalogue.content_hashes()
+    assert data_version(hashes) == data_version(dict(reversed(list(hashes.items()))))
+    changed = dict(hashes) | {1: "0" * 16}
+    assert data_version(changed) != data_version(hashes)
+
+
+def test_intact_bundle_serves_v4(bundle_dir: Path, tiny_catalogue: Catalogue) -> None:
+    bundle = load_bundle(bundle_dir)
+    assert bundle.tier == "v4" and bundle.failures == []
+    assert bundle.encoder is not None and bundle.index is bundle.indexes["v4"]
+    assert "v3" not in bundle.indexes  # the fallback is not loaded when v4 is fine (cold start)
+    assert len(bundle.catalogue) == len(tiny_catalogue) and len(bundle.neighbours) == len(tiny_catalogue)
+    anime = tiny_catalogue.by_id(5114)
+    query = bundle.encoder.encode_one(anime_text(anime))["v4"]
+    assert bundle.index.search(query, 1)[0][0] == 5114
+    assert bundle.timings_ms["total"] > 0
+
+
+def test_all_tiers_loads_both_indexes(bundle_dir: Path) -> None:
+    bundle = load_bundle(bundle_dir, all_tiers=True)
+    assert bundle.tier == "v4" and set(bundle.indexes) == {"v4", "v3"}
+
+
+@pytest.mark.parametrize("mode", ["flip", "truncate", "delete"])
+@pytest.mark.parametrize(
+    ("targets", "tier"),
+    [
+        (["index_v4/index.bin"], "v3"),
+        (["index_v4/ids.npy"], "v3"),
+        (["index_v4/index.json"], "v3"),
+        (["model/model.onnx"], "v2"),
+        (["model/tokenizer.json"], "v2"),
+        (["index_v4/index.bin", "index_v3/index.bin"], "v2"),
+    ],
+)
+def test_corruption_degrades_to_the_right_tier(
+    bundle_dir: Path, corrupt: Corrupt, targets: list[str], tier: str, mode: str
+) -> None:
+    for rel in targets:
+        corrupt(bundle_dir / rel, mode)
+    bundle = load_bundle(bundle_dir)
+    assert bundle.tier == tier
+    assert {f.path for f in bundle.failures} >= set(targets)
+    reasons = " ".join(f.reason for f in bundle.failures)
+    assert {"flip": "sha256 mismatch", "truncate": "size", "delete": "missing"}[mode] in reasons
+    if tier == "v2":
+        assert bundle.encoder is None and bundle.index is None
+        assert bundle.neighbours.for_id(1, 3)  # by-id lists still serve
+    else:
+        assert bundle.encoder is not None and set(bundle.indexes) == {"v3"}
+    assert {f.path for f in verify(bundle_dir)} >= set(targets)
+
+
+@pytest.mark.parametrize("mode", ["flip", "truncate", "delete"])
+@pytest.mark.parametrize("target", ["catalogue.jsonl.gz", "neighbours_v2.npz", "manifest.json"])
+def test_nothing_to_serve_raises(bundle_dir: Path, corrupt: Corrupt, target: str, mode: str) -> None:
+    corrupt(bundle_dir / target, mode)
+    with pytest.raises(ArtifactIntegrityError) as info:
+        load_bundle(bundle_dir)
+    assert info.value.failures and info.value.failures[0].path == target
+
+
+def test_fallback_index_corruption_is_found_when_loaded(bundle_dir: Path, corrupt: Corrupt) -> None:
+    corrupt(bundle_dir / "index_v3" / "index.bin", "flip")
+    assert load_bundle(bundle_dir).tier == "v4"  # not hashed on the cold path: v4 is fine
+    bundle = load_bundle(bundle_dir, all_tiers=True)
+    assert bundle.tier == "v4" and [f.path for f in bundle.failures] == ["index_v3/index.bin"]
+
+
+def test_manifest_edited_without_files_is_caught(bundle_dir: Path) -> None:
+    data = json.loads((bundle_dir / "manifest.json").read_text())
+    data["files"]["index_v4/index.bin"]["sha256"] = "0" * 64
+    (bundle_dir / "manifest.json").write_text(json.dumps(data))
+    assert load_bundle(bundle_dir).tier == "v3"
+    data["schema_version"] = 99
+    (bundle_dir / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ArtifactIntegrityError):
+        load_bundle(bundle_dir)
+
+
+def test_model_without_v4_output_serves_v3(
+    tiny_catalogue: Catalogue,
+    tmp_path: Path,
+    tiny_model_factory: Callable[..., Path],
+    neighbours_factory: Callable[..., NeighbourLists],
+) -> None:
+    texts = [anime_text(a) for a in tiny_catalogue]
+    v3_only = tiny_model_factory(tmp_path / "model", texts, outputs=("v3",))
+    rng = np.random.default_rng(0)
+    vecs = rng.standard_normal((len(tiny_catalogue), V3_DIM)).astype(np.float32)
+    write_bundle(
+        tmp_path / "b",
+        catalogue=tiny_catalogue,
+        neighbours=neighbours_factory(tiny_catalogue),
+        model_dir=v3_only,
+        indexes={"v3": VectorIndex.build(tiny_catalogue.ids, vecs, M=8, ef_construction=50, ef=20)},
+    )
+    bundle = load_bundle(tmp_path / "b")
+    assert bundle.tier == "v3" and bundle.encoder is not None
+
+
+def test_write_bundle_rejects_dim_mismatch(
+    tiny_catalogue: Catalogue,
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    neighbours_factory: Callable[..., NeighbourLists],
+) -> None:
+    vecs = np.random.default_rng(0).standard_normal((len(tiny_catalogue), V3_DIM + 1)).astype(np.float32)
+    with pytest.raises(ValueError, match="dim"):
+        write_bundle(
+            tmp_path / "b",
+            catalogue=tiny_catalogue,
+            neighbours=neighbours_factory(tiny_catalogue),
+            model_dir=tiny_model_dir,
+            indexes={"v3": VectorIndex.build(tiny_catalogue.ids, vecs)},
+        )
