@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON_BASE) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[build,dev]'
+	@if command -v npm >/dev/null; then npm install --prefix .work/npm --no-audit --no-fund --loglevel=error bangumi-data@0.3.208; \
+	else echo "npm not found: skipping bangumi-data (release years stay unknown)"; fi
 	touch $(STAMP)
 
 setup: $(STAMP) ## Create .venv and install the project with build and dev extras

@@ -16,10 +16,13 @@ STAGE_MODULES: tuple[str, ...] = (
     "ingest",
     "teacher_stage",
     "triplets",
+    "train",
+    "export",
     "evaluate",
     "index_stage",
     "layers",
     "deploy_check",
+    "serve",
 )
 
 

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from anime_recommender.catalogue import Catalogue
 
 SPLITS = {"train": 0, "validation": 1, "test": 2}
@@ -24,7 +23,7 @@ class TripletSet:
 
     @classmethod
     def load(cls, path: Path) -> TripletSet:
-        """Read `.work/triplets/triplets.npz` (int32 anchor/positive/negative, float32 margin, uint8 split)."""
+        """Read `.work/triplets/triplets.npz` (anchor/positive/negative ids, margin, split)."""
         with np.load(path) as data:
             return cls(
                 anchor=data["anchor"].astype(np.int64),
@@ -38,7 +37,7 @@ class TripletSet:
         return int(self.anchor.shape[0])
 
     def rows(self, catalogue: Catalogue, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(anchor, positive, negative) catalogue rows of one split; triplets naming unknown ids are dropped."""
+        """(anchor, positive, negative) rows of one split; triplets naming unknown ids are dropped."""
         ids = np.asarray(catalogue.ids, dtype=np.int64)
         select = self.split == SPLITS[split]
         a, p, n = self.anchor[select], self.positive[select], self.negative[select]
@@ -72,11 +71,15 @@ def top_k_rows(vectors: np.ndarray, query_rows: np.ndarray, k: int, chunk: int =
 
 def recall_at_k(found: np.ndarray, truth: list[np.ndarray]) -> float:
     """Mean over queries of |found_i ∩ truth_i| / |truth_i| (queries with empty truth skipped)."""
-    scores = [len(set(f.tolist()) & set(t.tolist())) / len(t) for f, t in zip(found, truth, strict=True) if len(t)]
+    scores = [
+        len(set(f.tolist()) & set(t.tolist())) / len(t) for f, t in zip(found, truth, strict=True) if len(t)
+    ]
     return float(np.mean(scores)) if scores else float("nan")
 
 
-def teacher_top_k(neighbours_path: Path, catalogue: Catalogue, anchor_rows: np.ndarray, k: int) -> list[np.ndarray]:
+def teacher_top_k(
+    neighbours_path: Path, catalogue: Catalogue, anchor_rows: np.ndarray, k: int
+) -> list[np.ndarray]:
     """The teacher's top-k neighbour rows of each anchor row, read from the neighbour-list npz."""
     with np.load(neighbours_path) as data:
         ids = data["ids"].astype(np.int64)
@@ -94,7 +97,11 @@ def teacher_top_k(neighbours_path: Path, catalogue: Catalogue, anchor_rows: np.n
 
 
 def teacher_recall(
-    vectors: np.ndarray, catalogue: Catalogue, anchor_rows: np.ndarray, neighbours_path: Path | None, k: int = 10
+    vectors: np.ndarray,
+    catalogue: Catalogue,
+    anchor_rows: np.ndarray,
+    neighbours_path: Path | None,
+    k: int = 10,
 ) -> float | None:
     """Recall@k of the embedding's neighbours against the teacher's top-k (None without teacher lists)."""
     if neighbours_path is None or not neighbours_path.is_file() or len(anchor_rows) == 0:

@@ -63,9 +63,9 @@ PairScore = Callable[[np.ndarray, np.ndarray], np.ndarray]  # rows a, rows b -> 
 # The knobs searched by `--tune` (kept few on purpose: the dev set is small).
 TUNE_GRID: dict[str, tuple[float, ...]] = {
     "w_v3": (0.0, 0.25, 0.5, 1.0),
-    "w_popularity": (0.0, 0.1, 0.2, 0.3, 0.4, 0.6),
+    "w_popularity": (0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.5),
     "franchise_boost": (0.1, 0.3, 1.0),
-    "franchise_slots": (3.0, 4.0, 5.0, 6.0),
+    "franchise_slots": (3.0, 4.0, 5.0, 6.0, 8.0),
 }
 
 

@@ -23,14 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from anime_recommender.catalogue import Catalogue
+from anime_recommender.encoder import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, EncoderConfig, OnnxEncoder
+from anime_recommender.text import TEXT_VERSION, anime_text
 
 from anime_pipeline.embedding_eval import TripletSet, teacher_recall, top_k_rows, triplet_accuracy
 from anime_pipeline.models import resolve_base_model
 from anime_pipeline.paths import BuildPaths
 from anime_pipeline.train import HEAD_FILE, head_vectors, load_head
-from anime_recommender.catalogue import Catalogue
-from anime_recommender.encoder import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, EncoderConfig, OnnxEncoder
-from anime_recommender.text import TEXT_VERSION, anime_text
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,11 @@ def _append_pooling_and_head(model: Any, head: dict[str, Any], opset: int) -> An
     one = const("head_one", np.array(1.0, dtype=np.float32))
     half = const("head_half", np.array(0.5, dtype=np.float32))
     erf = node("Erf", [node("Div", [h, sqrt2], "head_gelu_scaled")], "head_gelu_erf")
-    gelu = node("Mul", [node("Mul", [h, half], "head_gelu_half"), node("Add", [erf, one], "head_gelu_1perf")], "head_gelu")
+    gelu = node(
+        "Mul",
+        [node("Mul", [h, half], "head_gelu_half"), node("Add", [erf, one], "head_gelu_1perf")],
+        "head_gelu",
+    )
     mlp = linear(gelu, "fc2")
     y = node("Add", [skip, mlp], "head_sum")
     v4 = l2_normalise(y, "v4n", "v4")
@@ -252,6 +256,7 @@ def export_models(
     triplets: TripletSet | None = None,
     neighbours_path: Path | None = None,
     cache_dir: Path | None = None,
+    vectors_dir: Path | None = None,
 ) -> ExportResult:
     """Export fp32 + int8 (avx2, arm64) graphs, check parity, write the runtime model folder."""
     start = time.perf_counter()
@@ -264,7 +269,9 @@ def export_models(
     dims = {"v4": int(head["out_dim"]), "v3": int(head["in_dim"])}
     quant_configs: dict[str, dict[str, Any]] = {}
     for target in QUANT_TARGETS:
-        quant_configs[target] = quantise(fp32_file, target, config.quant, onnx_dir / f"model_int8_{target}.onnx")
+        quant_configs[target] = quantise(
+            fp32_file, target, config.quant, onnx_dir / f"model_int8_{target}.onnx"
+        )
 
     def encoder_config(quantization: dict[str, Any]) -> EncoderConfig:
         return EncoderConfig(
@@ -323,12 +330,30 @@ def export_models(
             for key, ref in parity["fp32"].items():
                 got = parity[name].get(key)
                 if ref is not None and got is not None and got < ref - config.max_quality_drop:
-                    gate_failures.append(f"{name} {key}: {got:.4f} < fp32 {ref:.4f} - {config.max_quality_drop}")
+                    gate_failures.append(
+                        f"{name} {key}: {got:.4f} < fp32 {ref:.4f} - {config.max_quality_drop}"
+                    )
     parity["gate_failures"] = gate_failures
     parity["quantization"] = quant_configs
     parity["settings"] = asdict(config)
 
-    _write_model_dir(runtime_dir, variants["int8_avx2"], base.tokenizer_file, encoder_config(quant_configs["avx2"]))
+    if full:
+        # Catalogue vectors in row order for the evaluate stage (`.work/models/vectors/*.npy`):
+        # "v3"/"v4_int8" are what the shipped int8 x86 graph serves; fp32 for comparison.
+        vectors_dir = vectors_dir or onnx_dir.parent / "vectors"
+        vectors_dir.mkdir(parents=True, exist_ok=True)
+        served = embedded["int8_avx2"]
+        for name, values in {
+            "v3": served["v3"],
+            "v4_int8": served["v4"],
+            "v3_fp32": fp32["v3"],
+            "v4_fp32": fp32["v4"],
+        }.items():
+            np.save(vectors_dir / f"{name}.npy", values)
+
+    _write_model_dir(
+        runtime_dir, variants["int8_avx2"], base.tokenizer_file, encoder_config(quant_configs["avx2"])
+    )
     files = {p.name: p.stat().st_size for p in sorted(onnx_dir.glob("*.onnx"))}
     files.update({f"runtime/{p.name}": p.stat().st_size for p in sorted(runtime_dir.iterdir())})
     parity["files"] = files
@@ -337,7 +362,9 @@ def export_models(
     (onnx_dir / "parity.json").write_text(json.dumps(parity, indent=2) + "\n", encoding="utf-8")
     if gate_failures and config.enforce_gate:
         raise ParityError("; ".join(gate_failures))
-    return ExportResult(onnx_dir=onnx_dir, runtime_dir=runtime_dir, files=files, parity=parity, seconds=seconds)
+    return ExportResult(
+        onnx_dir=onnx_dir, runtime_dir=runtime_dir, files=files, parity=parity, seconds=seconds
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -355,7 +382,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-per-channel", action="store_true", help="per-tensor weight scales")
     parser.add_argument("--reduce-range", action="store_true", help="7-bit weights (x86 only)")
     parser.add_argument("--exclude-head", action="store_true", help="keep the V4 head in fp32")
-    parser.add_argument("--threads", type=int, default=defaults.threads, help="onnxruntime threads for parity")
+    parser.add_argument(
+        "--threads", type=int, default=defaults.threads, help="onnxruntime threads for parity"
+    )
     parser.add_argument("--max-drop", type=float, default=defaults.max_quality_drop, help="quality gate")
     parser.set_defaults(func=run)
 
@@ -372,7 +401,9 @@ def run(args: argparse.Namespace) -> int:
     config = ExportConfig(
         opset=args.opset,
         quant=QuantSettings(
-            per_channel=not args.no_per_channel, reduce_range=args.reduce_range, exclude_head=args.exclude_head
+            per_channel=not args.no_per_channel,
+            reduce_range=args.reduce_range,
+            exclude_head=args.exclude_head,
         ),
         threads=args.threads,
         max_quality_drop=args.max_drop,

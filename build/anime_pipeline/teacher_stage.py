@@ -68,7 +68,9 @@ def compute_neighbours(
         lists = top_k_neighbours(features, k=k, block_size=block_size, progress=bar.update)
     seconds = time.perf_counter() - started
     n = len(catalogue)
-    return TeacherResult(lists=lists, n_anime=n, pairs=n * (n - 1), seconds=seconds, peak_rss_mb=peak_rss_mb())
+    return TeacherResult(
+        lists=lists, n_anime=n, pairs=n * (n - 1), seconds=seconds, peak_rss_mb=peak_rss_mb()
+    )
 
 
 def run_teacher(config: TeacherStageConfig) -> TeacherResult:
@@ -96,7 +98,9 @@ def format_examples(catalogue: Catalogue, lists: NeighbourLists, ids: tuple[int,
         lines.append(f"{anime.title} [{anime.id}, {anime.type}, score {anime.score}, year {anime.year}]")
         for rank, (nid, score) in enumerate(lists.for_id(anime_id, k), start=1):
             other = catalogue.by_id(nid)
-            lines.append(f"  {rank:2d}. {score:.3f}  {other.title} ({other.type}, {other.score}, {other.year})")
+            lines.append(
+                f"  {rank:2d}. {score:.3f}  {other.title} ({other.type}, {other.score}, {other.year})"
+            )
     return "\n".join(lines)
 
 
@@ -142,7 +146,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--catalogue", type=Path, default=paths.catalogue, help="input catalogue (.jsonl.gz)")
     parser.add_argument("--output", type=Path, default=paths.neighbours, help="output neighbour lists (.npz)")
     parser.add_argument("-k", type=int, default=100, help="neighbours per anime (default 100)")
-    parser.add_argument("--block-size", type=int, default=1024, help="rows per vectorised block (memory knob)")
+    parser.add_argument(
+        "--block-size", type=int, default=1024, help="rows per vectorised block (memory knob)"
+    )
     parser.add_argument(
         "--tag-measure", choices=("jaccard", "cosine"), default="jaccard", help="IDF-weighted tag similarity"
     )

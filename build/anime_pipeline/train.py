@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from anime_recommender.catalogue import Catalogue
+from anime_recommender.text import TEXT_VERSION, anime_text
 from tqdm import tqdm
 
 from anime_pipeline.embedding_eval import TripletSet, teacher_recall, triplet_accuracy
 from anime_pipeline.models import MINILM, BaseModel, resolve_base_model
 from anime_pipeline.paths import BuildPaths
-from anime_recommender.catalogue import Catalogue
-from anime_recommender.text import TEXT_VERSION, anime_text
 
 if TYPE_CHECKING:
     import torch
@@ -216,7 +216,9 @@ def train_v4(
         head.train()
         perm = rng.permutation(len(a_tr))
         total, batches = 0.0, 0
-        for s in tqdm(range(0, len(perm), config.batch_size), desc=f"epoch {epoch}", unit="batch", leave=False):
+        for s in tqdm(
+            range(0, len(perm), config.batch_size), desc=f"epoch {epoch}", unit="batch", leave=False
+        ):
             idx = perm[s : s + config.batch_size]
             za = torch.nn.functional.normalize(head(vectors[a_tr[idx]]), dim=-1)
             zp = torch.nn.functional.normalize(head(vectors[p_tr[idx]]), dim=-1)
@@ -312,8 +314,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Writes .work/models/v4_head.pt and train_log.json.",
     )
     defaults = TrainConfig()
-    parser.add_argument("--base-model", default=defaults.base_model, help="model name or folder (default %(default)s)")
-    parser.add_argument("--out-dim", type=int, default=defaults.out_dim, help="V4 dimension (default %(default)s)")
+    parser.add_argument(
+        "--base-model", default=defaults.base_model, help="model name or folder (default %(default)s)"
+    )
+    parser.add_argument(
+        "--out-dim", type=int, default=defaults.out_dim, help="V4 dimension (default %(default)s)"
+    )
     parser.add_argument("--hidden-dim", type=int, default=defaults.hidden_dim, help="head MLP width")
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help="epochs (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="triplets per step")

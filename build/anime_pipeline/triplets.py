@@ -5,7 +5,8 @@ top ranks (default 1–10). Negative: with probability `hard_fraction` a *hard* 
 ranks of the same list (default 31–100), otherwise an *easy* one drawn from the whole catalogue
 outside the anchor's top-K. The margin is the teacher's score(anchor, pos) − score(anchor, neg),
 recomputed with the teacher in float32 (also for easy negatives, which have no list entry).
-Triplets whose margin is not positive (teacher ties) are redrawn a few times, then dropped.
+Triplets whose margin is not positive (teacher ties, ≤ 1e-6) are redrawn a few times (a hard one
+that keeps tying becomes an easy one: some anchors' whole top-K ties), then dropped.
 The split is by anchor anime (80/10/10 by default): a test anchor is never a training anchor.
 """
 
@@ -26,6 +27,8 @@ from anime_pipeline.paths import BuildPaths
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "validation", "test")
 _REDRAW_ROUNDS = 8
+# Margins this small are float32 noise between tied teacher scores, not a preference.
+_TIE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,17 @@ class TripletConfig:
             raise ValueError("hard_fraction must be in [0, 1]")
         if abs(sum(self.split_shares) - 1.0) > 1e-9 or min(self.split_shares) < 0:
             raise ValueError("split_shares must be >= 0 and sum to 1")
+
+    def ranks_for(self, k: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """(positive, hard-negative) rank ranges, shrunk in proportion when the lists are shorter."""
+        if k >= self.hard_ranks[1]:
+            return self.positive_ranks, self.hard_ranks
+        if k < 3:
+            raise ValueError(f"lists have {k} neighbours; mining needs at least 3")
+        f = k / self.hard_ranks[1]
+        pos_hi = max(1, min(round(self.positive_ranks[1] * f), k - 2))
+        hard_lo = min(max(pos_hi, round(self.hard_ranks[0] * f)), k - 1)
+        return (0, pos_hi), (hard_lo, k)
 
 
 @dataclass(frozen=True)
@@ -146,9 +160,8 @@ def mine_triplets(
 
     anchor_rows_all = rows_of(lists.ids)
     nb_rows = rows_of(lists.neighbour_ids.reshape(-1).astype(np.int64)).reshape(lists.neighbour_ids.shape)
-    m, k = nb_rows.shape
-    if k < cfg.hard_ranks[1]:
-        raise ValueError(f"lists have {k} neighbours; hard negatives need {cfg.hard_ranks[1]}")
+    m, k = len(lists), lists.k
+    positive_ranks, hard_ranks = cfg.ranks_for(k)
     if m == 0:
         raise ValueError("no neighbour lists to mine")
 
@@ -163,13 +176,17 @@ def mine_triplets(
     neg = np.empty(total, dtype=np.int64)
     hard = np.empty(total, dtype=bool)
     margin = np.empty(total, dtype=np.float32)
+    # The hard/easy draw is made once, so redrawing tied triplets cannot skew the hard share.
+    hard[:] = rng.random(total) < cfg.hard_fraction
     todo = np.arange(total)
-    for _ in range(_REDRAW_ROUNDS):
+    for round_ in range(_REDRAW_ROUNDS):
+        if round_ == _REDRAW_ROUNDS // 2:
+            # Anchors whose whole top-K ties (same tags, no score/year) have no usable hard negative.
+            hard[todo] = False
         size = todo.size
         sel = lst[todo]
-        pos[todo] = nb_rows[sel, rng.integers(*cfg.positive_ranks, size=size)]
-        hard[todo] = rng.random(size) < cfg.hard_fraction
-        neg[todo] = nb_rows[sel, rng.integers(*cfg.hard_ranks, size=size)]
+        pos[todo] = nb_rows[sel, rng.integers(*positive_ranks, size=size)]
+        neg[todo] = nb_rows[sel, rng.integers(*hard_ranks, size=size)]
         easy = todo[~hard[todo]]
         while easy.size:
             cand = rng.integers(0, n, size=easy.size)
@@ -180,7 +197,7 @@ def mine_triplets(
             easy = easy[bad]
         a_rows = anchor_rows_all[sel]
         margin[todo] = features.pair_scores(a_rows, pos[todo]) - features.pair_scores(a_rows, neg[todo])
-        todo = todo[margin[todo] <= 0]
+        todo = todo[margin[todo] <= _TIE]
         if todo.size == 0:
             break
     keep = np.ones(total, dtype=bool)
@@ -205,7 +222,9 @@ def summarise(triplets: Triplets) -> str:
     lines = [f"{len(triplets):,} triplets (seed {triplets.seed})"]
     for code, name in enumerate(SPLIT_NAMES):
         sel = triplets.split == code
-        lines.append(f"  {name:10s} {int(sel.sum()):>8,} triplets, {np.unique(triplets.anchor[sel]).size:,} anchors")
+        lines.append(
+            f"  {name:10s} {int(sel.sum()):>8,} triplets, {np.unique(triplets.anchor[sel]).size:,} anchors"
+        )
     if len(triplets):
         m = triplets.margin
         lines.append(
@@ -265,5 +284,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--output", type=Path, default=paths.triplets, help="output triplets (.npz)")
     parser.add_argument("-n", type=int, default=500_000, help="number of triplets (default 500000)")
     parser.add_argument("--seed", type=int, default=13, help="random seed (default 13)")
-    parser.add_argument("--hard-fraction", type=float, default=0.5, help="share of hard negatives (default 0.5)")
+    parser.add_argument(
+        "--hard-fraction", type=float, default=0.5, help="share of hard negatives (default 0.5)"
+    )
     parser.set_defaults(func=run)

@@ -10,16 +10,15 @@ import time
 
 _IMPORT_STARTED = time.perf_counter()
 
+from anime_recommender.api.lambda_app import TEXT_MIME_TYPES, load_serving  # noqa: E402
+from anime_recommender.api.observability import MetricsObserver  # noqa: E402
+from anime_recommender.settings import ApiSettings  # noqa: E402
 from aws_lambda_powertools import Logger, Metrics, Tracer  # noqa: E402
 from aws_lambda_powertools.logging import correlation_paths  # noqa: E402
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers  # noqa: E402
 from aws_lambda_powertools.metrics import MetricUnit  # noqa: E402
 from aws_lambda_powertools.utilities.typing import LambdaContext  # noqa: E402
 from mangum import Mangum  # noqa: E402
-
-from anime_recommender.api.lambda_app import TEXT_MIME_TYPES, load_serving  # noqa: E402
-from anime_recommender.api.observability import MetricsObserver  # noqa: E402
-from anime_recommender.settings import ApiSettings  # noqa: E402
 
 settings = ApiSettings.from_env()
 logger = Logger(service=settings.powertools_service_name, level=settings.log_level)
@@ -56,5 +55,6 @@ def handler(event: dict, context: LambdaContext) -> dict:
     if _cold:
         _cold = False
         metrics.add_metric(name="ColdStartInitMs", unit=MetricUnit.Milliseconds, value=app.state.api.init_ms)
-    response: dict = _mangum(event, context)
+    # Mangum and powertools each ship a Protocol for the same runtime context object.
+    response: dict = _mangum(event, context)  # type: ignore[arg-type]
     return response

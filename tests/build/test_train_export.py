@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from anime_pipeline.embedding_eval import TripletSet, triplet_accuracy
 from anime_pipeline.export import ExportConfig, ExportResult, ParityError, export_models
 from anime_pipeline.train import TrainConfig, TrainResult, train_v4
@@ -16,12 +15,17 @@ from anime_recommender.catalogue import Catalogue
 from anime_recommender.encoder import OnnxEncoder
 from anime_recommender.text import anime_text
 
-TINY_TRAIN = TrainConfig(max_length=64, out_dim=16, hidden_dim=32, epochs=6, batch_size=64, lr=5e-3, threads=1)
+TINY_TRAIN = TrainConfig(
+    max_length=64, out_dim=16, hidden_dim=32, epochs=6, batch_size=64, lr=5e-3, threads=1
+)
 
 
 @pytest.fixture(scope="module")
 def trained(
-    tmp_path_factory: pytest.TempPathFactory, tiny_catalogue: Catalogue, tiny_bert: Path, tiny_triplets: TripletSet
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_catalogue: Catalogue,
+    tiny_bert: Path,
+    tiny_triplets: TripletSet,
 ) -> TrainResult:
     out = tmp_path_factory.mktemp("models")
     return train_v4(tiny_catalogue, tiny_triplets, out, replace(TINY_TRAIN, base_model=str(tiny_bert)))
@@ -40,7 +44,9 @@ def exported(
         trained.head_path,
         out / "onnx",
         out / "runtime",
-        ExportConfig(threads=1, enforce_gate=False),
+        # Tiny sample: ~60 triplets per split, so one flipped triplet moves accuracy by ~1.6 points;
+        # the gate allows 5 points here (the real build uses 1 point on ~49k triplets per split).
+        ExportConfig(threads=1, enforce_gate=False, max_quality_drop=0.05),
         triplets=tiny_triplets,
     )
 
@@ -58,7 +64,11 @@ def test_training_learns_the_teacher_and_logs_it(trained: TrainResult) -> None:
 
 
 def test_frozen_embeddings_are_cached(
-    tmp_path: Path, tiny_catalogue: Catalogue, tiny_bert: Path, tiny_triplets: TripletSet, trained: TrainResult
+    tmp_path: Path,
+    tiny_catalogue: Catalogue,
+    tiny_bert: Path,
+    tiny_triplets: TripletSet,
+    trained: TrainResult,
 ) -> None:
     # Given the cache of the first run, a second run with the same texts does not re-embed.
     config = replace(TINY_TRAIN, base_model=str(tiny_bert), epochs=1)
@@ -70,7 +80,11 @@ def test_frozen_embeddings_are_cached(
 def test_export_writes_fp32_int8_variants_and_runtime_folder(exported: ExportResult) -> None:
     names = {p.name for p in exported.onnx_dir.glob("*.onnx")}
     assert names == {"model_fp32.onnx", "model_int8_avx2.onnx", "model_int8_arm64.onnx"}
-    assert {p.name for p in exported.runtime_dir.iterdir()} == {"model.onnx", "tokenizer.json", "encoder.json"}
+    assert {p.name for p in exported.runtime_dir.iterdir()} == {
+        "model.onnx",
+        "tokenizer.json",
+        "encoder.json",
+    }
     config = json.loads((exported.runtime_dir / "encoder.json").read_text())
     assert config["outputs"] == {"v4": 16, "v3": 32}
     assert config["quantization"]["preset"] == "AutoQuantizationConfig.avx2"
@@ -84,13 +98,13 @@ def test_fp32_graph_matches_torch_head(exported: ExportResult) -> None:
 
 
 def test_int8_parity_gates(exported: ExportResult) -> None:
-    # int8 stays close to fp32 in direction and keeps ranking quality within the 1-point gate.
+    # int8 stays close to fp32 in direction and keeps ranking quality within the gate.
     parity = exported.parity
     for variant in ("int8_avx2", "int8_arm64"):
         for out in ("v3", "v4"):
             assert parity[variant][f"{out}_mean_cosine_vs_fp32"] > 0.98
     fp32_acc = parity["fp32"]["v4_test_accuracy"]
-    assert parity["int8_avx2"]["v4_test_accuracy"] >= fp32_acc - 0.01
+    assert parity["int8_avx2"]["v4_test_accuracy"] >= fp32_acc - 0.05
     assert parity["gate_failures"] == []
 
 
@@ -128,6 +142,8 @@ def test_runtime_encoder_on_exported_model(exported: ExportResult, tiny_catalogu
 def test_v4_beats_v3_on_held_out_triplets(
     exported: ExportResult, tiny_catalogue: Catalogue, tiny_triplets: TripletSet
 ) -> None:
-    vectors = OnnxEncoder.load(exported.runtime_dir, threads=1).encode([anime_text(a) for a in tiny_catalogue])
+    vectors = OnnxEncoder.load(exported.runtime_dir, threads=1).encode(
+        [anime_text(a) for a in tiny_catalogue]
+    )
     rows = tiny_triplets.rows(tiny_catalogue, "test")
     assert triplet_accuracy(vectors["v4"], *rows) > triplet_accuracy(vectors["v3"], *rows)

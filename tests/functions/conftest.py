@@ -23,14 +23,13 @@ import boto3
 import numpy as np
 import pytest
 import yaml
-from moto.server import ThreadedMotoServer
-
 from anime_recommender.artifacts import write_bundle
 from anime_recommender.catalogue import Catalogue
 from anime_recommender.encoder import EncoderConfig, OnnxEncoder
 from anime_recommender.index import VectorIndex
 from anime_recommender.teacher import TeacherFeatures, top_k_neighbours
 from anime_recommender.text import anime_text
+from moto.server import ThreadedMotoServer
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "events"
@@ -90,7 +89,10 @@ def _tiny_model(model_dir: Path, texts: list[str]) -> Path:
     model.ir_version = 8
     onnx.save(model, str(model_dir / "model.onnx"))
     EncoderConfig(
-        outputs={"v4": V4_DIM, "v3": V3_DIM}, max_length=64, base_model="tiny-test", quantization={"mode": "none"}
+        outputs={"v4": V4_DIM, "v3": V3_DIM},
+        max_length=64,
+        base_model="tiny-test",
+        quantization={"mode": "none"},
     ).save(model_dir / "encoder.json")
     return model_dir
 
@@ -108,7 +110,9 @@ def bundle_template(tiny_catalogue: Catalogue, tmp_path_factory: pytest.TempPath
     }
     neighbours = top_k_neighbours(TeacherFeatures.from_catalogue(tiny_catalogue), k=20)
     directory = root / "anime-artifacts"
-    write_bundle(directory, catalogue=tiny_catalogue, neighbours=neighbours, model_dir=model_dir, indexes=indexes)
+    write_bundle(
+        directory, catalogue=tiny_catalogue, neighbours=neighbours, model_dir=model_dir, indexes=indexes
+    )
     return directory
 
 

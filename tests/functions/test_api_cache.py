@@ -8,7 +8,6 @@ from typing import Any
 
 import boto3
 import numpy as np
-
 from anime_recommender.cache import CircuitBreaker, DynamoDBCache, cache_key
 
 
@@ -52,7 +51,11 @@ def test_key_normalises_and_versions() -> None:
 def test_large_items_are_refused_and_expired_items_miss(moto_endpoint: str, cache_table: str) -> None:
     clock = [1_000_000.0]
     cache = DynamoDBCache(
-        cache_table, ttl_seconds=60, max_item_bytes=2_000, endpoint_url=moto_endpoint, wall_clock=lambda: clock[0]
+        cache_table,
+        ttl_seconds=60,
+        max_item_bytes=2_000,
+        endpoint_url=moto_endpoint,
+        wall_clock=lambda: clock[0],
     )
     incompressible = np.random.default_rng(0).bytes(5_000)
     assert cache.put("big", incompressible) == "miss" and cache.stats.too_large == 1

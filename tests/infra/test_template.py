@@ -152,8 +152,12 @@ def test_delta_update_runs_on_a_configurable_schedule_with_a_dead_letter_queue(
 
 def test_dependencies_layer_is_built_from_requirements(resources: dict[str, Any]) -> None:
     layer = resources["DependenciesLayer"]
-    assert layer["Metadata"]["BuildMethod"] == "python3.12"
-    requirements = REPO_ROOT / layer["Properties"]["ContentUri"] / "requirements.txt"
+    content = REPO_ROOT / layer["Properties"]["ContentUri"]
+    # A makefile build: pip install for python3.12/x86_64, then a prune to fit the size budget.
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    assert "build-DependenciesLayer:" in (content / "Makefile").read_text(encoding="utf-8")
+    assert "--python-version 3.12" in (content / "Makefile").read_text(encoding="utf-8")
+    requirements = content / "requirements.txt"
     names = {
         re.split(r"[<>=\[ ;]", line.strip(), maxsplit=1)[0].lower()
         for line in requirements.read_text(encoding="utf-8").splitlines()

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from anime_recommender.artifacts import write_bundle
 from anime_recommender.catalogue import Catalogue
 from anime_recommender.encoder import EncoderConfig, OnnxEncoder
@@ -105,7 +104,7 @@ def build_bundle(directory: Path, catalogue: Catalogue, model_dir: Path) -> Path
         neighbours=make_neighbours(catalogue),
         model_dir=model_dir,
         indexes=indexes,
-        recall_at_10={space: 1.0 for space in indexes},
+        recall_at_10=dict.fromkeys(indexes, 1.0),
     )
     return directory
 
@@ -118,7 +117,9 @@ def tiny_model_dir(tiny_catalogue: Catalogue, tmp_path_factory: pytest.TempPathF
 
 
 @pytest.fixture(scope="session")
-def _bundle_template(tiny_catalogue: Catalogue, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _bundle_template(
+    tiny_catalogue: Catalogue, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     return build_bundle(tmp_path_factory.mktemp("bundle") / "anime-artifacts", tiny_catalogue, tiny_model_dir)
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from anime_recommender.artifacts import (
     ArtifactIntegrityError,
     Manifest,
@@ -19,9 +18,8 @@ from anime_recommender.artifacts import (
 )
 from anime_recommender.catalogue import Catalogue
 from anime_recommender.index import VectorIndex
-from anime_recommender.text import anime_text
-
 from anime_recommender.neighbours import NeighbourLists
+from anime_recommender.text import anime_text
 
 Corrupt = Callable[[Path, str], None]
 V3_DIM, V4_DIM = 16, 8  # the tiny model's output dims (tests/shared/conftest.py)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from anime_recommender.catalogue import Catalogue
 from anime_recommender.encoder import EncoderConfig, OnnxEncoder
 from anime_recommender.text import anime_text
@@ -67,7 +66,9 @@ def _write_model(folder: Path, corpus: list[str]) -> Path:
         ],
         inits,
     )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(folder / "model.onnx"))
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(folder / "model.onnx")
+    )
     EncoderConfig(outputs={"v4": DIM_V4, "v3": DIM_V3}, max_length=32).save(folder / "encoder.json")
     return folder
 
@@ -148,5 +149,7 @@ def test_runtime_encoder_never_imports_torch(model_dir: Path) -> None:
         "bad = sorted(m for m in ('torch', 'transformers', 'optimum') if m in sys.modules)\n"
         "print(','.join(bad))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
     assert result.stdout.strip() == ""

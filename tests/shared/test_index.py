@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from anime_recommender import index as index_module
 from anime_recommender.index import UnknownAnimeError, VectorIndex
 

@@ -245,6 +245,19 @@ def test_jsonl_bad_line_is_a_skipped_record(tmp_path: Path) -> None:
     assert skip.position == "line 5" and skip.reason.startswith("json:")
 
 
+def test_hostile_json_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(CatalogueFormatError, match="unparseable JSON"):
+        load(write(tmp_path, "deep.json", deep))
+    huge_int = b'{"data": [{"title": "x", "sources": [], "episodes": ' + b"9" * 5000 + b"}]}"
+    with pytest.raises(CatalogueFormatError, match="unparseable JSON"):
+        load(write(tmp_path, "int.json", huge_int))
+    # In JSONL the same line only costs its own record.
+    result = load(write(tmp_path, "deep.jsonl", jsonl(RECORDS) + deep + b"\n"))
+    assert len(result.catalogue) == 3
+    assert [s.position for s in result.report.skipped] == ["line 5"]
+
+
 def test_all_records_malformed_is_a_file_error(tmp_path: Path) -> None:
     with pytest.raises(CatalogueFormatError, match="all 2 records"):
         load(write(tmp_path, "r.json", pretty([1, "x"])))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
+from anime_pipeline.synthetic import synthetic_catalogue
 from anime_recommender.catalogue import Anime, AnimeType, Catalogue
 from anime_recommender.neighbours import NeighbourLists, select_top_k
 from anime_recommender.teacher import (
@@ -19,7 +19,6 @@ from anime_recommender.teacher import (
     v2_components,
     v2_similarity,
 )
-from anime_pipeline.synthetic import synthetic_catalogue
 
 
 def _anime(aid: int, tags: tuple[str, ...] = ("a",), **kw: object) -> Anime:
@@ -79,7 +78,9 @@ def test_type_compatibility_is_a_graded_matrix() -> None:
         return v2_components(_anime(1, type=x), _anime(2, type=y), stats)["type"]
 
     assert t(AnimeType.TV, AnimeType.TV) == 1.0
-    assert 1.0 > t(AnimeType.TV, AnimeType.ONA) > t(AnimeType.TV, AnimeType.MOVIE) > t(AnimeType.TV, AnimeType.MUSIC)  # type: ignore[operator]
+    graded = [t(AnimeType.TV, x) for x in (AnimeType.ONA, AnimeType.MOVIE, AnimeType.MUSIC)]
+    assert graded == sorted((g for g in graded if g is not None), reverse=True)
+    assert len(set(graded)) == 3 and graded[0] is not None and graded[0] < 1.0
     assert t(AnimeType.OVA, AnimeType.SPECIAL) == t(AnimeType.SPECIAL, AnimeType.OVA)
     assert t(AnimeType.TV, AnimeType.UNKNOWN) is None
     with pytest.raises(ValueError):
@@ -97,8 +98,10 @@ def test_missing_field_drops_its_weight_and_renormalises() -> None:
     # Neither reward nor punishment: a missing score sits between a perfect and a poor score match.
     perfect = replace(full_b, score=8.0)
     poor = replace(full_b, score=2.0)
-    assert v2_similarity(full_a, poor, stats) < v2_similarity(full_a, no_score, stats) < v2_similarity(
-        full_a, perfect, stats
+    assert (
+        v2_similarity(full_a, poor, stats)
+        < v2_similarity(full_a, no_score, stats)
+        < v2_similarity(full_a, perfect, stats)
     )
     no_year = replace(full_b, year=None)
     expected = (0.6 * comp["tags"] + 0.2 * comp["score"] + 0.05 * comp["type"]) / 0.85  # type: ignore[operator]
@@ -135,11 +138,14 @@ def test_vectorised_matches_reference_on_tiny(tiny_catalogue: Catalogue, measure
     _check_against_reference(tiny_catalogue, features, k=10)
 
 
-@pytest.mark.parametrize("dense_share", [0.0, 0.05, 1.1])
-def test_vectorised_matches_reference_on_synthetic(dense_share: float) -> None:
+@pytest.mark.parametrize(
+    ("dense_share", "measure"), [(0.0, "jaccard"), (0.05, "jaccard"), (1.1, "jaccard"), (0.05, "cosine")]
+)
+def test_vectorised_matches_reference_on_synthetic(dense_share: float, measure: str) -> None:
     # Dense-only, mixed and sparse-only tag paths must agree with the reference.
-    catalogue = synthetic_catalogue(150, seed=3)
-    features = TeacherFeatures.from_catalogue(catalogue, dense_tag_share=dense_share)
+    catalogue = synthetic_catalogue(120, seed=3)
+    config = TeacherConfig(tag_measure=measure)  # type: ignore[arg-type]
+    features = TeacherFeatures.from_catalogue(catalogue, config, dense_tag_share=dense_share)
     _check_against_reference(catalogue, features, k=20)
 
 

@@ -12,7 +12,9 @@ def test_full_record(tiny_catalogue: Catalogue) -> None:
 
 
 def test_synonyms_are_capped_and_title_not_repeated() -> None:
-    anime = Anime(id=9, title="Shingeki no Kyojin", synonyms=("Shingeki no Kyojin", "Attack on Titan", "AoT", "SnK"))
+    anime = Anime(
+        id=9, title="Shingeki no Kyojin", synonyms=("Shingeki no Kyojin", "Attack on Titan", "AoT", "SnK")
+    )
     text = anime_text(anime)
     assert text == "Shingeki no Kyojin. Also known as Attack on Titan; AoT."
 

@@ -79,9 +79,10 @@ class V1Model:
         if method == "jaccard":
             vectors = binary
         else:
-            weighted = binary * np.array([idf[t] for t in tags], dtype=np.float32) if method == "tfidf" else binary
+            weights = np.array([idf[t] for t in tags], dtype=np.float32)
+            weighted = binary * weights if method == "tfidf" else binary
             norms = np.linalg.norm(weighted, axis=1)
-            vectors = weighted / np.where(norms > 0, norms, 1.0)[:, None]
+            vectors = (weighted / np.where(norms > 0, norms, 1.0)[:, None]).astype(np.float32)
         return cls(
             method=method,  # type: ignore[arg-type]
             ids=np.asarray(catalogue.ids, dtype=np.int64),

@@ -337,22 +337,29 @@ class _Sanitiser:
             raise _RecordError(f"{name}: expected a list, got {type(value).__name__}")
         if len(value) > MAX_LIST_ITEMS:
             raise _RecordError(f"{name}: {len(value)} items exceeds {MAX_LIST_ITEMS}")
-        if len(value) > 1 and all(type(x) is str and x for x in value):
-            # Whole-list fast path (the common case): the same checks as `text` on the joined
-            # items. "|" neither composes nor is a space, so it cannot hide a problem; an item
-            # containing "| " or " |" merely takes the slow path.
-            blob = "|".join(value)
+        if len(value) > 1:
+            # Whole-list fast path (the common case): the checks of `text` on the joined items.
+            # "|" neither composes nor is a space, so it cannot hide a problem; an item that is
+            # empty or holds "|" merely falls through to the per-item path.
+            try:
+                blob = "|".join(value)
+            except TypeError:
+                blob = ""  # a non-string item: the per-item path names it
             if (
-                blob.isprintable()
+                blob
+                and blob.count("|") == len(value) - 1
+                and blob.isprintable()
                 and "  " not in blob
+                and "||" not in blob
                 and "| " not in blob
                 and " |" not in blob
-                and blob[0] != " "
-                and blob[-1] != " "
-                and max(map(len, value)) <= cap
+                and blob[0] not in " |"
+                and blob[-1] not in " |"
+                and (len(blob) <= cap or max(map(len, value)) <= cap)
                 and unicodedata.is_normalized("NFC", blob)
             ):
-                unique = dict.fromkeys([x.lower() for x in value] if lower else value)
+                items = blob.lower().split("|") if lower else value
+                unique = dict.fromkeys(items)
                 if len(unique) != len(value):
                     self.fields.append(f"{name}:dedup")
                 return tuple(unique)
@@ -693,6 +700,9 @@ def _manami_items(
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise CatalogueFormatError(path, _json_error(exc, report.compression), exc.msg) from exc
+    except (ValueError, RecursionError) as exc:
+        # Hostile but syntactically valid JSON: a 5,000-digit integer, or nesting deeper than the stack.
+        raise CatalogueFormatError(path, "document", f"unparseable JSON: {exc}") from exc
     report.format = "manami-json"
     if isinstance(doc, list):
         data: object = doc
@@ -720,6 +730,8 @@ def _jsonl_items(text: str, report: LoadReport) -> Iterator[tuple[str, object | 
             obj: object = json.loads(line)
         except json.JSONDecodeError as exc:
             obj = exc
+        except (ValueError, RecursionError) as exc:
+            obj = json.JSONDecodeError(f"unparseable JSON ({type(exc).__name__})", line, 0)
         if first and _is_metadata(obj):
             assert isinstance(obj, dict)
             report.metadata = _metadata(obj)
@@ -1045,20 +1057,22 @@ def _resolve_ids(parsed: list[tuple[str, Anime, str | None]], report: LoadReport
     assigned = assign_derived_ids(keys)
     report.derived_ids = sum(1 for _, _, key in parsed if key is not None)
     report.derived_id_collisions = sum(1 for key, value in assigned.items() if value != derived_id(key))
-    best: dict[int, tuple[tuple[int, int], str, Anime]] = {}
+    best: dict[int, tuple[str, Anime]] = {}
     for position, anime, key in parsed:
         if key is not None:
             anime = replace(anime, id=assigned[key])
-        info = _info(anime)
         current = best.get(anime.id)
         if current is None:
-            best[anime.id] = (info, position, anime)
-        elif info > current[0]:
+            best[anime.id] = (position, anime)
+            continue
+        # Information is only measured on a clash, so the common path stays one dict lookup.
+        info, current_info = _info(anime), _info(current[1])
+        if info > current_info:
             report.duplicates.append(
-                DuplicateRecord(anime.id, position, current[1], f"more information ({info} > {current[0]})")
+                DuplicateRecord(anime.id, position, current[0], f"more information ({info} > {current_info})")
             )
-            best[anime.id] = (info, position, anime)
+            best[anime.id] = (position, anime)
         else:
-            why = "equal information, first kept" if info == current[0] else f"less information ({info})"
-            report.duplicates.append(DuplicateRecord(anime.id, current[1], position, why))
-    return [anime for _, _, anime in best.values()]
+            why = "equal information, first kept" if info == current_info else f"less information ({info})"
+            report.duplicates.append(DuplicateRecord(anime.id, current[0], position, why))
+    return [anime for _, anime in best.values()]

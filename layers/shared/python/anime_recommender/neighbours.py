@@ -78,7 +78,9 @@ class NeighbourLists:
         k = self.k if len(self) else other.k
         return NeighbourLists(
             ids=ids[order],
-            neighbour_ids=np.concatenate([self.neighbour_ids[keep].reshape(-1, k), other.neighbour_ids])[order],
+            neighbour_ids=np.concatenate([self.neighbour_ids[keep].reshape(-1, k), other.neighbour_ids])[
+                order
+            ],
             scores=np.concatenate([self.scores[keep].reshape(-1, k), other.scores])[order],
         )
 

@@ -182,7 +182,12 @@ def v2_components(a: Anime, b: Anime, stats: TeacherStats) -> dict[str, float | 
 def v2_similarity(a: Anime, b: Anime, stats: TeacherStats) -> float:
     """The V2 similarity of one pair, in pure Python: the reference the vectorised path must match."""
     cfg = stats.config
-    weights = {"tags": cfg.tag_weight, "score": cfg.score_weight, "year": cfg.year_weight, "type": cfg.type_weight}
+    weights = {
+        "tags": cfg.tag_weight,
+        "score": cfg.score_weight,
+        "year": cfg.year_weight,
+        "type": cfg.type_weight,
+    }
     num = den = 0.0
     for name, value in v2_components(a, b, stats).items():
         if value is not None:
@@ -201,9 +206,9 @@ class TeacherFeatures:
     same (year, type, score known) code are contiguous: the year/type/missing-field part of the
     formula is then one scalar per (row, code group) instead of a gather per pair.
 
-    * `tags_left @ tags_right_cols.T` plus the sparse contributions of the rare tags is the tag term (Jaccard: Σ shared w, then divided by
-      ``mass_i + mass_j - shared``; cosine: the cosine itself). Tags carried by a single anime can
-      never be shared, so they only count in `tag_mass` (exact, and it shrinks manami's long tail).
+    * `tags_left @ tags_right_cols.T` plus the sparse contributions of the rare tags is the tag
+      term (Jaccard: Σ shared w, then divided by ``mass_i + mass_j - shared``; cosine: the cosine).
+      Tags carried by a single anime can never be shared, so they only count in `tag_mass`.
       Only frequent tags (df ≥ `dense_tag_share` · N) go into the dense BLAS matrices; a rare tag
       touches few pairs (Σ df² ≪ N² · n_tags), so its pairs are added sparsely from posting lists
       (`rare_*`, CSR by row and by tag). That keeps ~2k-tag manami catalogues as fast as 40 genres.
@@ -280,25 +285,44 @@ class TeacherFeatures:
         cfg = config or TeacherConfig()
         stats = TeacherStats.from_catalogue(catalogue, cfg)
         n = len(catalogue)
-        shared_tags = sorted(t for t, df in stats.tag_df.items() if df >= 2)
-        col = {t: j for j, t in enumerate(shared_tags)}
-        weight = np.array([stats.tag_weight(t) for t in shared_tags], dtype=np.float64)
-        binary = np.zeros((n, len(shared_tags)), dtype=np.float32)
-        mass = np.zeros(n, dtype=np.float64)
+        threshold = max(2.0, dense_tag_share * n)
+        dense_tags = sorted(t for t, df in stats.tag_df.items() if df >= threshold)
+        rare_tags = sorted(t for t, df in stats.tag_df.items() if 2 <= df < threshold)
+        dense_col = {t: j for j, t in enumerate(dense_tags)}
+        rare_col = {t: j for j, t in enumerate(rare_tags)}
         power = 1 if cfg.tag_measure == "jaccard" else 2
+        # Sparse (row, tag) entries, dense and rare apart; no n × n_tags matrix of all tags is built.
+        d_rows: list[int] = []
+        d_tags: list[int] = []
+        r_rows: list[int] = []
+        r_tags: list[int] = []
+        mass = np.zeros(n, dtype=np.float64)
         for row, anime in enumerate(catalogue):
-            tags = set(anime.tags)
-            binary[row, [col[t] for t in tags if t in col]] = 1.0
+            tags = sorted(set(anime.tags))
             mass[row] = sum(stats.tag_weight(t) ** power for t in tags)
+            for t in tags:
+                if t in dense_col:
+                    d_rows.append(row)
+                    d_tags.append(dense_col[t])
+                elif t in rare_col:
+                    r_rows.append(row)
+                    r_tags.append(rare_col[t])
+        dense_w = np.array([stats.tag_weight(t) for t in dense_tags], dtype=np.float64)
+        rare_w = np.array([stats.tag_weight(t) for t in rare_tags], dtype=np.float64)
         if cfg.tag_measure == "jaccard":
-            left = binary * weight.astype(np.float32)
-            right = binary
             # Rows without tags: any positive mass keeps 0 / (mass_i + mass_j - 0) finite and 0.
             tag_mass = np.where(mass > 0, mass, 1.0)
+            row_scale = np.ones(n)
         else:
             tag_mass = np.sqrt(mass)
             tag_mass[tag_mass == 0] = 1.0
-            left = right = (binary * weight / tag_mass[:, None]).astype(np.float32)
+            row_scale = 1.0 / tag_mass
+
+        def values(rows: list[int], tags: list[int], w: np.ndarray, side: str) -> np.ndarray:
+            r, t = np.asarray(rows, dtype=np.int64), np.asarray(tags, dtype=np.int64)
+            if cfg.tag_measure == "jaccard":  # left carries the weight, right is binary
+                return w[t] if side == "left" else np.ones(r.size)
+            return w[t] * row_scale[r]
 
         w_score = cfg.score_weight / cfg.tag_weight
         scores = np.array([np.nan if a.score is None else a.score for a in catalogue], dtype=np.float64)
@@ -312,29 +336,32 @@ class TeacherFeatures:
         col_position = np.empty(n, dtype=np.int64)
         col_position[col_order] = np.arange(n)
         bounds = np.searchsorted(code[col_order], np.arange(pair_table.shape[0] + 1))
-        df = binary.sum(axis=0)
-        dense = df >= max(2.0, dense_tag_share * n)
-        rare = np.flatnonzero(~dense)
-        # Rare tags as CSR: per row (tag index, left value) and per tag (column position, right value).
-        sub_l = left[:, rare]
-        r_rows, r_tags = np.nonzero(sub_l)
-        row_ptr = np.searchsorted(r_rows, np.arange(n + 1))
-        sub_r = right[col_order][:, rare]
-        t_cols, t_tags = np.nonzero(sub_r)
-        by_tag = np.lexsort((t_cols, t_tags))
-        t_cols, t_tags = t_cols[by_tag], t_tags[by_tag]
-        tag_ptr = np.searchsorted(t_tags, np.arange(rare.size + 1))
+
+        left = np.zeros((n, len(dense_tags)), dtype=np.float32)
+        right_cols = np.zeros((n, len(dense_tags)), dtype=np.float32)
+        left[d_rows, d_tags] = values(d_rows, d_tags, dense_w, "left")
+        right_cols[col_position[np.asarray(d_rows, dtype=np.int64)], d_tags] = values(
+            d_rows, d_tags, dense_w, "right"
+        )
+        # Rare tags as CSR: per row (tag, left value) in row order; per tag (column position, right value).
+        rr = np.asarray(r_rows, dtype=np.int64)
+        rt = np.asarray(r_tags, dtype=np.int64)
+        row_ptr = np.searchsorted(rr, np.arange(n + 1))
+        t_cols = col_position[rr]
+        by_tag = np.lexsort((t_cols, rt))
+        tag_ptr = np.searchsorted(rt[by_tag], np.arange(len(rare_tags) + 1))
+        right_vals = values(r_rows, r_tags, rare_w, "right")
         return cls(
             ids=np.asarray(catalogue.ids, dtype=np.int64),
             stats=stats,
-            tags_left=np.ascontiguousarray(left[:, dense], dtype=np.float32),
-            tags_right_cols=np.ascontiguousarray(right[col_order][:, dense], dtype=np.float32),
+            tags_left=left,
+            tags_right_cols=right_cols,
             rare_row_ptr=row_ptr,
-            rare_row_tags=r_tags.astype(np.int64),
-            rare_row_vals=sub_l[r_rows, r_tags].astype(np.float32),
+            rare_row_tags=rt,
+            rare_row_vals=values(r_rows, r_tags, rare_w, "left").astype(np.float32),
             rare_tag_ptr=tag_ptr,
-            rare_tag_cols=t_cols.astype(np.int64),
-            rare_tag_vals=sub_r[t_cols, t_tags].astype(np.float32),
+            rare_tag_cols=t_cols[by_tag],
+            rare_tag_vals=right_vals[by_tag].astype(np.float32),
             tag_mass_rows=tag_mass.astype(np.float32),
             tag_mass_cols=tag_mass[col_order].astype(np.float32),
             score_rows=scaled.astype(np.float32),
@@ -489,4 +516,6 @@ def top_k_neighbours(
 ) -> NeighbourLists:
     """All-pairs V2 top-k neighbour lists (of every anime, or only of `rows` for a delta update)."""
     query, nb, sc = top_k_arrays(features, k=k, rows=rows, block_size=block_size, progress=progress)
-    return NeighbourLists(ids=features.ids[query], neighbour_ids=features.ids[nb], scores=sc.astype(np.float16))
+    return NeighbourLists(
+        ids=features.ids[query], neighbour_ids=features.ids[nb], scores=sc.astype(np.float16)
+    )

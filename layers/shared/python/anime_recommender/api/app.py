@@ -22,6 +22,7 @@ from anime_recommender.api.middleware import (
 from anime_recommender.api.observability import LogObserver
 from anime_recommender.api.routers import anime, health, recommendations, search
 from anime_recommender.api.service import ServiceProvider
+from anime_recommender.api.web import mount_web
 from anime_recommender.cache import ResponseCache, make_cache
 from anime_recommender.settings import ApiSettings
 
@@ -84,6 +85,7 @@ def create_app(
     register_error_handlers(app)
     for module in (health, anime, recommendations, search):
         app.include_router(module.router)
+    mount_web(app)
     # Added innermost first: the request passes Security → Observe → CatchAll → Limits → CORS → routes.
     app.add_middleware(
         CORSMiddleware,

@@ -36,9 +36,7 @@ class TextSearchUnavailableError(RuntimeError):
 class VectorSearch(Protocol):
     """An ANN index over unit vectors keyed by anime id (`anime_recommender.index.VectorIndex`)."""
 
-    def search(
-        self, vector: np.ndarray, k: int, allowed: set[int] | None = None
-    ) -> list[tuple[int, float]]:
+    def search(self, vector: np.ndarray, k: int, allowed: set[int] | None = None) -> list[tuple[int, float]]:
         """Top-k (anime id, cosine) for a unit query vector, restricted to `allowed` ids if given."""
         ...
 
@@ -289,9 +287,7 @@ class TieredBackend:
         except KeyError:
             return None
 
-    def _search(
-        self, query: np.ndarray, k: int, allowed: set[int] | None, banned: set[int]
-    ) -> list[Scored]:
+    def _search(self, query: np.ndarray, k: int, allowed: set[int] | None, banned: set[int]) -> list[Scored]:
         assert self.index is not None
         if allowed is None:
             # Unfiltered: over-fetch by the number of banned ids instead of building a huge allow-set.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -15,8 +16,9 @@ from anime_recommender.api.app import create_app
 from anime_recommender.api.backend import TieredBackend, backend_from_bundle
 from anime_recommender.api.middleware import RequestObserver
 from anime_recommender.artifacts import load_bundle
+from anime_recommender.delta.refresh import RefreshingBundleProvider
+from anime_recommender.delta.settings import StoreSettings
 from anime_recommender.settings import ApiSettings
-
 
 # Content types Mangum returns as text (anything else is base64-encoded for API Gateway).
 TEXT_MIME_TYPES: tuple[str, ...] = (
@@ -42,9 +44,14 @@ def load_serving(settings: ApiSettings, observer: RequestObserver | None = None)
     """Load artifacts from `settings.artifacts_dir` and build the app (once per container)."""
     started = time.perf_counter()
     # all_tiers: the V4 re-ranking also uses V3 similarities, so both indexes are loaded.
-    bundle = load_bundle(settings.artifacts_dir, threads=settings.onnx_threads, all_tiers=True)
-    backend = backend_from_bundle(bundle)
-    app = create_app(settings, lambda: backend, observer=observer)
+    def load(directory: Path) -> TieredBackend:
+        return backend_from_bundle(load_bundle(directory, threads=settings.onnx_threads, all_tiers=True))
+
+    # Starts on the published version the store's pointer names (if a store is configured), else the
+    # layer's bundle, and hot-swaps when the pointer moves (delta updates; see anime_recommender.delta).
+    provider = RefreshingBundleProvider.from_settings(StoreSettings(artifacts_dir=settings.artifacts_dir), load)
+    backend = provider.backend
+    app = create_app(settings, provider, observer=observer)
     # The title index etc. are built by the first provider call; do it now, inside the timed init.
     app.state.api.services()
     init_ms = (time.perf_counter() - started) * 1000.0

@@ -1,0 +1,42 @@
+"""`anime-build serve`: the API on localhost with uvicorn, from the built artifacts (same app as Lambda)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from anime_pipeline.paths import BuildPaths
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `serve` subcommand."""
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve the API locally (uvicorn) from the artifact bundle",
+        description="Load the artifact bundle once (checksums verified, tier fallback) and serve every API "
+        "route with uvicorn. Without CACHE_TABLE_NAME an in-process LRU cache is used.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument(
+        "--artifacts", type=Path, default=None, help="bundle directory (default: the build's artifacts_dir)"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the bundle and serve until interrupted."""
+    import uvicorn
+    from anime_recommender.api.lambda_app import load_serving
+    from anime_recommender.settings import ApiSettings
+
+    artifacts = args.artifacts or BuildPaths.from_env().artifacts_dir
+    settings = ApiSettings.from_env().model_copy(update={"artifacts_dir": artifacts})
+    logging.basicConfig(level=settings.log_level)
+    serving = load_serving(settings)
+    logging.getLogger(__name__).info(
+        "serving tier %s from %s (init %.0f ms)", serving.backend.info.tier, artifacts, serving.init_ms
+    )
+    uvicorn.run(serving.app, host=args.host, port=args.port, log_level=settings.log_level.lower())
+    return 0

@@ -1,0 +1,145 @@
+"""Validate a new catalogue and diff it against the serving one (added / changed / removed).
+
+Validation happens before anything is written: the new file goes through the same loaders (and
+`LoadReport`) as the offline build, and a catalogue that fails to load, is empty, lost too many
+records to malformation, or removes more than `DeltaPolicy.max_removed_share` of the current
+entries is refused with a `DeltaRefusedError` naming the reason. The diff is by `Anime.content_hash`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from anime_recommender.artifacts import data_version
+from anime_recommender.catalogue import Catalogue
+from anime_recommender.loaders import DEFAULT_ENRICH, CatalogueFormatError, LoadReport, load_catalogue
+
+RefusalCode = Literal["invalid", "empty", "malformed_records", "shrink"]
+
+
+class DeltaRefusedError(ValueError):
+    """The new catalogue is not acceptable; nothing was changed. `code` is a stable reason name."""
+
+    def __init__(self, code: RefusalCode, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class DeltaPolicy:
+    """Guards against publishing a broken or truncated catalogue.
+
+    Args:
+        max_removed_share: refuse when more than this share of the current anime would be removed.
+        max_skipped_share: refuse when more than this share of the file's records was malformed.
+    """
+
+    max_removed_share: float = 0.10
+    max_skipped_share: float = 0.05
+
+    def __post_init__(self) -> None:
+        for name in ("max_removed_share", "max_skipped_share"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], got {value}")
+
+
+@dataclass(frozen=True)
+class DeltaPlan:
+    """What a delta update changes: ids by kind, both data versions and the new catalogue."""
+
+    base_version: str
+    new_version: str
+    added: tuple[int, ...]
+    changed: tuple[int, ...]
+    removed: tuple[int, ...]
+    unchanged: int
+    catalogue: Catalogue = field(repr=False)
+
+    @property
+    def is_empty(self) -> bool:
+        """True when the new catalogue has the same content as the current one."""
+        return not (self.added or self.changed or self.removed)
+
+    @property
+    def to_embed(self) -> tuple[int, ...]:
+        """Ids whose vectors must be (re)computed: added and changed, sorted."""
+        return tuple(sorted(self.added + self.changed))
+
+    def counts(self) -> dict[str, int]:
+        """Counts per kind (for logs, metrics and the summary)."""
+        return {
+            "added": len(self.added),
+            "changed": len(self.changed),
+            "removed": len(self.removed),
+            "unchanged": self.unchanged,
+            "total": len(self.catalogue),
+        }
+
+
+def load_new_catalogue(
+    path: Path, policy: DeltaPolicy | None = None, enrich: Any = DEFAULT_ENRICH
+) -> tuple[Catalogue, LoadReport]:
+    """Load a candidate catalogue with the build's loaders; `DeltaRefusedError` when unusable.
+
+    `enrich` is passed to `load_catalogue`: the build's bangumi-data enrichment must match, or every
+    enriched anime would look changed.
+    """
+    policy = policy or DeltaPolicy()
+    try:
+        result = load_catalogue(path, enrich=enrich)
+    except CatalogueFormatError as exc:
+        raise DeltaRefusedError("invalid", f"catalogue failed validation: {exc}") from exc
+    except (OSError, UnicodeError, ValueError) as exc:
+        raise DeltaRefusedError("invalid", f"catalogue could not be read: {exc}") from exc
+    report = result.report
+    if len(result.catalogue) == 0:
+        raise DeltaRefusedError("empty", f"{path.name}: no anime loaded ({report.summary()})")
+    if report.records_read:
+        share = len(report.skipped) / report.records_read
+        if share > policy.max_skipped_share:
+            raise DeltaRefusedError(
+                "malformed_records",
+                f"{path.name}: {len(report.skipped)} of {report.records_read} records malformed "
+                f"({share:.1%} > {policy.max_skipped_share:.1%}); by reason {report.skipped_by_reason()}",
+            )
+    return result.catalogue, report
+
+
+def plan_delta(
+    current: Catalogue | Mapping[int, str], new: Catalogue, policy: DeltaPolicy | None = None
+) -> DeltaPlan:
+    """Diff `new` against `current` (a catalogue or its id → content-hash map) and apply the shrink guard.
+
+    Raises:
+        DeltaRefusedError: `new` is empty or would remove more than `policy.max_removed_share`.
+    """
+    policy = policy or DeltaPolicy()
+    old_hashes = current.content_hashes() if isinstance(current, Catalogue) else dict(current)
+    new_hashes = new.content_hashes()
+    if not new_hashes:
+        raise DeltaRefusedError("empty", "the new catalogue is empty")
+    added = tuple(sorted(i for i in new_hashes if i not in old_hashes))
+    removed = tuple(sorted(i for i in old_hashes if i not in new_hashes))
+    changed = tuple(sorted(i for i, h in new_hashes.items() if i in old_hashes and old_hashes[i] != h))
+    if old_hashes:
+        share = len(removed) / len(old_hashes)
+        if share > policy.max_removed_share:
+            raise DeltaRefusedError(
+                "shrink",
+                f"the new catalogue removes {len(removed)} of {len(old_hashes)} anime ({share:.1%}), more "
+                f"than the allowed {policy.max_removed_share:.1%}; refusing a suspicious shrink",
+            )
+    return DeltaPlan(
+        base_version=data_version(old_hashes),
+        new_version=data_version(new_hashes),
+        added=added,
+        changed=changed,
+        removed=removed,
+        unchanged=len(new_hashes) - len(added) - len(changed),
+        catalogue=new,
+    )

@@ -1,0 +1,141 @@
+"""One delta update, end to end: fetch → validate → diff → apply → publish → flip.
+
+`run_delta_update` is the single call the Lambda handler and `anime-build delta` make. It never
+changes what is served unless every step succeeded: a refused catalogue returns a summary with
+`status="refused"`; any other failure raises, leaving the pointer where it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from anime_recommender.artifacts import CATALOGUE, Manifest, data_version
+from anime_recommender.catalogue import Catalogue
+from anime_recommender.delta.apply import apply_delta
+from anime_recommender.delta.plan import DeltaPolicy, DeltaRefusedError, load_new_catalogue, plan_delta
+from anime_recommender.delta.store import ArtifactStore, Pointer, version_id
+
+log = logging.getLogger(__name__)
+
+Status = Literal["published", "unchanged", "refused", "adopted"]
+
+
+@dataclass
+class DeltaSummary:
+    """What a delta update did (the handler's return value, logged and turned into metrics)."""
+
+    status: Status
+    base_version: str
+    new_version: str | None = None
+    published_version: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    refusal_code: str | None = None
+    refusal_reason: str | None = None
+    lists_recomputed: int = 0
+    duration_s: float = 0.0
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return asdict(self)
+
+
+def serving_base(store: ArtifactStore, layer_dir: Path, cache_dir: Path) -> tuple[Path, Pointer | None]:
+    """The bundle readers serve now (pointer's version, unless it was built with another model than the
+    deployed layer: a deploy wins) and the pointer as read (the flip's precondition)."""
+    pointer = store.read_pointer()
+    layer_model = Manifest.read(layer_dir).model_version
+    if pointer is not None and pointer.model_version == layer_model:
+        return store.fetch(pointer, cache_dir, reuse=[layer_dir]), pointer
+    if pointer is not None:
+        log.warning("pointer %s has model %s, layer has %s: basing on the layer", pointer.version,
+                    pointer.model_version, layer_model)
+    return layer_dir, pointer
+
+
+def run_delta_update(
+    catalogue_path: Path,
+    store: ArtifactStore,
+    *,
+    layer_dir: Path,
+    work_dir: Path,
+    policy: DeltaPolicy | None = None,
+    threads: int = 1,
+) -> DeltaSummary:
+    """Validate `catalogue_path` and publish the delta against what is served now (see module docstring).
+
+    Args:
+        catalogue_path: the new catalogue file (any format the loaders read).
+        store: where versions and the pointer live.
+        layer_dir: the deployed bundle (the base when nothing was published yet).
+        work_dir: scratch space (downloaded base, new bundle); Lambda: under /tmp.
+        policy: refusal thresholds.
+        threads: onnxruntime / hnswlib threads.
+    """
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    policy = policy or DeltaPolicy()
+
+    t0 = time.perf_counter()
+    base_dir, pointer = serving_base(store, layer_dir, work_dir / "base")
+    base = Manifest.read(base_dir)
+    timings["base"] = time.perf_counter() - t0
+    summary = DeltaSummary(status="unchanged", base_version=version_id(base))
+
+    def done(status: Status) -> DeltaSummary:
+        summary.status = status
+        summary.duration_s = round(time.perf_counter() - started, 3)
+        summary.timings_s = {k: round(v, 3) for k, v in timings.items()}
+        return summary
+
+    t0 = time.perf_counter()
+    try:
+        new_catalogue, _report = load_new_catalogue(catalogue_path, policy)
+    except DeltaRefusedError as exc:
+        summary.refusal_code, summary.refusal_reason = exc.code, exc.reason
+        return done("refused")
+    timings["validate"] = time.perf_counter() - t0
+    new_version = f"{data_version(new_catalogue.content_hashes())}-{base.model_version}"
+    summary.new_version = new_version
+    if new_version == summary.base_version:
+        summary.counts = {"added": 0, "changed": 0, "removed": 0, "unchanged": len(new_catalogue)}
+        return done("unchanged")
+
+    # A previous run may have uploaded this very version and crashed before the flip: adopt it.
+    t0 = time.perf_counter()
+    existing = store.find_version(new_version)
+    if existing is not None:
+        store.flip_pointer(existing, pointer)
+        summary.published_version = new_version
+        summary.counts = dict(existing.manifest.extra.get("delta", {}))
+        timings["publish"] = time.perf_counter() - t0
+        return done("adopted")
+
+    t0 = time.perf_counter()
+    try:
+        plan = plan_delta(Catalogue.load(base_dir / CATALOGUE), new_catalogue, policy)
+    except DeltaRefusedError as exc:
+        summary.refusal_code, summary.refusal_reason = exc.code, exc.reason
+        return done("refused")
+    summary.counts = plan.counts()
+    timings["plan"] = time.perf_counter() - t0
+
+    out_dir = work_dir / "new" / new_version
+    result = apply_delta(base_dir, plan, None, out_dir, threads=threads)
+    timings.update({f"apply_{k}": v for k, v in result.timings_s.items()})
+    summary.lists_recomputed = result.lists_recomputed
+
+    t0 = time.perf_counter()
+    ref = store.upload_version(out_dir)
+    timings["upload"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    store.flip_pointer(ref, pointer)
+    timings["flip"] = time.perf_counter() - t0
+    summary.published_version = ref.version
+    shutil.rmtree(out_dir, ignore_errors=True)
+    return done("published")
