@@ -13,7 +13,10 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help setup demo build serve test test-slow bench bench-quick build-layer validate lint clean
+.PHONY: help setup tools browser demo build serve test test-slow bench bench-quick bench-teacher build-layer layers-arm64 layers-40k deploy-check validate lint clean
+TOOLS_VENV := .work/tools-venv
+TOOLS_STAMP := $(TOOLS_VENV)/.installed
+TOOLS_PATH := PATH=$(CURDIR)/$(TOOLS_VENV)/bin:$$PATH SAM_CLI_TELEMETRY=0
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -28,6 +31,22 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## Create .venv and install the project with build and dev extras
 
+# sam and checkov pin older boto3/pydantic/click than the app uses, so they live in their own venv.
+$(TOOLS_STAMP):
+	$(PYTHON_BASE) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install -q aws-sam-cli==1.170.0 checkov==3.2.459
+	touch $(TOOLS_STAMP)
+
+tools: $(TOOLS_STAMP) ## Install aws-sam-cli and checkov into .work/tools-venv
+
+tests/functions/browser/node_modules: tests/functions/browser/package-lock.json
+	npm ci --prefix tests/functions/browser --no-audit --no-fund --loglevel=error
+	touch $@
+
+browser: tests/functions/browser/node_modules ## Headless Chromium (Debian package, when root) + playwright-core for the web tests
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } \
+	|| echo "chromium not installed and not root: browser tests will be skipped"
+
 build: setup ## Run the whole offline build on the default catalogue (anime-build all)
 	$(BUILD) all
 
@@ -36,8 +55,8 @@ serve: setup ## Serve the built artifacts locally (uvicorn) on $(HOST):$(PORT)
 
 demo: build serve ## Main job: setup, full build of the default catalogue, then serve it locally
 
-test: setup ## Run the default (fast) test suite, as CI does
-	$(PY) -m pytest -q
+test: setup tools browser ## Run the default (fast) test suite, as CI does
+	$(TOOLS_PATH) $(PY) -m pytest -q
 
 test-slow: setup ## Run the slow real-model / full-catalogue checks
 	$(PY) -m pytest -q -m slow
@@ -48,14 +67,28 @@ bench: setup ## Benchmarks on the default catalogue's artifacts; prints one JSON
 bench-quick: setup ## The benchmark harness on a small synthetic catalogue (< 2 min)
 	$(BUILD) bench --quick --output bench-results.json
 
+bench-teacher: setup ## Teacher benchmark: all-pairs V2 top-100 on a synthetic 40k catalogue (one JSON line)
+	$(PY) -m anime_pipeline.bench_teacher -n 40000
+
 build-layer: setup ## Write the Lambda layers and print their size breakdown
 	$(BUILD) layers
 
-validate: setup ## Lint and type-check the code; validate the SAM template
+layers-arm64: setup ## The same for Graviton (arm64)
+	$(BUILD) layers --arch arm64
+
+layers-40k: setup ## Size budget with a synthetic 40k-anime bundle (random vectors of the shipped dims)
+	$(BUILD) layers --no-install --synthetic 40000 --model-dir .work/models/runtime
+
+deploy-check: setup tools ## sam validate --lint, checkov, sam build and the unzipped size check
+	$(TOOLS_PATH) sam validate --lint
+	$(TOOLS_PATH) checkov -f template.yaml --config-file infra/checkov.yaml
+	$(TOOLS_PATH) sam build && $(BUILD) sam-size
+
+validate: setup tools ## Lint and type-check the code; validate the SAM template
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/sam validate --lint
+	$(TOOLS_PATH) sam validate --lint
 
 lint: validate
 

@@ -22,6 +22,7 @@ STAGE_MODULES: tuple[str, ...] = (
     "index_stage",
     "layers",
     "deploy_check",
+    "delta_stage",
     "serve",
 )
 

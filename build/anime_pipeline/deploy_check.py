@@ -4,7 +4,8 @@ Lambda refuses a function whose code plus all its layers exceed 262,144,000 byte
 (the "250 MB" limit). `sam build` writes `.aws-sam/build/template.yaml`, whose CodeUri and layer
 ContentUri point at the built folders (the dependencies layer, the functions) or, for layers
 without a build method (shared code, artifacts), back at the source folders. This module reads
-that template and adds the sizes up per function, so the limit is checked before a deploy.
+that template and adds the sizes up per function, so the limit is checked on what `sam deploy`
+will upload (`anime-build layers` checks the same budget on the source folders).
 
 It also holds the small CloudFormation helpers the template tests use: a YAML loader that
 accepts the short intrinsic tags (`!Ref`, `!GetAtt`, `!Sub`, ...) and `table_key_schema`, the
@@ -23,10 +24,9 @@ from typing import Any
 
 import yaml
 
+from anime_pipeline.layers import LAMBDA_UNZIPPED_LIMIT_BYTES
 from anime_pipeline.paths import REPO_ROOT
 
-# Lambda's limit on a function's deployment package plus all its layers, unzipped.
-LAMBDA_UNZIPPED_LIMIT_BYTES = 262_144_000
 DEFAULT_TEMPLATE = REPO_ROOT / "template.yaml"
 DEFAULT_BUILD_DIR = REPO_ROOT / ".aws-sam" / "build"
 
@@ -51,7 +51,7 @@ def _construct_intrinsic(loader: _CfnLoader, tag_suffix: str, node: yaml.Node) -
     elif isinstance(node, yaml.SequenceNode):
         value = loader.construct_sequence(node, deep=True)
     else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+        value = loader.construct_mapping(node, deep=True)
     return {name: value}
 
 
@@ -67,7 +67,9 @@ def load_cfn_template(path: Path) -> dict[str, Any]:
     return data
 
 
-def table_key_schema(template_path: Path = DEFAULT_TEMPLATE, logical_id: str = "CacheTable") -> dict[str, Any]:
+def table_key_schema(
+    template_path: Path = DEFAULT_TEMPLATE, logical_id: str = "CacheTable"
+) -> dict[str, Any]:
     """The cache table's key schema from the template, as `create_table` keyword arguments.
 
     Returns `{"KeySchema": [...], "AttributeDefinitions": [...], "BillingMode": ...,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 from anime_pipeline.paths import BuildPaths
@@ -31,7 +32,13 @@ def run(args: argparse.Namespace) -> int:
     from anime_recommender.api.lambda_app import load_serving
     from anime_recommender.settings import ApiSettings
 
-    artifacts = args.artifacts or BuildPaths.from_env().artifacts_dir
+    from anime_pipeline.delta_stage import LOCAL_POINTER_CHECK_SECONDS, local_store_dir
+
+    paths = BuildPaths.from_env()
+    artifacts = args.artifacts or paths.artifacts_dir
+    # Follow `anime-build delta`'s local pointer so published deltas are served without a restart.
+    os.environ.setdefault("ARTIFACTS_LOCAL_STORE", str(local_store_dir(paths)))
+    os.environ.setdefault("POINTER_CHECK_SECONDS", str(LOCAL_POINTER_CHECK_SECONDS))
     settings = ApiSettings.from_env().model_copy(update={"artifacts_dir": artifacts})
     logging.basicConfig(level=settings.log_level)
     serving = load_serving(settings)

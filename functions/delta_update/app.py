@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from anime_recommender.delta.plan import DeltaPolicy
 from anime_recommender.delta.settings import DeltaSettings
 from anime_recommender.delta.source import fetch_catalogue
 from anime_recommender.delta.update import run_delta_update
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 settings = DeltaSettings.from_env()
 logger = Logger(service=settings.powertools_service_name, level=settings.log_level)
@@ -43,7 +42,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         missing = "ARTIFACTS_BUCKET" if store is None else "CATALOGUE_SOURCE_URL (or detail.catalogue_url)"
         logger.warning("delta update skipped: not configured", extra={"missing": missing})
         return {"status": "skipped", "reason": f"{missing} not configured"}
-    catalogue = fetch_catalogue(location, settings.work_dir / "incoming", endpoint_url=settings.artifacts_endpoint_url)
+    catalogue = fetch_catalogue(
+        location, settings.work_dir / "incoming", endpoint_url=settings.artifacts_endpoint_url
+    )
     summary = run_delta_update(
         catalogue,
         store,
@@ -53,9 +54,13 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         threads=settings.onnx_threads,
     )
     for kind in ("added", "changed", "removed"):
-        metrics.add_metric(name=f"Catalogue{kind.title()}", unit=MetricUnit.Count, value=summary.counts.get(kind, 0))
+        metrics.add_metric(
+            name=f"Catalogue{kind.title()}", unit=MetricUnit.Count, value=summary.counts.get(kind, 0)
+        )
     metrics.add_metric(name="CatalogueRefused", unit=MetricUnit.Count, value=int(summary.status == "refused"))
-    metrics.add_metric(name="VersionPublished", unit=MetricUnit.Count, value=int(summary.published_version is not None))
+    metrics.add_metric(
+        name="VersionPublished", unit=MetricUnit.Count, value=int(summary.published_version is not None)
+    )
     metrics.add_metric(name="DeltaDurationMs", unit=MetricUnit.Milliseconds, value=summary.duration_s * 1000)
     log = logger.warning if summary.status == "refused" else logger.info
     log("delta update " + summary.status, extra={"source": location, **summary.to_dict()})

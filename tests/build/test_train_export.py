@@ -147,3 +147,31 @@ def test_v4_beats_v3_on_held_out_triplets(
     )
     rows = tiny_triplets.rows(tiny_catalogue, "test")
     assert triplet_accuracy(vectors["v4"], *rows) > triplet_accuracy(vectors["v3"], *rows)
+
+
+@pytest.mark.slow
+def test_real_minilm_export_matches_sentence_transformers(
+    tmp_path: Path, tiny_catalogue: Catalogue, tiny_triplets: TripletSet
+) -> None:
+    # The exported V3 output of the real all-MiniLM-L6-v2 equals sentence-transformers' own
+    # embedding (fp32), and the int8 graph stays close to it.
+    from anime_pipeline.models import minilm_model
+    from sentence_transformers import SentenceTransformer
+
+    base = str(minilm_model().path)
+    config = replace(TINY_TRAIN, base_model=base, max_length=128, out_dim=64, hidden_dim=128)
+    trained = train_v4(tiny_catalogue, tiny_triplets, tmp_path / "models", config)
+    result = export_models(
+        tiny_catalogue,
+        trained.head_path,
+        tmp_path / "onnx",
+        tmp_path / "runtime",
+        ExportConfig(threads=2, enforce_gate=False),
+        triplets=tiny_triplets,
+    )
+    texts = [anime_text(a) for a in tiny_catalogue]
+    reference = SentenceTransformer(base, device="cpu").encode(texts, normalize_embeddings=True)
+    fp32 = OnnxEncoder.load(result.onnx_dir / "fp32", threads=2).encode(texts)
+    assert float(np.min(np.einsum("ij,ij->i", fp32["v3"], reference))) > 0.9999
+    assert result.parity["int8_avx2"]["v3_mean_cosine_vs_fp32"] > 0.9
+    assert result.parity["int8_avx2"]["v4_mean_cosine_vs_fp32"] > 0.9

@@ -13,8 +13,6 @@ from typing import Any
 import boto3
 import numpy as np
 import pytest
-from moto.server import ThreadedMotoServer
-
 from anime_recommender.api.backend import TieredBackend, backend_from_bundle
 from anime_recommender.artifacts import CATALOGUE, Manifest, load_bundle, write_bundle
 from anime_recommender.catalogue import Anime, AnimeType, Catalogue
@@ -32,6 +30,7 @@ from anime_recommender.encoder import OnnxEncoder
 from anime_recommender.index import VectorIndex
 from anime_recommender.teacher import TeacherFeatures, top_k_neighbours
 from anime_recommender.text import anime_text
+from moto.server import ThreadedMotoServer
 
 NEW_ANIME = (
     Anime(
@@ -102,16 +101,21 @@ def base_catalogue(tiny_catalogue: Catalogue, tmp_path_factory: pytest.TempPathF
 
 
 @pytest.fixture(scope="module")
-def layer_template(base_catalogue: Catalogue, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def layer_template(
+    base_catalogue: Catalogue, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """A complete bundle (real teacher lists, k=5) for the base catalogue."""
     encoder = OnnxEncoder.load(tiny_model_dir, threads=1)
     vectors = encoder.encode([anime_text(a) for a in base_catalogue])
     indexes = {
-        s: VectorIndex.build(base_catalogue.ids, vectors[s], M=8, ef_construction=50, ef=32) for s in encoder.dims
+        s: VectorIndex.build(base_catalogue.ids, vectors[s], M=8, ef_construction=50, ef=32)
+        for s in encoder.dims
     }
     lists = top_k_neighbours(TeacherFeatures.from_catalogue(base_catalogue), k=5)
     directory = tmp_path_factory.mktemp("layer") / "anime-artifacts"
-    write_bundle(directory, catalogue=base_catalogue, neighbours=lists, model_dir=tiny_model_dir, indexes=indexes)
+    write_bundle(
+        directory, catalogue=base_catalogue, neighbours=lists, model_dir=tiny_model_dir, indexes=indexes
+    )
     return directory
 
 
@@ -218,7 +222,9 @@ def test_apply_delta_embeds_only_changes_and_updates_indexes(
     assert bundle.manifest.extra["delta"]["added"] == 2
 
 
-def test_neighbour_lists_match_full_recompute_where_it_matters(base_catalogue: Catalogue, layer: Path) -> None:
+def test_neighbour_lists_match_full_recompute_where_it_matters(
+    base_catalogue: Catalogue, layer: Path
+) -> None:
     new = Catalogue(weekly_change(base_catalogue))
     plan = plan_delta(base_catalogue, new)
     old = load_bundle(layer).neighbours
@@ -229,7 +235,9 @@ def test_neighbour_lists_match_full_recompute_where_it_matters(base_catalogue: C
     for anime_id in plan.to_embed:  # new and changed lists are exact
         assert lists.for_id(anime_id) == full.for_id(anime_id)
     assert recomputed < len(new)  # only part of the catalogue
-    same = sum(set(lists.neighbour_ids[r].tolist()) == set(full.neighbour_ids[r].tolist()) for r in range(len(new)))
+    same = sum(
+        set(lists.neighbour_ids[r].tolist()) == set(full.neighbour_ids[r].tolist()) for r in range(len(new))
+    )
     assert same / len(new) >= 0.9
 
 
@@ -257,13 +265,15 @@ def test_delta_publishes_then_rerun_is_idempotent(
     assert store.read_pointer() == pointer  # no flip: same version, same timestamp
 
 
-def test_unchanged_catalogue_publishes_nothing(base_catalogue: Catalogue, layer: Path, store: S3ArtifactStore, tmp_path: Path) -> None:
+def test_unchanged_catalogue_publishes_nothing(
+    base_catalogue: Catalogue, layer: Path, store: S3ArtifactStore, tmp_path: Path
+) -> None:
     summary = run(store, layer, write_manami(tmp_path / "same.jsonl", list(base_catalogue)), tmp_path)
     assert summary.status == "unchanged"
     assert keys(store) == [] and store.read_pointer() is None
 
 
-@pytest.mark.parametrize("content", [b"{\"data\": [", b"not a catalogue at all\n", b""])
+@pytest.mark.parametrize("content", [b'{"data": [', b"not a catalogue at all\n", b""])
 def test_malformed_catalogue_is_refused_and_nothing_changes(
     content: bytes, base_catalogue: Catalogue, layer: Path, store: S3ArtifactStore, tmp_path: Path
 ) -> None:
@@ -287,11 +297,18 @@ def test_shrinking_catalogue_is_refused_end_to_end(
 
 
 def test_crash_between_upload_and_flip_keeps_old_version_serving(
-    base_catalogue: Catalogue, layer: Path, store: S3ArtifactStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    base_catalogue: Catalogue,
+    layer: Path,
+    store: S3ArtifactStore,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given a container serving the layer's bundle through the store's pointer (none yet)
     provider = RefreshingBundleProvider(
-        layer, lambda d: backend_from_bundle(load_bundle(d, all_tiers=True)), store, check_seconds=0,
+        layer,
+        lambda d: backend_from_bundle(load_bundle(d, all_tiers=True)),
+        store,
+        check_seconds=0,
         cache_dir=tmp_path / "cache",
     )
     old_version = provider.backend.info.data_version
@@ -315,7 +332,7 @@ def test_crash_between_upload_and_flip_keeps_old_version_serving(
     monkeypatch.undo()
     objects = keys(store)
     summary = run(store, layer, catalogue, tmp_path)
-    assert summary.status == "adopted" and keys(store) == objects + ["current.json"]
+    assert summary.status == "adopted" and keys(store) == sorted([*objects, "current.json"])
     assert provider().info.data_version != old_version
     assert 52991 in provider().catalogue
 
@@ -335,7 +352,9 @@ def test_s3_failing_during_upload_publishes_no_version(
     assert not [k for k in keys(store) if k.endswith("manifest.json")]  # nothing complete, nothing served
 
 
-def test_s3_unreachable_fails_fast_without_changes(base_catalogue: Catalogue, layer: Path, tmp_path: Path) -> None:
+def test_s3_unreachable_fails_fast_without_changes(
+    base_catalogue: Catalogue, layer: Path, tmp_path: Path
+) -> None:
     down = S3ArtifactStore("artifacts-down", endpoint_url=f"http://127.0.0.1:{_free_port()}")
     with pytest.raises(ArtifactStoreError):
         run(down, layer, write_manami(tmp_path / "week.jsonl", weekly_change(base_catalogue)), tmp_path)
@@ -355,25 +374,41 @@ class Clock:
         return self.now
 
 
-def test_hot_swap_after_check_interval(base_catalogue: Catalogue, layer: Path, store: S3ArtifactStore, tmp_path: Path) -> None:
+def test_hot_swap_after_check_interval(
+    base_catalogue: Catalogue, layer: Path, store: S3ArtifactStore, tmp_path: Path
+) -> None:
     clock = Clock()
     provider: RefreshingBundleProvider[TieredBackend] = RefreshingBundleProvider(
-        layer, lambda d: backend_from_bundle(load_bundle(d, all_tiers=True)), store,
-        check_seconds=30, cache_dir=tmp_path / "cache", clock=clock,
+        layer,
+        lambda d: backend_from_bundle(load_bundle(d, all_tiers=True)),
+        store,
+        check_seconds=30,
+        cache_dir=tmp_path / "cache",
+        clock=clock,
     )
     before = provider()
-    summary = run(store, layer, write_manami(tmp_path / "week.jsonl", weekly_change(base_catalogue)), tmp_path)
+    summary = run(
+        store, layer, write_manami(tmp_path / "week.jsonl", weekly_change(base_catalogue)), tmp_path
+    )
     clock.now = 29.0
     assert provider() is before  # not checked yet
     clock.now = 31.0
     after = provider()
     assert after is not before and provider.version == summary.published_version
     assert 52991 in after.catalogue and 40000 not in after.catalogue
-    assert after.info.data_version == version_id(Manifest.read(provider_dir(tmp_path, provider.version))).split("-")[0]
+    assert (
+        after.info.data_version
+        == version_id(Manifest.read(provider_dir(tmp_path, provider.version))).split("-")[0]
+    )
     assert [h.anime_id for h in after.similar(52991, 3)]
     # a new container starts on the pointer's version directly
-    cold = RefreshingBundleProvider(layer, lambda d: backend_from_bundle(load_bundle(d)), store, cache_dir=tmp_path / "c2")
-    assert cold.version == summary.published_version and cold.backend.info.data_version == after.info.data_version
+    cold = RefreshingBundleProvider(
+        layer, lambda d: backend_from_bundle(load_bundle(d)), store, cache_dir=tmp_path / "c2"
+    )
+    assert (
+        cold.version == summary.published_version
+        and cold.backend.info.data_version == after.info.data_version
+    )
 
 
 def provider_dir(tmp_path: Path, version: str) -> Path:
@@ -384,7 +419,10 @@ def test_broken_published_version_is_not_swapped_in(
     base_catalogue: Catalogue, layer: Path, store: S3ArtifactStore, tmp_path: Path
 ) -> None:
     provider = RefreshingBundleProvider(
-        layer, lambda d: backend_from_bundle(load_bundle(d, all_tiers=True)), store, check_seconds=0,
+        layer,
+        lambda d: backend_from_bundle(load_bundle(d, all_tiers=True)),
+        store,
+        check_seconds=0,
         cache_dir=tmp_path / "cache",
     )
     before = provider()
@@ -397,7 +435,9 @@ def test_broken_published_version_is_not_swapped_in(
 
 def test_local_store_round_trip(base_catalogue: Catalogue, layer: Path, tmp_path: Path) -> None:
     local = LocalArtifactStore(tmp_path / "store")
-    summary = run(local, layer, write_manami(tmp_path / "week.jsonl", weekly_change(base_catalogue)), tmp_path)
+    summary = run(
+        local, layer, write_manami(tmp_path / "week.jsonl", weekly_change(base_catalogue)), tmp_path
+    )
     pointer = local.read_pointer()
     assert summary.status == "published" and pointer is not None
     assert load_bundle(local.fetch(pointer, tmp_path)).catalogue.get(52991) is not None

@@ -202,3 +202,16 @@ def test_neighbour_lists_save_load_for_id(tmp_path: Path, tiny_catalogue: Catalo
     with pytest.raises(ValueError, match="bad.npz"):
         np.savez(tmp_path / "bad.npz", ids=np.arange(3))
         NeighbourLists.load(tmp_path / "bad.npz")
+
+
+@pytest.mark.slow
+def test_default_catalogue_examples_make_sense() -> None:
+    # Full 17.5k catalogue: the teacher's lists for well-known titles start with their franchise.
+    from anime_recommender.loaders import load_catalogue
+
+    catalogue = load_catalogue(None).catalogue
+    features = TeacherFeatures.from_catalogue(catalogue)
+    lists = top_k_neighbours(features, k=10, rows=[catalogue.row(i) for i in (1, 5114, 5680)])
+    assert lists.for_id(5114)[0][0] == 121  # FMA:B -> FMA
+    assert 7791 in [i for i, _ in lists.for_id(5680)[:3]]  # K-On! -> K-On!!
+    assert {6, 400} <= {i for i, _ in lists.for_id(1)}  # Cowboy Bebop -> Trigun and Outlaw Star

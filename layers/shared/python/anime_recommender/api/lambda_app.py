@@ -43,13 +43,16 @@ class Serving:
 def load_serving(settings: ApiSettings, observer: RequestObserver | None = None) -> Serving:
     """Load artifacts from `settings.artifacts_dir` and build the app (once per container)."""
     started = time.perf_counter()
+
     # all_tiers: the V4 re-ranking also uses V3 similarities, so both indexes are loaded.
     def load(directory: Path) -> TieredBackend:
         return backend_from_bundle(load_bundle(directory, threads=settings.onnx_threads, all_tiers=True))
 
     # Starts on the published version the store's pointer names (if a store is configured), else the
     # layer's bundle, and hot-swaps when the pointer moves (delta updates; see anime_recommender.delta).
-    provider = RefreshingBundleProvider.from_settings(StoreSettings(artifacts_dir=settings.artifacts_dir), load)
+    provider = RefreshingBundleProvider.from_settings(
+        StoreSettings(artifacts_dir=settings.artifacts_dir), load
+    )
     backend = provider.backend
     app = create_app(settings, provider, observer=observer)
     # The title index etc. are built by the first provider call; do it now, inside the timed init.

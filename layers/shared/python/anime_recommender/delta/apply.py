@@ -64,7 +64,9 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def affected_lists(old: NeighbourLists, catalogue: Catalogue, features: TeacherFeatures, plan: DeltaPlan) -> set[int]:
+def affected_lists(
+    old: NeighbourLists, catalogue: Catalogue, features: TeacherFeatures, plan: DeltaPlan
+) -> set[int]:
     """Ids whose V2 list must be recomputed (see the module docstring)."""
     touched = set(plan.added) | set(plan.changed)
     gone = np.array(sorted(set(plan.removed) | set(plan.changed)), dtype=np.int64)
@@ -89,7 +91,7 @@ def affected_lists(old: NeighbourLists, catalogue: Catalogue, features: TeacherF
 def update_neighbours(
     old: NeighbourLists, catalogue: Catalogue, plan: DeltaPlan, config: TeacherConfig | None = None
 ) -> tuple[NeighbourLists, int]:
-    """The V2 lists for the new catalogue, recomputing only affected rows; returns (lists, rows recomputed)."""
+    """V2 lists for the new catalogue, recomputing only affected rows; returns (lists, rows recomputed)."""
     features = TeacherFeatures.from_catalogue(catalogue, config or TeacherConfig())
     k = old.k
     if len(catalogue) - 1 < k or len(old) == 0:
@@ -99,7 +101,9 @@ def update_neighbours(
     fresh = top_k_neighbours(features, k=k, rows=[catalogue.row(i) for i in ids])
     lists = old.without_ids(plan.removed).with_lists(fresh)
     if not np.array_equal(lists.ids, np.array(catalogue.ids, dtype=np.int64)):
-        raise DeltaApplyError("neighbour lists do not cover the new catalogue (base bundle and plan disagree)")
+        raise DeltaApplyError(
+            "neighbour lists do not cover the new catalogue (base bundle and plan disagree)"
+        )
     return lists, len(ids)
 
 
@@ -132,10 +136,14 @@ def apply_delta(
         problems = "; ".join(f"{f.path}: {f.reason}" for f in bundle.failures) or "index missing"
         raise DeltaApplyError(f"base bundle is degraded (tier {bundle.tier}): {problems}; rebuild it")
     if bundle.data_version != plan.base_version:
-        raise DeltaApplyError(f"plan is for data version {plan.base_version}, bundle is {bundle.data_version}")
+        raise DeltaApplyError(
+            f"plan is for data version {plan.base_version}, bundle is {bundle.data_version}"
+        )
     encoder = encoder or bundle.encoder
     if encoder is None or any(encoder.dims.get(s) != bundle.manifest.indexes[s].dim for s in spaces):
-        raise DeltaApplyError(f"encoder outputs {None if encoder is None else encoder.dims} do not match the indexes")
+        raise DeltaApplyError(
+            f"encoder outputs {None if encoder is None else encoder.dims} do not match the indexes"
+        )
     timings["load_base"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

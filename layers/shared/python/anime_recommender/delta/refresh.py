@@ -123,20 +123,28 @@ class RefreshingBundleProvider(Generic[B]):
         pointer: Pointer | None = None
         try:
             pointer = self._store.read_pointer()
-            if pointer is None or pointer.version in (self._version, self._failed) or not self._usable(pointer):
+            if (
+                pointer is None
+                or pointer.version in (self._version, self._failed)
+                or not self._usable(pointer)
+            ):
                 return False
             backend = self._load_version(pointer)
             new_tier, old_tier = backend.info.tier, self._backend.info.tier
             if TIER_RANK[new_tier] < TIER_RANK[old_tier]:
-                raise RuntimeError(f"version {pointer.version} loads only tier {new_tier} (serving {old_tier})")
+                raise RuntimeError(
+                    f"version {pointer.version} loads only tier {new_tier} (serving {old_tier})"
+                )
         except Exception as exc:  # a bad version must never take the container down
             self._record_failure(pointer, exc)
             return False
         event = SwapEvent(self._version, pointer.version, time.perf_counter() - started)
         self._backend, self._version = backend, pointer.version  # the swap: one reference assignment
         self.swaps.append(event)
-        log.info("artifacts hot-swapped", extra={"from": event.from_version, "to": event.to_version,
-                                                 "seconds": round(event.seconds, 3)})
+        log.info(
+            "artifacts hot-swapped",
+            extra={"from": event.from_version, "to": event.to_version, "seconds": round(event.seconds, 3)},
+        )
         if self._on_swap is not None:
             self._on_swap(event)
         self._prune()
@@ -145,8 +153,12 @@ class RefreshingBundleProvider(Generic[B]):
     def _usable(self, pointer: Pointer) -> bool:
         if pointer.model_version != self._layer_model:
             # A deploy brought another model; versions built with the old one are not served.
-            log.warning("pointer %s has model %s, layer %s: ignored", pointer.version, pointer.model_version,
-                        self._layer_model)
+            log.warning(
+                "pointer %s has model %s, layer %s: ignored",
+                pointer.version,
+                pointer.model_version,
+                self._layer_model,
+            )
             return False
         return True
 

@@ -23,7 +23,8 @@ class StoreSettings(BaseSettings):
     artifacts_prefix: str = Field(default="versions", min_length=1)
     artifacts_endpoint_url: str | None = Field(default=None, description="S3 endpoint override (moto).")
     artifacts_local_store: Path | None = Field(
-        default=None, description="A local folder with the store's layout (local demo); used without a bucket."
+        default=None,
+        description="A local folder with the store's layout (local demo); used without a bucket.",
     )
     artifacts_cache_dir: Path = Field(
         default=Path("/tmp/anime-artifacts"), description="Where downloaded versions are kept (Lambda: /tmp)."
@@ -48,7 +49,9 @@ class StoreSettings(BaseSettings):
             )
         if self.artifacts_local_store is not None:
             return LocalArtifactStore(
-                self.artifacts_local_store, pointer_key=self.artifacts_pointer_key, prefix=self.artifacts_prefix
+                self.artifacts_local_store,
+                pointer_key=self.artifacts_pointer_key,
+                prefix=self.artifacts_prefix,
             )
         return None
 
@@ -57,7 +60,8 @@ class DeltaSettings(StoreSettings):
     """Configuration of the delta-update function."""
 
     catalogue_source_url: str | None = Field(
-        default=None, description="s3://bucket/key or https:// URL of the new catalogue (the event may override)."
+        default=None,
+        description="s3://bucket/key or https:// URL of the new catalogue (the event may override).",
     )
     max_removed_fraction: float = Field(default=0.10, ge=0, le=1)
     max_skipped_fraction: float = Field(default=0.05, ge=0, le=1)

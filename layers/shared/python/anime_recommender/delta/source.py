@@ -18,7 +18,9 @@ class CatalogueSourceError(RuntimeError):
     """The catalogue location is malformed or could not be downloaded."""
 
 
-def fetch_catalogue(location: str, dest_dir: Path, *, s3: Any = None, endpoint_url: str | None = None) -> Path:
+def fetch_catalogue(
+    location: str, dest_dir: Path, *, s3: Any = None, endpoint_url: str | None = None
+) -> Path:
     """Download (or resolve) the catalogue at `location` into `dest_dir`; returns the local file.
 
     The file keeps its name, so the loaders' tie-breaking by suffix (.json/.jsonl/.zst/.gz) still works;
@@ -58,5 +60,3 @@ def fetch_catalogue(location: str, dest_dir: Path, *, s3: Any = None, endpoint_u
             raise CatalogueSourceError(f"cannot download {location}: {exc}") from exc
         return target
     raise CatalogueSourceError(f"unsupported catalogue location {location!r}: use s3://, https:// or a path")
-
-

@@ -211,7 +211,9 @@ class S3ArtifactStore(ArtifactStore):
         try:
             pointer = Pointer.model_validate_json(body)
         except ValidationError as exc:
-            raise ArtifactStoreError(f"s3://{self.bucket}/{self.pointer_key} is not a valid pointer: {exc}") from exc
+            raise ArtifactStoreError(
+                f"s3://{self.bucket}/{self.pointer_key} is not a valid pointer: {exc}"
+            ) from exc
         return pointer.model_copy(update={"etag": response.get("ETag")})
 
     def _remote_manifest(self, version: str) -> tuple[Manifest, str] | None:
@@ -276,7 +278,11 @@ class S3ArtifactStore(ArtifactStore):
         base = self._base(version)
         items = sorted(manifest.files.items())
         with ThreadPoolExecutor(max_workers=self._workers) as pool:
-            list(pool.map(lambda item: self._put_file(base + item[0], bundle_dir / item[0], item[1].sha256), items))
+            list(
+                pool.map(
+                    lambda item: self._put_file(base + item[0], bundle_dir / item[0], item[1].sha256), items
+                )
+            )
         problems = self._verify_remote(version, manifest)
         if problems:
             raise ArtifactStoreError(f"upload of {version} did not verify: {'; '.join(problems[:5])}")
@@ -370,7 +376,9 @@ class LocalArtifactStore(ArtifactStore):
         if not (directory / MANIFEST).is_file() or verify(directory):
             return None
         manifest = Manifest.read(directory)
-        return VersionRef(version, f"{self.versions.name}/{version}/", sha256_file(directory / MANIFEST), manifest)
+        return VersionRef(
+            version, f"{self.versions.name}/{version}/", sha256_file(directory / MANIFEST), manifest
+        )
 
     def upload_version(self, bundle_dir: Path) -> VersionRef:
         version = version_id(Manifest.read(bundle_dir))
@@ -398,7 +406,9 @@ class LocalArtifactStore(ArtifactStore):
     def write_pointer(self, pointer: Pointer, expected: Pointer | None) -> None:
         current = self.read_pointer()
         same = (current is None and expected is None) or (
-            current is not None and expected is not None and current.manifest_sha256 == expected.manifest_sha256
+            current is not None
+            and expected is not None
+            and current.manifest_sha256 == expected.manifest_sha256
         )
         if not same:
             raise ConcurrentPublishError(f"{self.pointer_path} changed since it was read")
@@ -409,7 +419,10 @@ class LocalArtifactStore(ArtifactStore):
 
     def fetch(self, pointer: Pointer, dest_root: Path, reuse: Sequence[Path] = ()) -> Path:
         directory = self.versions / pointer.version
-        if not (directory / MANIFEST).is_file() or sha256_file(directory / MANIFEST) != pointer.manifest_sha256:
+        if (
+            not (directory / MANIFEST).is_file()
+            or sha256_file(directory / MANIFEST) != pointer.manifest_sha256
+        ):
             raise ArtifactStoreError(f"{directory} does not hold the pointer's manifest")
         failures = verify(directory)
         if failures:

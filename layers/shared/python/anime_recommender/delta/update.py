@@ -53,8 +53,12 @@ def serving_base(store: ArtifactStore, layer_dir: Path, cache_dir: Path) -> tupl
     if pointer is not None and pointer.model_version == layer_model:
         return store.fetch(pointer, cache_dir, reuse=[layer_dir]), pointer
     if pointer is not None:
-        log.warning("pointer %s has model %s, layer has %s: basing on the layer", pointer.version,
-                    pointer.model_version, layer_model)
+        log.warning(
+            "pointer %s has model %s, layer has %s: basing on the layer",
+            pointer.version,
+            pointer.model_version,
+            layer_model,
+        )
     return layer_dir, pointer
 
 
