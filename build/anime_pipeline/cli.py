@@ -24,6 +24,7 @@ STAGE_MODULES: tuple[str, ...] = (
     "deploy_check",
     "delta_stage",
     "serve",
+    "pipeline",
 )
 
 

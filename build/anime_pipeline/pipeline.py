@@ -11,7 +11,16 @@ from anime_pipeline.paths import BuildPaths
 
 # The default main job, in dependency order. Each name is an `anime-build` subcommand
 # run with its default arguments.
-ALL_STAGES: tuple[str, ...] = ("ingest", "teacher", "triplets", "train", "export", "index", "evaluate", "layers")
+ALL_STAGES: tuple[str, ...] = (
+    "ingest",
+    "teacher",
+    "triplets",
+    "train",
+    "export",
+    "index",
+    "evaluate",
+    "layers",
+)
 
 
 def run_all(stages: tuple[str, ...] = ALL_STAGES) -> dict[str, float]:
@@ -34,7 +43,10 @@ def run(args: argparse.Namespace) -> int:
     stages = tuple(args.stages) if args.stages else ALL_STAGES
     started = time.perf_counter()
     timings = run_all(stages)
-    summary: dict[str, Any] = {"stages_seconds": timings, "total_seconds": round(time.perf_counter() - started, 2)}
+    summary: dict[str, Any] = {
+        "stages_seconds": timings,
+        "total_seconds": round(time.perf_counter() - started, 2),
+    }
     paths = BuildPaths.from_env()
     paths.work.mkdir(parents=True, exist_ok=True)
     (paths.work / "build_summary.json").write_text(json.dumps(summary, indent=2))

@@ -29,10 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load the bundle and serve until interrupted."""
     import uvicorn
-    from anime_recommender.api.lambda_app import load_serving
-    from anime_recommender.settings import ApiSettings
 
     from anime_pipeline.delta_stage import LOCAL_POINTER_CHECK_SECONDS, local_store_dir
+    from anime_recommender.api.lambda_app import load_serving
+    from anime_recommender.settings import ApiSettings
 
     paths = BuildPaths.from_env()
     artifacts = args.artifacts or paths.artifacts_dir

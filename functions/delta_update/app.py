@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from anime_recommender.delta.plan import DeltaPolicy
 from anime_recommender.delta.settings import DeltaSettings
 from anime_recommender.delta.source import fetch_catalogue
 from anime_recommender.delta.update import run_delta_update
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 settings = DeltaSettings.from_env()
 logger = Logger(service=settings.powertools_service_name, level=settings.log_level)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from anime_pipeline.evaluate import (
     DevSet,
     EvaluateInputs,
@@ -21,7 +22,7 @@ from anime_pipeline.evaluate import (
     tune_ranking,
 )
 from anime_recommender.catalogue import Catalogue
-from anime_recommender.ranking import FranchiseIndex, RankingConfig
+from anime_recommender.ranking import Candidate, FranchiseIndex, RankingConfig, rank_candidates
 
 
 def _unit(n: int, d: int, seed: int) -> np.ndarray:
@@ -72,6 +73,9 @@ def inputs(tmp_path: Path, tiny_catalogue: Catalogue) -> EvaluateInputs:
         "99999,Not In Catalogue,1,Cowboy Bebop,5\n",
         encoding="utf-8",
     )
+    onnx_dir = tmp_path / "onnx"
+    onnx_dir.mkdir()
+    (onnx_dir / "model_int8.onnx").write_bytes(b"x" * 1234)
     return EvaluateInputs(
         catalogue=cat_path,
         out_dir=tmp_path / "eval",
@@ -84,6 +88,7 @@ def inputs(tmp_path: Path, tiny_catalogue: Catalogue) -> EvaluateInputs:
         triplets=tmp_path / "triplets.npz",
         dev_csv=dev,
         model_dir=tmp_path / "no-model",
+        onnx_dir=onnx_dir,
         pool=20,
     )
 
@@ -106,8 +111,9 @@ def test_evaluate_writes_every_section(inputs: EvaluateInputs) -> None:
         assert 0.0 <= dev["recall_at_10"] <= 1.0
         assert dev["target_pairs"] == 3
     assert len(report["final"]["dev_folds"]) == 2
+    assert report["model"] == {"onnx_variants_bytes": {"model_int8.onnx": 1234}}
     md = result.md_path.read_text(encoding="utf-8")
-    assert "| v4_int8 |" in md and "| final |" in md
+    assert "| v4_int8 |" in md and "| final |" in md and "model_int8.onnx" in md
 
 
 def test_dev_section_is_skipped_without_the_csv(inputs: EvaluateInputs, tmp_path: Path) -> None:
@@ -117,6 +123,13 @@ def test_dev_section_is_skipped_without_the_csv(inputs: EvaluateInputs, tmp_path
     assert "skipped" in report["dev"]
     assert "triplets" not in report
     assert all("dev" not in m for m in report["methods"].values())
+
+
+def test_without_v4_the_final_ranking_is_not_reported(inputs: EvaluateInputs, tmp_path: Path) -> None:
+    inputs.vectors = {"v3": tmp_path / "v3.npy"}
+    result = evaluate(inputs)
+    assert "final" not in result.report["methods"]
+    assert "Final ranking not evaluated" in result.md_path.read_text(encoding="utf-8")
 
 
 def test_misaligned_vectors_fail_loudly(inputs: EvaluateInputs, tmp_path: Path) -> None:
@@ -139,6 +152,13 @@ def test_final_ranking_protects_siblings_and_tuning_reports_two_folds(tiny_catal
     v = _unit(n, 8, 4)
     rows = np.arange(n)
     pools = build_pools(tiny_catalogue, franchise, v, v, rows, pool=5)
+    # A V3 pool widens the candidates with the V3 search's own neighbours.
+    v3 = _unit(n, 8, 5)
+    wide = build_pools(tiny_catalogue, franchise, v, v3, rows, pool=5, v3_pool=5)
+    sims3 = v3 @ v3.T
+    np.fill_diagonal(sims3, -np.inf)
+    assert int(np.argmax(sims3[0])) in wide.rows[0]
+    assert np.all((wide.tags >= 0) & (wide.tags <= 1))
     # Siblings are added to the pool even when the vector search misses them.
     naruto, shippuuden = tiny_catalogue.row(20), tiny_catalogue.row(1735)
     assert shippuuden in pools.rows[naruto]
@@ -154,6 +174,25 @@ def test_final_ranking_protects_siblings_and_tuning_reports_two_folds(tiny_catal
     assert tuning["configs_tried"] == 4
     assert [f["held_out_fold"] for f in tuning["folds"]] == [0, 1]
     RankingConfig.model_validate(tuning["best"])
+
+
+def test_pool_ranking_matches_the_api_path(tiny_catalogue: Catalogue) -> None:
+    # The evaluation's vectorised ranking and the API's `rank_candidates` must agree exactly.
+    franchise = FranchiseIndex(tiny_catalogue)
+    n = len(tiny_catalogue)
+    v4, v3 = _unit(n, 8, 6), _unit(n, 8, 7)
+    rows = np.arange(n)
+    pools = build_pools(tiny_catalogue, franchise, v4, v3, rows, pool=8, v3_pool=4)
+    config = RankingConfig(w_year=0.1)
+    top = rank_pools(pools, config, k=5)
+    for q, row in enumerate(rows):
+        cand = [
+            Candidate(tiny_catalogue[int(r)], float(v4[row] @ v4[r]), float(v3[row] @ v3[r]))
+            for r in pools.rows[q]
+            if r >= 0
+        ]
+        expected = [r.id for r in rank_candidates(tiny_catalogue[int(row)], cand, config, k=5)]
+        assert [tiny_catalogue[int(r)].id for r in top[q] if r >= 0] == expected
 
 
 def test_cli_registers_evaluate() -> None:

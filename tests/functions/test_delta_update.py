@@ -14,6 +14,7 @@ from typing import Any
 
 import boto3
 import pytest
+
 from anime_recommender.catalogue import Anime, AnimeType, Catalogue
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,6 +13,8 @@ from typing import Any
 import boto3
 import numpy as np
 import pytest
+from moto.server import ThreadedMotoServer
+
 from anime_recommender.api.backend import TieredBackend, backend_from_bundle
 from anime_recommender.artifacts import CATALOGUE, Manifest, load_bundle, write_bundle
 from anime_recommender.catalogue import Anime, AnimeType, Catalogue
@@ -30,7 +32,6 @@ from anime_recommender.encoder import OnnxEncoder
 from anime_recommender.index import VectorIndex
 from anime_recommender.teacher import TeacherFeatures, top_k_neighbours
 from anime_recommender.text import anime_text
-from moto.server import ThreadedMotoServer
 
 NEW_ANIME = (
     Anime(

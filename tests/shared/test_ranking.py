@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from anime_recommender.catalogue import Anime, AnimeType, Catalogue
 from anime_recommender.ranking import (
     COMPONENTS,
@@ -11,6 +12,7 @@ from anime_recommender.ranking import (
     FranchiseIndex,
     RankingConfig,
     popularity,
+    quality,
     rank_candidates,
     same_franchise,
     score_arrays,
@@ -37,6 +39,10 @@ def _a(aid: int, title: str, members: int | None = 1000, year: int | None = None
         ("Mob Psycho 100", "Mob Psycho 100 II"),
         ("Fate/Zero", "Fate/stay night"),
         ("Naruto", "Naruto Shippuuden"),  # no colon: linked by the specific word prefix
+        (
+            "Seishun Buta Yarou wa Bunny Girl Senpai no Yume wo Minai",
+            "Seishun Buta Yarou wa Yumemiru Shoujo no Yume wo Minai",
+        ),
         ("Neon Genesis Evangelion", "Neon Genesis Evangelion: The End of Evangelion"),
     ],
 )
@@ -54,10 +60,19 @@ def test_same_franchise_on_real_title_pairs(left: str, right: str) -> None:
         ("Love Live! School Idol Project", "Love Hina"),  # shared word "love" is not specific enough
         ("Dr. Stone", "Dr. Slump"),
         ("Kimi no Na wa.", "Kimi no Suizou wo Tabetai"),
+        ("Shingeki no Kyojin", "Shingeki no Bahamut: Genesis"),
     ],
 )
 def test_different_franchises_are_not_merged(left: str, right: str) -> None:
     assert not same_franchise(_a(1, left), _a(2, right))
+
+
+def test_prefix_link_needs_shared_genres() -> None:
+    sequel = _a(2, "Naruto Shippuuden", tags=("action", "adventure", "shounen"))
+    assert same_franchise(_a(1, "Naruto", tags=("action", "adventure", "comedy", "shounen")), sequel)
+    other = _a(3, "Seishun Buta Yarou wa Bunny Girl Senpai", tags=("romance", "school", "supernatural"))
+    assert not same_franchise(_a(4, "Seishun", tags=("music",)), other)
+    assert same_franchise(_a(4, "Seishun"), other)  # unknown tags do not veto
 
 
 def test_title_key_strips_markers_and_keeps_content() -> None:
@@ -90,7 +105,7 @@ def test_franchise_index_finds_siblings_in_tiny_catalogue(tiny_catalogue: Catalo
         assert index.siblings(a) == expected
 
 
-QUERY = _a(1, "Cowboy Bebop", members=1_000_000)
+QUERY = _a(1, "Cowboy Bebop", members=1_000_000, tags=("action", "sci-fi", "space"))
 
 
 def _cands() -> list[Candidate]:
@@ -99,6 +114,8 @@ def _cands() -> list[Candidate]:
         Candidate(_a(11, "Famous Space Show", members=2_000_000), v4=0.72, v3=0.45),
         Candidate(_a(12, "Cowboy Bebop: Tengoku no Tobira", members=270_000), v4=0.60, v3=0.90),
         Candidate(_a(13, "Title Twin", members=5_000), v4=0.70, v3=0.95),
+        Candidate(_a(14, "Acclaimed Show", members=5_000, score=9.1), v4=0.65, v3=0.40),
+        Candidate(_a(15, "Same Genres", members=5_000, tags=("action", "sci-fi", "space")), v4=0.62, v3=0.40),
     ]
 
 
@@ -118,7 +135,7 @@ def test_components_sum_to_score_and_query_is_excluded() -> None:
 
 
 def test_popularity_prior_lifts_the_popular_candidate() -> None:
-    plain = RankingConfig(w_v3=0.0, w_popularity=0.0, franchise_boost=0.0)
+    plain = RankingConfig(w_v3=0.0, w_tags=0.0, w_popularity=0.0, w_quality=0.0, franchise_boost=0.0)
     assert _position(plain, 11) > _position(plain, 10)
     with_prior = plain.model_copy(update={"w_popularity": 0.3})
     assert _position(with_prior, 11) < _position(with_prior, 10)
@@ -131,10 +148,14 @@ def test_popularity_prior_lifts_the_popular_candidate() -> None:
         ("w_v3", (0.0, 0.1, 0.3, 0.6, 1.0, 2.0), 13),
         ("franchise_boost", (0.0, 0.05, 0.1, 0.2, 0.5, 1.0), 12),
         ("franchise_slots", (0, 1, 2), 12),
+        ("w_quality", (0.0, 0.05, 0.1, 0.2, 0.5, 1.0), 14),
+        ("w_tags", (0.0, 0.05, 0.1, 0.2, 0.5, 1.0), 15),
     ],
 )
 def test_ranking_is_monotonic_in_each_knob(knob: str, values: tuple[float, ...], aid: int) -> None:
-    base = RankingConfig(w_v3=0.0, w_popularity=0.0, franchise_boost=0.5, franchise_slots=0)
+    base = RankingConfig(
+        w_v3=0.0, w_tags=0.0, w_popularity=0.0, w_quality=0.0, franchise_boost=0.5, franchise_slots=0
+    )
     if knob == "franchise_slots":
         base = base.model_copy(update={"franchise_boost": 1.0})
     if knob == "franchise_boost":
@@ -166,10 +187,11 @@ def test_year_proximity_prefers_nearby_years_and_ignores_unknown() -> None:
     assert {r.id: r.components["year"] for r in ranked}[4] == 0.0
 
 
-def test_popularity_is_bounded_and_unknown_is_zero() -> None:
+def test_priors_are_bounded_and_unknown_is_zero() -> None:
     values = popularity(np.array([np.nan, 0, 10, 1e6, 1e9]))
     assert values[0] == 0.0 and values[1] == 0.0
     assert np.all(np.diff(values[1:]) >= 0) and values.max() <= 1.0
+    assert quality(np.array([np.nan, 3.0, 7.0, 9.0, 10.0])).tolist() == [0.0, 0.0, 0.5, 1.0, 1.0]
 
 
 def test_config_rejects_negative_weights_and_unknown_keys() -> None:
