@@ -25,6 +25,7 @@ STAGE_MODULES: tuple[str, ...] = (
     "delta_stage",
     "serve",
     "pipeline",
+    "bench",
 )
 
 

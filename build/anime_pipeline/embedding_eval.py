@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from anime_recommender.catalogue import Catalogue
 
 SPLITS = {"train": 0, "validation": 1, "test": 2}

@@ -6,25 +6,49 @@ search structures, DynamoDB client) happens once per container, at import (cold 
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Callable
 
 _IMPORT_STARTED = time.perf_counter()
+
+from aws_lambda_powertools import Logger, Metrics  # noqa: E402
+from aws_lambda_powertools.logging import correlation_paths  # noqa: E402
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers  # noqa: E402
+from aws_lambda_powertools.metrics import MetricUnit  # noqa: E402
+from aws_lambda_powertools.shared.functions import resolve_truthy_env_var_choice  # noqa: E402
+from aws_lambda_powertools.utilities.typing import LambdaContext  # noqa: E402
+from mangum import Mangum  # noqa: E402
 
 from anime_recommender.api.lambda_app import TEXT_MIME_TYPES, load_serving  # noqa: E402
 from anime_recommender.api.observability import MetricsObserver  # noqa: E402
 from anime_recommender.settings import ApiSettings  # noqa: E402
-from aws_lambda_powertools import Logger, Metrics, Tracer  # noqa: E402
-from aws_lambda_powertools.logging import correlation_paths  # noqa: E402
-from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers  # noqa: E402
-from aws_lambda_powertools.metrics import MetricUnit  # noqa: E402
-from aws_lambda_powertools.utilities.typing import LambdaContext  # noqa: E402
-from mangum import Mangum  # noqa: E402
 
 settings = ApiSettings.from_env()
 logger = Logger(service=settings.powertools_service_name, level=settings.log_level)
 copy_config_to_registered_loggers(source_logger=logger, include={"anime_recommender"})
 metrics = Metrics(namespace=settings.powertools_metrics_namespace, service=settings.powertools_service_name)
-tracer = Tracer(service=settings.powertools_service_name)
+
+
+def _tracing_enabled() -> bool:
+    """powertools' own rule: on in Lambda (not SAM local) unless POWERTOOLS_TRACE_DISABLED is truthy."""
+    if resolve_truthy_env_var_choice(env=os.getenv("POWERTOOLS_TRACE_DISABLED", "false")):
+        return False
+    return bool(os.getenv("LAMBDA_TASK_ROOT")) and not os.getenv("AWS_SAM_LOCAL")
+
+
+Handler = Callable[[dict, LambdaContext], dict]
+if _tracing_enabled():
+    # Imported only when used: X-Ray's SDK costs ~0.4 s of init even when tracing ends up disabled.
+    from aws_lambda_powertools import Tracer
+
+    tracer = Tracer(service=settings.powertools_service_name)
+    _traced: Callable[[Handler], Handler] = tracer.capture_lambda_handler(capture_response=False)
+else:
+
+    def _traced(func: Handler) -> Handler:
+        return func
+
 
 observer = MetricsObserver(metrics)
 serving = load_serving(settings, observer=observer)
@@ -47,7 +71,7 @@ logger.info(
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
+@_traced
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
     """Lambda entry point."""

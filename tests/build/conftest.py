@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from anime_pipeline.embedding_eval import TripletSet
 from anime_recommender.catalogue import Catalogue
 from anime_recommender.text import anime_text

@@ -8,7 +8,7 @@ from typing import Any
 
 import boto3
 import numpy as np
-from anime_recommender.cache import CircuitBreaker, DynamoDBCache, cache_key
+from anime_recommender.cache import CircuitBreaker, DynamoDBCache, LocalLRUCache, TieredCache, cache_key
 
 
 def test_miss_then_hit_with_the_same_body(
@@ -21,6 +21,8 @@ def test_miss_then_hit_with_the_same_body(
         assert (status1, status2) == (200, 200)
         assert (headers1["x-cache"], headers2["x-cache"]) == ("miss", "hit"), name
         assert body1 == body2
+    # The DynamoDB writes happen behind the responses; wait for them before reading the table.
+    assert api.app.state.api.cache.flush(10.0)
     item = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1").scan(
         TableName=cache_table
     )["Items"][0]
@@ -75,3 +77,34 @@ def test_breaker_opens_after_repeated_failures() -> None:
     assert [cache.get("k").status for _ in range(3)] == ["error", "error", "bypass"]
     now[0] = 11.0
     assert cache.get("k").status == "error"  # half-open probe
+
+
+def test_another_container_hits_dynamodb_and_failed_writes_leave_nothing(
+    load_handler: Any, bundle_dir: Path, call: Any, moto_endpoint: str, cache_table: str
+) -> None:
+    # Given one container that answered (and wrote behind its response)
+    first = load_handler(bundle_dir, CACHE_TABLE_NAME=cache_table, CACHE_ENDPOINT_URL=moto_endpoint)
+    _, headers, body = call(first, "similar")
+    assert headers["x-cache"] == "miss" and first.app.state.api.cache.flush(10.0)
+    # Then a fresh container (empty memory tier) is served from the table
+    second = load_handler(bundle_dir, CACHE_TABLE_NAME=cache_table, CACHE_ENDPOINT_URL=moto_endpoint)
+    _, headers2, body2 = call(second, "similar")
+    assert headers2["x-cache"] == "hit" and body2 == body
+    assert second.app.state.api.cache.shared.stats.hits == 1
+
+
+def test_tiered_cache_mirrors_only_successful_writes(moto_endpoint: str, cache_table: str) -> None:
+    good = TieredCache(
+        DynamoDBCache(cache_table, ttl_seconds=60, endpoint_url=moto_endpoint), LocalLRUCache(8, 60)
+    )
+    assert good.get("k").status == "miss"
+    good.put("k", b'{"a":1}')
+    assert good.get("k").payload == b'{"a":1}'  # in flight or mirrored: never a gap
+    assert good.flush(10.0) and good.local.get("k").payload == b'{"a":1}'
+    down = TieredCache(
+        DynamoDBCache("t", ttl_seconds=60, timeout_seconds=0.2, endpoint_url="http://127.0.0.1:9"),
+        LocalLRUCache(8, 60),
+    )
+    down.put("k", b'{"a":1}')
+    assert down.flush(10.0)
+    assert down.local.get("k").status == "miss" and down.get("k").status == "error"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from anime_recommender.catalogue import Catalogue
 from anime_recommender.encoder import EncoderConfig, OnnxEncoder
 from anime_recommender.text import anime_text

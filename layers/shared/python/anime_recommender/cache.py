@@ -16,6 +16,7 @@ import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -79,6 +80,7 @@ class CacheStats:
     bypassed: int = 0
     stored: int = 0
     too_large: int = 0
+    dropped: int = 0
 
 
 class ResponseCache(Protocol):
@@ -293,6 +295,96 @@ class DynamoDBCache:
         )
 
 
+class TieredCache:
+    """A container-local LRU (L1) mirroring a shared DynamoDB cache (L2), written behind the response.
+
+    - `get`: L1 (including writes still in flight), else one GetItem; an L2 hit is kept in L1.
+    - `put`: queued for a single background thread and returned at once, so the user never waits
+      for PutItem. The entry is served from the in-flight map until the write completes, then
+      from L1 if it succeeded; a failed write leaves nothing behind, so L1 only ever serves what
+      the shared table holds (or is about to), and an outage means plain misses.
+    - Lambda freezes the container between invocations: a write still running when the handler
+      returns simply completes when the container thaws for its next invocation, or is lost if the
+      container is reclaimed. For a cache that is acceptable (the next request recomputes).
+    - At most `max_pending` writes wait; beyond that new ones are dropped (counted), never queued
+      without bound.
+    """
+
+    def __init__(self, shared: DynamoDBCache, local: LocalLRUCache, max_pending: int = 64) -> None:
+        self.shared = shared
+        self.local = local
+        self.stats = CacheStats()
+        self._max_pending = max_pending
+        self._pending: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-write")
+        self._futures: set[Future[None]] = set()
+
+    @property
+    def kind(self) -> str:
+        return self.shared.kind
+
+    def get(self, key: str) -> CacheLookup:
+        with self._lock:
+            pending = self._pending.get(key)
+        if pending is not None:
+            self.stats.hits += 1
+            return CacheLookup("hit", pending)
+        local = self.local.get(key)
+        if local.status == "hit":
+            self.stats.hits += 1
+            return local
+        lookup = self.shared.get(key)
+        if lookup.status == "hit" and lookup.payload is not None:
+            self.local.put(key, lookup.payload)
+            self.stats.hits += 1
+        elif lookup.status == "miss":
+            self.stats.misses += 1
+        elif lookup.status == "error":
+            self.stats.errors += 1
+        else:
+            self.stats.bypassed += 1
+        return lookup
+
+    def put(self, key: str, payload: bytes) -> CacheStatus:
+        with self._lock:
+            if key in self._pending:
+                return "miss"
+            if len(self._pending) >= self._max_pending:
+                self.stats.dropped += 1
+                return "bypass"
+            self._pending[key] = payload
+        future = self._writer.submit(self._write, key, payload)
+        self._futures.add(future)
+        future.add_done_callback(self._futures.discard)
+        return "miss"
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait for writes in flight (tests, benchmarks, shutdown); True when none is left."""
+        deadline = time.monotonic() + timeout
+        for future in list(self._futures):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                future.result(timeout=remaining)
+            except TimeoutError:
+                return False
+        return not self._futures
+
+    def _write(self, key: str, payload: bytes) -> None:
+        status: CacheStatus = "error"
+        try:
+            status = self.shared.put(key, payload)
+        finally:
+            with self._lock:
+                self._pending.pop(key, None)
+                # Only what the shared table now holds is mirrored locally.
+                if status == "miss":
+                    self.local.put(key, payload)
+                    self.stats.stored += 1
+
+
 def make_cache(
     table_name: str | None,
     *,
@@ -302,15 +394,17 @@ def make_cache(
     max_item_bytes: int = 100_000,
     endpoint_url: str | None = None,
 ) -> ResponseCache:
-    """DynamoDB when a table is configured, else an in-process LRU (or nothing when size is 0)."""
+    """DynamoDB (behind a local LRU mirror when `local_size` > 0) when a table is configured, else an
+    in-process LRU (or nothing when size is 0)."""
     if table_name:
-        return DynamoDBCache(
+        shared = DynamoDBCache(
             table_name,
             ttl_seconds=ttl_seconds,
             timeout_seconds=timeout_seconds,
             max_item_bytes=max_item_bytes,
             endpoint_url=endpoint_url,
         )
+        return TieredCache(shared, LocalLRUCache(local_size, ttl_seconds)) if local_size > 0 else shared
     if local_size > 0:
         return LocalLRUCache(local_size, ttl_seconds)
     return NullCache()

@@ -54,7 +54,8 @@ def cached_json(
     """Serve a JSON body from the cache (X-Cache: hit) or compute, store and serve it (miss).
 
     The key includes the tier next to the model version: a container that fell back to V3
-    must not read or write V4 answers. Cache failures are absorbed by the cache itself.
+    must not read or write V4 answers. Cache failures are absorbed by the cache itself; the
+    DynamoDB write happens behind the response (`cache.TieredCache`).
     """
     info = service.backend.info
     key = cache_key(route, params, f"{info.model_version}/{info.tier}", info.data_version)
@@ -62,5 +63,7 @@ def cached_json(
     if lookup.status == "hit" and lookup.payload is not None:
         return Response(lookup.payload, media_type=JSON_MEDIA_TYPE, headers={"X-Cache": "hit"})
     body = compute().model_dump_json().encode("utf-8")
-    state.cache.put(key, body)
+    # Write only after a clean miss: after an error/bypass the table is unhealthy (don't pile on).
+    if lookup.status == "miss":
+        state.cache.put(key, body)
     return Response(body, media_type=JSON_MEDIA_TYPE, headers={"X-Cache": "miss"})

@@ -30,8 +30,12 @@ FUZZY_CANDIDATES_PER_WORD = 40
 
 def normalise(text: str) -> str:
     """Fold case and accents, turn punctuation into single spaces: 'Pokémon: XY!' → 'pokemon xy'."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+    if text.isascii():
+        # NFKD and combining marks are no-ops on ASCII, and casefold is lower: the common case, fast.
+        stripped = text.lower()
+    else:
+        decomposed = unicodedata.normalize("NFKD", text)
+        stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
     return _NON_ALNUM.sub(" ", stripped).strip()
 
 

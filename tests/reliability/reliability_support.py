@@ -1,0 +1,153 @@
+"""Helpers of the reliability suite: API Gateway v2 events, the real handler, response safety checks."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import sys
+import urllib.parse
+import uuid
+from collections import Counter
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+HANDLER = REPO / "functions" / "api" / "app.py"
+
+# Filled by the fuzz tests, printed in the terminal summary ("report how many cases ran").
+FUZZ_COUNTS: Counter[str] = Counter()
+# Other figures worth a line in the terminal summary (load test requests/s and p99).
+SUMMARY_LINES: list[str] = []
+
+
+class Context:
+    """The attributes powertools reads from a Lambda context."""
+
+    function_name = "ApiFunction"
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ApiFunction"
+    memory_limit_in_mb = 1024
+    aws_request_id = "00000000-0000-0000-0000-000000000000"
+    log_group_name = "/aws/lambda/ApiFunction"
+    log_stream_name = "stream"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+def import_handler(artifacts: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """Import functions/api/app.py under a fresh module name with `env` (a cold start)."""
+    base = {
+        "ARTIFACTS_DIR": str(artifacts),
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "LOG_LEVEL": "CRITICAL",
+    }
+    for key in ("CACHE_TABLE_NAME", "CACHE_ENDPOINT_URL", "CORS_ALLOW_ORIGINS", "ARTIFACTS_LOCAL_STORE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in {**base, **env}.items():
+        monkeypatch.setenv(key, value)
+    name = f"reliability_handler_{uuid.uuid4().hex[:8]}"
+    spec = importlib.util.spec_from_file_location(name, HANDLER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_event(
+    method: str,
+    path: str,
+    query: dict[str, Any] | None = None,
+    body: bytes | str | None = None,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """An API Gateway HTTP API v2 event; repeated query keys are comma-joined as API Gateway does."""
+    pairs: list[tuple[str, str]] = []
+    for key, value in (query or {}).items():
+        for item in value if isinstance(value, list) else [value]:
+            pairs.append((str(key), "" if item is None else str(item)))
+    raw_query = urllib.parse.urlencode(pairs)
+    params: dict[str, list[str]] = {}
+    for key, value in pairs:
+        params.setdefault(key, []).append(value)
+    hdrs = {"host": "abc123.execute-api.us-east-1.amazonaws.com", "x-forwarded-proto": "https"}
+    hdrs |= {k.lower(): v for k, v in (headers or {}).items()}
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": raw_query,
+        "headers": hdrs,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abc123",
+            "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "abc123",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "192.0.2.10",
+                "userAgent": "reliability-tests",
+            },
+            "requestId": uuid.uuid4().hex,
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "10/Mar/2025:12:00:00 +0000",
+            "timeEpoch": 1741608000000,
+        },
+        "isBase64Encoded": False,
+    }
+    if params:
+        event["queryStringParameters"] = {k: ",".join(v) for k, v in params.items()}
+    if body is not None:
+        raw = body if isinstance(body, bytes) else body.encode("utf-8")
+        event["body"] = base64.b64encode(raw).decode()
+        event["isBase64Encoded"] = True
+        event["headers"].setdefault("content-type", "application/json")
+    return event
+
+
+def invoke(module: ModuleType, event: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+    """Call the handler; status, lower-cased headers and the raw body bytes."""
+    response = module.handler(event, Context())
+    headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
+    body = response.get("body") or ""
+    raw = base64.b64decode(body) if response.get("isBase64Encoded") else body.encode("utf-8")
+    return int(response["statusCode"]), headers, raw
+
+
+SECURITY_HEADERS = (
+    "strict-transport-security",
+    "x-content-type-options",
+    "x-frame-options",
+    "referrer-policy",
+    "content-security-policy",
+)
+# What must never appear in an error body: stack traces, source files, server paths.
+LEAK_MARKERS = ("Traceback", 'File "', ".py", "/work/", "/tmp/", "/opt/", "site-packages", str(REPO))
+
+
+def assert_safe_response(status: int, headers: dict[str, str], raw: bytes, allow_503: bool = False) -> None:
+    """No 5xx; security headers; every error a problem+json (type/title/status/detail) without leaks."""
+    assert status < 500 or (allow_503 and status == 503), f"server error {status}: {raw[:300]!r}"
+    for name in SECURITY_HEADERS:
+        assert name in headers, f"missing {name} on a {status} response"
+    assert headers["x-content-type-options"] == "nosniff"
+    if status >= 400:
+        assert headers.get("content-type", "").startswith("application/problem+json"), headers
+        problem = json.loads(raw)
+        assert isinstance(problem, dict)
+        for key, kind in (("type", str), ("title", str), ("status", int), ("detail", str)):
+            assert isinstance(problem.get(key), kind), (key, problem)
+        assert problem["status"] == status
+        # `instance` is the request's own path by design (RFC 9457); everything else must be ours.
+        text = json.dumps({k: v for k, v in problem.items() if k != "instance"})
+        for marker in LEAK_MARKERS:
+            assert marker not in text, f"{marker!r} leaked in {text[:300]}"
