@@ -13,7 +13,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help setup tools browser demo build serve test test-slow bench bench-quick bench-teacher build-layer layers-arm64 layers-40k deploy-check validate lint clean
+.PHONY: help setup tools browser demo build serve test test-slow bench bench-quick bench-teacher build-layer layers-arm64 layers-40k deploy-check delta validate lint clean
 TOOLS_VENV := .work/tools-venv
 TOOLS_STAMP := $(TOOLS_VENV)/.installed
 TOOLS_PATH := PATH=$(CURDIR)/$(TOOLS_VENV)/bin:$$PATH SAM_CLI_TELEMETRY=0
@@ -91,6 +91,9 @@ validate: setup tools ## Lint and type-check the code; validate the SAM template
 	$(TOOLS_PATH) sam validate --lint
 
 lint: validate
+
+delta: setup ## Apply a new catalogue as a delta update (make delta CATALOGUE=path); a running `make serve` picks it up
+	$(BUILD) delta --catalogue $(CATALOGUE)
 
 clean: ## Remove build outputs (keeps .venv)
 	rm -rf .work layers/artifacts layers/dependencies/python .aws-sam bench-results.json

@@ -1,17 +1,37 @@
-"""Shared fixtures: a tiny but realistic catalogue every test tier can use."""
+"""Shared fixtures: a tiny but realistic catalogue, and the bundle, AWS and handler fixtures of every tier.
+
+Everything is real: the tiny ONNX model and bundle come from `anime_pipeline.tiny_model` (real ONNX
+graph, hnswlib indexes, V2 teacher lists, checksummed manifest), AWS is moto in server mode over HTTP,
+and handlers are the real `functions/*/app.py` imported fresh (tests/handler_support.py).
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
 
+import boto3
 import pytest
+from handler_support import import_api_handler, invoke, load_event
 
+from anime_pipeline.deploy_check import table_key_schema
+from anime_pipeline.loadgen import LOOPBACK, free_port
+from anime_pipeline.tiny_model import make_tiny_bundle, make_tiny_model
 from anime_recommender.catalogue import Anime, AnimeType, Catalogue
+from anime_recommender.text import anime_text
 
 _T = AnimeType
 
 # (id, title, type, year, score, members, tags) — a few real titles with their franchises,
 # so tests can assert behaviour a user would notice (sequels near, unrelated far).
+# fmt: off
 _TINY: list[tuple[int, str, AnimeType, int | None, float | None, int | None, tuple[str, ...]]] = [
     (1, "Cowboy Bebop", _T.TV, 1998, 8.78, 1251960, ("action", "adventure", "comedy", "drama", "sci-fi", "space")),
     (5, "Cowboy Bebop: Tengoku no Tobira", _T.MOVIE, 2001, 8.39, 273145, ("action", "drama", "mystery", "sci-fi", "space")),
@@ -42,6 +62,7 @@ _TINY: list[tuple[int, str, AnimeType, int | None, float | None, int | None, tup
     (43, "Koukaku Kidoutai", _T.MOVIE, 1995, 8.27, 300000, ("action", "mecha", "police", "psychological", "sci-fi", "seinen")),
     (2001, "Tengen Toppa Gurren Lagann", _T.TV, 2007, 8.63, 900000, ("action", "adventure", "comedy", "mecha", "sci-fi")),
 ]
+# fmt: on
 # Two entries with unknowns, so every stage meets missing score/year/members.
 _TINY += [
     (40000, "Mystery Short Without Data", _T.SPECIAL, None, None, None, ("comedy",)),
@@ -80,3 +101,99 @@ def tiny_catalogue() -> Catalogue:
         )
         for aid, title, atype, year, score, members, tags in _TINY
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_catalogue: Catalogue, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny two-output (v4, v3) ONNX encoder over the tiny catalogue's vocabulary."""
+    return make_tiny_model(tmp_path_factory.mktemp("model"), [anime_text(a) for a in tiny_catalogue])
+
+
+@pytest.fixture(scope="session")
+def bundle_template(
+    tiny_catalogue: Catalogue, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A complete, checksummed bundle for the tiny catalogue (built once; copy it with `bundle_dir`)."""
+    return make_tiny_bundle(tiny_catalogue, tmp_path_factory.mktemp("bundle"), model_dir=tiny_model_dir)
+
+
+@pytest.fixture
+def bundle_dir(bundle_template: Path, tmp_path: Path) -> Path:
+    """A fresh, writable copy of the bundle (tests corrupt it to force fallback tiers)."""
+    return Path(shutil.copytree(bundle_template, tmp_path / "anime-artifacts"))
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """Every AWS service moto has (DynamoDB, S3), in server mode over real HTTP on a free local port.
+
+    Shared by the whole session: tests create uniquely named tables and buckets.
+    """
+    # Imported here: moto's server takes about a second to import, and most test runs need none.
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address=LOOPBACK, port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://{LOOPBACK}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def cache_table(moto_endpoint: str) -> str:
+    """A fresh cache table on the moto server, built from template.yaml's own key schema."""
+    schema = table_key_schema()
+    ttl_attribute = schema.pop("ttl_attribute")
+    name = f"cache-{uuid.uuid4().hex[:8]}"
+    client = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1")
+    client.create_table(TableName=name, **schema)
+    client.update_time_to_live(
+        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute}
+    )
+    return name
+
+
+@pytest.fixture
+def handler_env() -> dict[str, str]:
+    """Environment every `load_handler` cold start gets besides its own (a folder may override this)."""
+    return {}
+
+
+HandlerFactory = Callable[..., ModuleType]
+
+
+@pytest.fixture
+def load_handler(monkeypatch: pytest.MonkeyPatch, handler_env: dict[str, str]) -> Iterator[HandlerFactory]:
+    """`load_handler(artifacts_dir, **env)`: import functions/api/app.py fresh, as a cold start would."""
+    loaded: list[str] = []
+
+    def _load(artifacts_dir: Path, **env: str) -> ModuleType:
+        module = import_api_handler(artifacts_dir, handler_env | env, monkeypatch)
+        loaded.append(module.__name__)
+        return module
+
+    yield _load
+    for name in loaded:
+        sys.modules.pop(name, None)
+
+
+Invoke = Callable[[ModuleType, "str | dict[str, Any]"], tuple[int, dict[str, str], Any]]
+
+
+@pytest.fixture
+def call() -> Invoke:
+    """`call(handler_module, event_name_or_dict)` → (status, headers, JSON body) via the real handler."""
+
+    def _call(module: ModuleType, event: str | dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+        status, headers, raw = invoke(module, load_event(event) if isinstance(event, str) else event)
+        return status, headers, json.loads(raw) if raw else None
+
+    return _call
+
+
+@pytest.fixture
+def event() -> Callable[[str], dict[str, Any]]:
+    """`event(name)`: a fresh copy of an events/ file, for tests that tweak it."""
+    return load_event

@@ -13,9 +13,8 @@ import sys
 import time
 from typing import Any
 
-from anime_recommender.teacher import TeacherConfig, TeacherFeatures, top_k_neighbours
-
 from anime_pipeline.synthetic import synthetic_catalogue
+from anime_recommender.teacher import TeacherConfig, TeacherFeatures, top_k_neighbours
 
 
 def peak_rss_mb() -> float:

@@ -26,6 +26,7 @@ STAGE_MODULES: tuple[str, ...] = (
     "serve",
     "pipeline",
     "bench",
+    "gpu_finetune",
 )
 
 

@@ -16,14 +16,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from anime_pipeline.paths import BuildPaths
 from anime_recommender.artifacts import bundle_sizes, write_bundle
 from anime_recommender.catalogue import Catalogue
 from anime_recommender.encoder import OnnxEncoder
 from anime_recommender.index import VectorIndex
 from anime_recommender.neighbours import NeighbourLists
 from anime_recommender.text import anime_text
-
-from anime_pipeline.paths import BuildPaths
 
 EF_CANDIDATES: tuple[int, ...] = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from anime_recommender.loaders import CatalogueFormatError, LoadReport, load_catalogue
-
 from anime_pipeline.paths import BuildPaths
+from anime_recommender.loaders import CatalogueFormatError, LoadReport, load_catalogue
 
 BANGUMI_RELATIVE = Path("npm/node_modules/bangumi-data/dist/data.json")
 

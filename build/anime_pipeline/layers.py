@@ -34,9 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from anime_recommender.artifacts import bundle_sizes
-
 from anime_pipeline.paths import REPO_ROOT, BuildPaths
+from anime_recommender.artifacts import bundle_sizes
 
 LAMBDA_UNZIPPED_LIMIT_BYTES = 262_144_000
 PYTHON_VERSION = "3.12"
@@ -337,12 +336,12 @@ def synthetic_bundle(
     vectors of the shipped model's dims (and ef_construction is small to keep this quick).
     """
     import numpy as np
+
+    from anime_pipeline.synthetic import synthetic_catalogue
     from anime_recommender.artifacts import write_bundle
     from anime_recommender.encoder import CONFIG_FILE, EncoderConfig
     from anime_recommender.index import VectorIndex
     from anime_recommender.neighbours import NeighbourLists
-
-    from anime_pipeline.synthetic import synthetic_catalogue
 
     catalogue = synthetic_catalogue(n, seed)
     rng = np.random.default_rng(seed)

@@ -12,12 +12,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from anime_pipeline.bench_teacher import peak_rss_mb
+from anime_pipeline.paths import BuildPaths
 from anime_recommender.catalogue import Catalogue
 from anime_recommender.neighbours import NeighbourLists
 from anime_recommender.teacher import TeacherConfig, TeacherFeatures, top_k_neighbours
-
-from anime_pipeline.bench_teacher import peak_rss_mb
-from anime_pipeline.paths import BuildPaths
 
 # Cowboy Bebop, Fullmetal Alchemist: Brotherhood, K-On! (MyAnimeList ids).
 EXAMPLE_IDS: tuple[int, ...] = (1, 5114, 5680)

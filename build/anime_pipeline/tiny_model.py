@@ -1,15 +1,17 @@
 """A tiny real ONNX encoder and a complete artifact bundle built from it, in seconds and offline.
 
-The model is a genuine two-output ONNX graph (embedding lookup, masked mean → `v3`, projection →
-`v4`) with the production inputs (`input_ids`, `attention_mask`) and a WordLevel tokenizer learned
-from the given texts, so `OnnxEncoder`, the hnswlib indexes, `load_bundle` and the API run their real
-code paths. Used by `anime-build bench --quick`, the reliability tests and (importable) test fixtures.
+The model is a genuine ONNX graph (embedding lookup, masked mean → `v3`, projection → `v4`) with the
+production inputs (`input_ids`, `attention_mask`) and a WordLevel tokenizer learned from the given
+texts, so `OnnxEncoder`, the hnswlib indexes, `load_bundle` and the API run their real code paths.
+`corrupt_file` damages one artifact the ways a bad deploy or a bad disk would, to reach the fallback
+tiers. Used by `anime-build bench --quick` and by the test fixtures (tests/conftest.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -21,18 +23,30 @@ from anime_recommender.teacher import TeacherFeatures, top_k_neighbours
 from anime_recommender.text import anime_text
 
 V3_DIM, V4_DIM = 16, 8
+DIMS: dict[str, int] = {"v4": V4_DIM, "v3": V3_DIM}
 # Words of the events/search.json query, so the sample event hits known tokens.
 EXTRA_WORDS: tuple[str, ...] = ("space", "bounty", "hunters", "jazz", "soundtrack")
+# Recorded in encoder.json (and so in the bundle manifest): this is no real quantised model.
+QUANTIZATION: dict[str, str] = {"mode": "none", "note": "test model"}
+
+CorruptMode = Literal["flip", "truncate", "delete"]
 
 
 def make_tiny_model(
-    model_dir: Path, texts: Iterable[str], *, extra_words: Iterable[str] = EXTRA_WORDS, seed: int = 0
+    model_dir: Path,
+    texts: Iterable[str],
+    *,
+    outputs: Sequence[str] = ("v4", "v3"),
+    extra_words: Iterable[str] = EXTRA_WORDS,
+    seed: int = 0,
 ) -> Path:
     """Write `model.onnx`, `tokenizer.json` and `encoder.json` of a deterministic toy encoder.
 
     Args:
         model_dir: output folder (created).
         texts: corpus whose lower-cased whitespace words become the vocabulary.
+        outputs: graph outputs to expose, a subset of `("v4", "v3")` (e.g. `("v3",)` for a model
+            without the fine-tuned space).
         extra_words: words added to the vocabulary besides the corpus's.
         seed: RNG seed of the embedding and projection weights.
     """
@@ -40,6 +54,9 @@ def make_tiny_model(
     from onnx import TensorProto, helper
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
+    unknown = set(outputs) - set(DIMS)
+    if unknown or not outputs:
+        raise ValueError(f"outputs must be a non-empty subset of {sorted(DIMS)}, got {list(outputs)}")
     model_dir.mkdir(parents=True, exist_ok=True)
     words = sorted({w for t in texts for w in t.lower().split()} | set(extra_words))
     vocab = {"[PAD]": 0, "[UNK]": 1} | {w: i + 2 for i, w in enumerate(words)}
@@ -75,38 +92,72 @@ def make_tiny_model(
             helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["b", "l"]),
             helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["b", "l"]),
         ],
-        [
-            helper.make_tensor_value_info("v4", TensorProto.FLOAT, ["b", V4_DIM]),
-            helper.make_tensor_value_info("v3", TensorProto.FLOAT, ["b", V3_DIM]),
-        ],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, ["b", DIMS[o]]) for o in outputs],
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(model_dir / "model.onnx"))
     EncoderConfig(
-        outputs={"v4": V4_DIM, "v3": V3_DIM},
+        outputs={o: DIMS[o] for o in outputs},
         max_length=64,
         base_model="tiny-test",
-        quantization={"mode": "none"},
+        quantization=dict(QUANTIZATION),
     ).save(model_dir / "encoder.json")
     return model_dir
 
 
-def make_tiny_bundle(catalogue: Catalogue, root: Path, *, k: int = 20, threads: int = 1) -> Path:
+def make_tiny_bundle(
+    catalogue: Catalogue,
+    root: Path,
+    *,
+    k: int = 20,
+    ef: int = 32,
+    threads: int = 1,
+    model_dir: Path | None = None,
+) -> Path:
     """A complete, checksummed artifact bundle for `catalogue` under `root/anime-artifacts`.
 
-    The model is `make_tiny_model` over the catalogue's texts (in `root/model`); indexes are built
-    from its embeddings (M=8, ef_construction=50, ef=32) and the V2 lists by the real teacher.
+    Args:
+        catalogue: the anime to serve.
+        root: parent folder (created).
+        k: length of the V2 neighbour lists, computed by the real teacher.
+        ef: search-time ef of both hnswlib indexes (built with M=8, ef_construction=50).
+        threads: ONNX Runtime threads used to embed the catalogue.
+        model_dir: an existing model folder (e.g. `make_tiny_model` over another catalogue's
+            texts) to embed with and ship; by default `make_tiny_model` over the catalogue's texts
+            is written to `root/model`. One index is built per model output.
     """
     texts = [anime_text(a) for a in catalogue]
-    model_dir = make_tiny_model(root / "model", texts)
+    if model_dir is None:
+        model_dir = make_tiny_model(root / "model", texts)
     vectors = OnnxEncoder.load(model_dir, threads=threads).encode(texts)
     indexes = {
-        space: VectorIndex.build(catalogue.ids, vectors[space], M=8, ef_construction=50, ef=32)
-        for space in ("v4", "v3")
+        space: VectorIndex.build(catalogue.ids, space_vectors, M=8, ef_construction=50, ef=ef)
+        for space, space_vectors in vectors.items()
     }
     neighbours = top_k_neighbours(TeacherFeatures.from_catalogue(catalogue), k=k)
     directory = root / "anime-artifacts"
     write_bundle(directory, catalogue=catalogue, neighbours=neighbours, model_dir=model_dir, indexes=indexes)
     return directory
+
+
+def corrupt_file(path: Path, mode: CorruptMode) -> None:
+    """Damage one artifact file in place.
+
+    Args:
+        path: the file.
+        mode: `"flip"` inverts one byte in the middle (same size, so only the sha256 catches it),
+            `"truncate"` keeps the first half, `"delete"` removes the file.
+    """
+    if mode == "delete":
+        path.unlink()
+        return
+    data = bytearray(path.read_bytes())
+    if mode == "flip":
+        data[len(data) // 2] ^= 0xFF
+    elif mode == "truncate":
+        data = data[: len(data) // 2]
+    else:
+        raise ValueError(f"unknown corruption mode {mode!r}")
+    path.write_bytes(bytes(data))

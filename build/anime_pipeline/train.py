@@ -44,8 +44,8 @@ class TrainConfig:
     base_model: str = MINILM
     max_length: int = 128
     out_dim: int = 256
-    hidden_dim: int = 1024
-    epochs: int = 8
+    hidden_dim: int = 512
+    epochs: int = 3
     batch_size: int = 512
     lr: float = 2e-3
     weight_decay: float = 1e-4

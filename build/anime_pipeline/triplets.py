@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from anime_pipeline.paths import BuildPaths
 from anime_recommender.catalogue import Catalogue
 from anime_recommender.neighbours import NeighbourLists
 from anime_recommender.teacher import TeacherConfig, TeacherFeatures
-
-from anime_pipeline.paths import BuildPaths
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "validation", "test")
 _REDRAW_ROUNDS = 8

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from anime_pipeline.cli import main
 from anime_pipeline.deploy_check import (
     LAMBDA_UNZIPPED_LIMIT_BYTES,

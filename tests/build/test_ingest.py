@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from anime_pipeline.cli import main
 from anime_pipeline.ingest import IngestConfig, default_bangumi, ingest
 from anime_pipeline.paths import BuildPaths

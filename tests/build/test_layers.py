@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from anime_pipeline.cli import main
 from anime_pipeline.index_stage import brute_force_top_k, choose_ef
 from anime_pipeline.layers import (

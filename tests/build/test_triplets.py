@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from anime_pipeline.cli import main
 from anime_pipeline.synthetic import synthetic_catalogue
 from anime_pipeline.triplets import TripletConfig, load_triplets, mine_triplets

@@ -8,6 +8,7 @@ from typing import Any
 
 import boto3
 import numpy as np
+
 from anime_recommender.cache import CircuitBreaker, DynamoDBCache, LocalLRUCache, TieredCache, cache_key
 
 
@@ -35,7 +36,8 @@ def test_outage_serves_uncached_and_fast(load_handler: Any, bundle_dir: Path, ca
     api = load_handler(bundle_dir, CACHE_TABLE_NAME="cache", CACHE_ENDPOINT_URL="http://127.0.0.1:9")
     started = time.perf_counter()
     for _ in range(5):
-        status, headers, body = call(api, "similar")
+        # /search: the route that goes through the DynamoDB tier (see api.deps.SHARED_CACHE_ROUTES)
+        status, headers, body = call(api, "search")
         assert status == 200 and len(body["items"]) == 5 and headers["x-cache"] == "miss"
     # Then all requests are served, and the breaker keeps the total well under a second
     assert time.perf_counter() - started < 1.0
@@ -84,11 +86,11 @@ def test_another_container_hits_dynamodb_and_failed_writes_leave_nothing(
 ) -> None:
     # Given one container that answered (and wrote behind its response)
     first = load_handler(bundle_dir, CACHE_TABLE_NAME=cache_table, CACHE_ENDPOINT_URL=moto_endpoint)
-    _, headers, body = call(first, "similar")
+    _, headers, body = call(first, "search")  # a SHARED_CACHE_ROUTES route
     assert headers["x-cache"] == "miss" and first.app.state.api.cache.flush(10.0)
     # Then a fresh container (empty memory tier) is served from the table
     second = load_handler(bundle_dir, CACHE_TABLE_NAME=cache_table, CACHE_ENDPOINT_URL=moto_endpoint)
-    _, headers2, body2 = call(second, "similar")
+    _, headers2, body2 = call(second, "search")
     assert headers2["x-cache"] == "hit" and body2 == body
     assert second.app.state.api.cache.shared.stats.hits == 1
 

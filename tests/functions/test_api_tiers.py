@@ -5,17 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from anime_pipeline.tiny_model import corrupt_file
 from anime_recommender.neighbours import NeighbourLists
 
 
-def _corrupt(path: Path) -> None:
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    path.write_bytes(bytes(data))
-
-
 def test_broken_v4_index_serves_v3(load_handler: Any, bundle_dir: Path, call: Any) -> None:
-    _corrupt(next((bundle_dir / "index_v4").glob("*.bin")))
+    corrupt_file(next((bundle_dir / "index_v4").glob("*.bin")), "flip")
     api = load_handler(bundle_dir)
     health = call(api, "health")[2]
     assert health["tier"] == "v3" and health["status"] == "degraded" and health["failures"]
@@ -26,7 +21,7 @@ def test_broken_v4_index_serves_v3(load_handler: Any, bundle_dir: Path, call: An
 
 
 def test_broken_model_serves_v2_and_search_is_503(load_handler: Any, bundle_dir: Path, call: Any) -> None:
-    _corrupt(bundle_dir / "model" / "model.onnx")
+    corrupt_file(bundle_dir / "model" / "model.onnx", "flip")
     api = load_handler(bundle_dir)
     health = call(api, "health")[2]
     assert health["tier"] == "v2" and health["text_search"] is False

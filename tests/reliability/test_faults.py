@@ -21,10 +21,10 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
-from reliability_support import assert_safe_response, invoke, make_event
+from handler_support import invoke
+from reliability_support import assert_safe_response, make_event
 
-from anime_pipeline.tiny_model import make_tiny_bundle
+from anime_pipeline.tiny_model import corrupt_file, make_tiny_bundle
 from anime_recommender.artifacts import ArtifactIntegrityError
 from anime_recommender.loaders import load_catalogue
 
@@ -93,34 +93,19 @@ def test_hung_dynamodb_is_bypassed_within_budget(
     assert json.loads(invoke(api, make_event("GET", "/health"))[2])["cache"] == "dynamodb"
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    """DynamoDB served by moto over HTTP (no table created: every cache call fails server-side)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
 def test_dynamodb_errors_bypass_the_cache(load_handler: Loader, bundle_dir: Path, moto_endpoint: str) -> None:
     # Given a reachable DynamoDB whose table does not exist (ResourceNotFoundException on every call)
     client = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1")
     assert "missing-table" not in client.list_tables()["TableNames"]
     api = load_handler(bundle_dir, CACHE_TABLE_NAME="missing-table", CACHE_ENDPOINT_URL=moto_endpoint)
     started = time.perf_counter()
-    for method, path, query, body in ROUTES * 2:
+    for i, (method, path, query, body) in enumerate(ROUTES * 2):
         status, headers, raw = invoke(api, make_event(method, path, query, body))
-        assert status == 200 and headers["x-cache"] == "miss", raw[:300]
+        # /similar never uses the table (api.deps.SHARED_CACHE_ROUTES): its repeat may come from
+        # the container's own LRU tier; every other answer is computed.
+        local_repeat = i >= len(ROUTES) and path.endswith("/similar")
+        assert status == 200 and headers["x-cache"] == ("hit" if local_repeat else "miss"), raw[:300]
     assert time.perf_counter() - started < 5.0
-
-
-def _truncate(path: Path) -> None:
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
 
 
 def _tier(api: ModuleType) -> dict[str, Any]:
@@ -131,7 +116,7 @@ def _tier(api: ModuleType) -> dict[str, Any]:
 
 
 def test_truncated_model_serves_v2(load_handler: Loader, bundle_dir: Path) -> None:
-    _truncate(bundle_dir / "model" / "model.onnx")
+    corrupt_file(bundle_dir / "model" / "model.onnx", "truncate")
     api = load_handler(bundle_dir)
     health = _tier(api)
     assert health["tier"] == "v2" and health["failures"] and health["text_search"] is False
@@ -145,7 +130,7 @@ def test_truncated_model_serves_v2(load_handler: Loader, bundle_dir: Path) -> No
 
 def test_both_indexes_truncated_serve_v2(load_handler: Loader, bundle_dir: Path) -> None:
     for space in ("index_v4", "index_v3"):
-        _truncate(next((bundle_dir / space).glob("*.bin")))
+        corrupt_file(next((bundle_dir / space).glob("*.bin")), "truncate")
     health = _tier(api := load_handler(bundle_dir))
     assert health["tier"] == "v2" and len(health["failures"]) >= 2
     status, _, raw = invoke(
@@ -156,7 +141,7 @@ def test_both_indexes_truncated_serve_v2(load_handler: Loader, bundle_dir: Path)
 
 def test_truncated_v4_index_ids_serve_v3(load_handler: Loader, bundle_dir: Path) -> None:
     # The label → anime-id map, not the graph: a wrong map would silently return wrong anime.
-    _truncate(next(p for p in (bundle_dir / "index_v4").iterdir() if p.suffix == ".npy"))
+    corrupt_file(next(p for p in (bundle_dir / "index_v4").iterdir() if p.suffix == ".npy"), "truncate")
     health = _tier(api := load_handler(bundle_dir))
     assert health["tier"] == "v3"
     status, _, raw = invoke(api, make_event("GET", "/anime/1/similar", {"k": "5"}))
@@ -169,7 +154,7 @@ def test_unservable_bundle_fails_the_cold_start_loudly(
 ) -> None:
     # Without the catalogue, the V2 lists or the manifest nothing can be served correctly: the
     # container must refuse to start (Lambda retries on a fresh one) instead of answering garbage.
-    _truncate(bundle_dir / victim)
+    corrupt_file(bundle_dir / victim, "truncate")
     with pytest.raises((ArtifactIntegrityError, ValueError)):
         load_handler(bundle_dir)
 

@@ -19,8 +19,9 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
+from handler_support import invoke
 from hypothesis import HealthCheck, given, settings
-from reliability_support import FUZZ_COUNTS, assert_safe_response, invoke, make_event
+from reliability_support import FUZZ_COUNTS, assert_safe_response, make_event
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core import NOT_SET

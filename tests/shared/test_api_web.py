@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from anime_recommender.api.web import PAGE_CSP, load_web_assets, mount_web
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+
+from anime_recommender.api.web import PAGE_CSP, load_web_assets, mount_web
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from anime_pipeline.tiny_model import V3_DIM, V4_DIM, CorruptMode, corrupt_file, make_tiny_model
 from anime_recommender.artifacts import (
     ArtifactIntegrityError,
     Manifest,
@@ -20,9 +22,6 @@ from anime_recommender.catalogue import Catalogue
 from anime_recommender.index import VectorIndex
 from anime_recommender.neighbours import NeighbourLists
 from anime_recommender.text import anime_text
-
-Corrupt = Callable[[Path, str], None]
-V3_DIM, V4_DIM = 16, 8  # the tiny model's output dims (tests/shared/conftest.py)
 
 
 def test_manifest_describes_the_bundle(bundle_dir: Path, tiny_catalogue: Catalogue) -> None:
@@ -78,10 +77,10 @@ def test_all_tiers_loads_both_indexes(bundle_dir: Path) -> None:
     ],
 )
 def test_corruption_degrades_to_the_right_tier(
-    bundle_dir: Path, corrupt: Corrupt, targets: list[str], tier: str, mode: str
+    bundle_dir: Path, targets: list[str], tier: str, mode: CorruptMode
 ) -> None:
     for rel in targets:
-        corrupt(bundle_dir / rel, mode)
+        corrupt_file(bundle_dir / rel, mode)
     bundle = load_bundle(bundle_dir)
     assert bundle.tier == tier
     assert {f.path for f in bundle.failures} >= set(targets)
@@ -97,15 +96,15 @@ def test_corruption_degrades_to_the_right_tier(
 
 @pytest.mark.parametrize("mode", ["flip", "truncate", "delete"])
 @pytest.mark.parametrize("target", ["catalogue.jsonl.gz", "neighbours_v2.npz", "manifest.json"])
-def test_nothing_to_serve_raises(bundle_dir: Path, corrupt: Corrupt, target: str, mode: str) -> None:
-    corrupt(bundle_dir / target, mode)
+def test_nothing_to_serve_raises(bundle_dir: Path, target: str, mode: CorruptMode) -> None:
+    corrupt_file(bundle_dir / target, mode)
     with pytest.raises(ArtifactIntegrityError) as info:
         load_bundle(bundle_dir)
     assert info.value.failures and info.value.failures[0].path == target
 
 
-def test_fallback_index_corruption_is_found_when_loaded(bundle_dir: Path, corrupt: Corrupt) -> None:
-    corrupt(bundle_dir / "index_v3" / "index.bin", "flip")
+def test_fallback_index_corruption_is_found_when_loaded(bundle_dir: Path) -> None:
+    corrupt_file(bundle_dir / "index_v3" / "index.bin", "flip")
     assert load_bundle(bundle_dir).tier == "v4"  # not hashed on the cold path: v4 is fine
     bundle = load_bundle(bundle_dir, all_tiers=True)
     assert bundle.tier == "v4" and [f.path for f in bundle.failures] == ["index_v3/index.bin"]
@@ -125,11 +124,10 @@ def test_manifest_edited_without_files_is_caught(bundle_dir: Path) -> None:
 def test_model_without_v4_output_serves_v3(
     tiny_catalogue: Catalogue,
     tmp_path: Path,
-    tiny_model_factory: Callable[..., Path],
     neighbours_factory: Callable[..., NeighbourLists],
 ) -> None:
     texts = [anime_text(a) for a in tiny_catalogue]
-    v3_only = tiny_model_factory(tmp_path / "model", texts, outputs=("v3",))
+    v3_only = make_tiny_model(tmp_path / "model", texts, outputs=("v3",))
     rng = np.random.default_rng(0)
     vecs = rng.standard_normal((len(tiny_catalogue), V3_DIM)).astype(np.float32)
     write_bundle(

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import socket
+import shutil
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,10 +12,11 @@ from typing import Any
 import boto3
 import numpy as np
 import pytest
-from moto.server import ThreadedMotoServer
 
+from anime_pipeline.loadgen import LOOPBACK, free_port
+from anime_pipeline.tiny_model import make_tiny_bundle
 from anime_recommender.api.backend import TieredBackend, backend_from_bundle
-from anime_recommender.artifacts import CATALOGUE, Manifest, load_bundle, write_bundle
+from anime_recommender.artifacts import CATALOGUE, Manifest, load_bundle
 from anime_recommender.catalogue import Anime, AnimeType, Catalogue
 from anime_recommender.delta.apply import apply_delta, update_neighbours
 from anime_recommender.delta.plan import DeltaPolicy, DeltaRefusedError, load_new_catalogue, plan_delta
@@ -29,7 +29,6 @@ from anime_recommender.delta.store import (
 )
 from anime_recommender.delta.update import run_delta_update
 from anime_recommender.encoder import OnnxEncoder
-from anime_recommender.index import VectorIndex
 from anime_recommender.teacher import TeacherFeatures, top_k_neighbours
 from anime_recommender.text import anime_text
 
@@ -106,60 +105,42 @@ def layer_template(
     base_catalogue: Catalogue, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     """A complete bundle (real teacher lists, k=5) for the base catalogue."""
-    encoder = OnnxEncoder.load(tiny_model_dir, threads=1)
-    vectors = encoder.encode([anime_text(a) for a in base_catalogue])
-    indexes = {
-        s: VectorIndex.build(base_catalogue.ids, vectors[s], M=8, ef_construction=50, ef=32)
-        for s in encoder.dims
-    }
-    lists = top_k_neighbours(TeacherFeatures.from_catalogue(base_catalogue), k=5)
-    directory = tmp_path_factory.mktemp("layer") / "anime-artifacts"
-    write_bundle(
-        directory, catalogue=base_catalogue, neighbours=lists, model_dir=tiny_model_dir, indexes=indexes
-    )
-    return directory
+    return make_tiny_bundle(base_catalogue, tmp_path_factory.mktemp("layer"), k=5, model_dir=tiny_model_dir)
 
 
 @pytest.fixture
 def layer(layer_template: Path, tmp_path: Path) -> Path:
-    import shutil
-
     return Path(shutil.copytree(layer_template, tmp_path / "layer"))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """S3 served by moto in server mode over HTTP."""
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-def bucket(s3_endpoint: str) -> str:
+def bucket(moto_endpoint: str) -> str:
     name = f"artifacts-{uuid.uuid4().hex[:10]}"
-    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=name)
+    boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1").create_bucket(Bucket=name)
     return name
 
 
 @pytest.fixture
-def store(bucket: str, s3_endpoint: str) -> S3ArtifactStore:
-    return S3ArtifactStore(bucket, endpoint_url=s3_endpoint)
+def store(bucket: str, moto_endpoint: str) -> S3ArtifactStore:
+    return S3ArtifactStore(bucket, endpoint_url=moto_endpoint)
 
 
 def keys(store: S3ArtifactStore) -> list[str]:
     response = store._client.list_objects_v2(Bucket=store.bucket)
     return sorted(o["Key"] for o in response.get("Contents", []))
+
+
+def serving_provider(
+    layer: Path, store: S3ArtifactStore, cache_dir: Path, **options: Any
+) -> RefreshingBundleProvider[TieredBackend]:
+    """A container serving the layer's bundle (all tiers loaded) that follows the store's pointer."""
+    return RefreshingBundleProvider(
+        layer,
+        lambda d: backend_from_bundle(load_bundle(d, all_tiers=True)),
+        store,
+        cache_dir=cache_dir,
+        **options,
+    )
 
 
 def run(store: Any, layer: Path, catalogue: Path, tmp_path: Path, **kwargs: Any) -> Any:
@@ -305,13 +286,7 @@ def test_crash_between_upload_and_flip_keeps_old_version_serving(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given a container serving the layer's bundle through the store's pointer (none yet)
-    provider = RefreshingBundleProvider(
-        layer,
-        lambda d: backend_from_bundle(load_bundle(d, all_tiers=True)),
-        store,
-        check_seconds=0,
-        cache_dir=tmp_path / "cache",
-    )
+    provider = serving_provider(layer, store, tmp_path / "cache", check_seconds=0)
     old_version = provider.backend.info.data_version
     catalogue = write_manami(tmp_path / "week.jsonl", weekly_change(base_catalogue))
 
@@ -356,7 +331,7 @@ def test_s3_failing_during_upload_publishes_no_version(
 def test_s3_unreachable_fails_fast_without_changes(
     base_catalogue: Catalogue, layer: Path, tmp_path: Path
 ) -> None:
-    down = S3ArtifactStore("artifacts-down", endpoint_url=f"http://127.0.0.1:{_free_port()}")
+    down = S3ArtifactStore("artifacts-down", endpoint_url=f"http://{LOOPBACK}:{free_port()}")
     with pytest.raises(ArtifactStoreError):
         run(down, layer, write_manami(tmp_path / "week.jsonl", weekly_change(base_catalogue)), tmp_path)
     assert not (tmp_path / "work" / "new").exists()
@@ -379,14 +354,7 @@ def test_hot_swap_after_check_interval(
     base_catalogue: Catalogue, layer: Path, store: S3ArtifactStore, tmp_path: Path
 ) -> None:
     clock = Clock()
-    provider: RefreshingBundleProvider[TieredBackend] = RefreshingBundleProvider(
-        layer,
-        lambda d: backend_from_bundle(load_bundle(d, all_tiers=True)),
-        store,
-        check_seconds=30,
-        cache_dir=tmp_path / "cache",
-        clock=clock,
-    )
+    provider = serving_provider(layer, store, tmp_path / "cache", check_seconds=30, clock=clock)
     before = provider()
     summary = run(
         store, layer, write_manami(tmp_path / "week.jsonl", weekly_change(base_catalogue)), tmp_path
@@ -419,13 +387,7 @@ def provider_dir(tmp_path: Path, version: str) -> Path:
 def test_broken_published_version_is_not_swapped_in(
     base_catalogue: Catalogue, layer: Path, store: S3ArtifactStore, tmp_path: Path
 ) -> None:
-    provider = RefreshingBundleProvider(
-        layer,
-        lambda d: backend_from_bundle(load_bundle(d, all_tiers=True)),
-        store,
-        check_seconds=0,
-        cache_dir=tmp_path / "cache",
-    )
+    provider = serving_provider(layer, store, tmp_path / "cache", check_seconds=0)
     before = provider()
     run(store, layer, write_manami(tmp_path / "week.jsonl", weekly_change(base_catalogue)), tmp_path)
     pointer = store.read_pointer()

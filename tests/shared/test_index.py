@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from anime_recommender import index as index_module
 from anime_recommender.index import UnknownAnimeError, VectorIndex
 
@@ -31,7 +32,9 @@ def built(data: tuple[np.ndarray, np.ndarray]) -> VectorIndex:
     return VectorIndex.build(ids, vecs, M=16, ef_construction=100, ef=64)
 
 
-def _brute(ids: np.ndarray, vecs: np.ndarray, query: np.ndarray, k: int, mask: np.ndarray | None = None):
+def _brute(
+    ids: np.ndarray, vecs: np.ndarray, query: np.ndarray, k: int, mask: np.ndarray | None = None
+) -> list[int]:
     sims = vecs @ query
     if mask is not None:
         sims = np.where(mask, sims, -np.inf)
@@ -49,6 +52,27 @@ def test_label_id_mapping_returns_anime_ids(built: VectorIndex, data: tuple[np.n
     assert len(built) == N and int(ids[5]) in built and 0 not in built
     with pytest.raises(UnknownAnimeError):
         built.vector(0)
+
+
+def test_vectors_batch_matches_single_lookups(
+    built: VectorIndex, data: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    ids, vecs = data
+    wanted = [int(ids[3]), 0, int(ids[900]), int(ids[3])]  # 0 is no anime id; duplicates allowed
+    loaded = VectorIndex.load(built.save(tmp_path / "idx")[0].parent, ef=64)
+    for index in (built, loaded):
+        matrix, present = index.vectors(wanted)
+        assert matrix.shape == (4, DIM) and matrix.dtype == np.float32
+        assert present.tolist() == [True, False, True, True]
+        np.testing.assert_array_equal(matrix[0], index.vector(int(ids[3])))
+        np.testing.assert_array_equal(matrix[2], index.vector(int(ids[900])))
+        assert not matrix[1].any()  # absent ids are zero rows, so their cosine is 0
+    # A deleted id is absent from then on; the others are unchanged.
+    loaded.mark_deleted([int(ids[900])])
+    matrix, present = loaded.vectors(wanted)
+    assert present.tolist() == [True, False, False, True]
+    np.testing.assert_allclose(matrix[0], vecs[3], atol=1e-6)
+    assert loaded.vectors([])[0].shape == (0, DIM)
 
 
 def test_recall_at_10_vs_brute_force(built: VectorIndex, data: tuple[np.ndarray, np.ndarray]) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import zstandard
+
 from anime_recommender import loaders
 from anime_recommender.catalogue import AnimeType, Catalogue
 from anime_recommender.loaders import (

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from anime_pipeline.synthetic import synthetic_catalogue
 from anime_recommender.catalogue import Anime, AnimeType, Catalogue
 from anime_recommender.neighbours import NeighbourLists, select_top_k

@@ -93,12 +93,15 @@ class ResponseCache(Protocol):
         """Short name for /health and logs ("dynamodb", "lru", "none")."""
         ...
 
-    def get(self, key: str) -> CacheLookup:
-        """Look a key up."""
+    def get(self, key: str, *, shared: bool = True) -> CacheLookup:
+        """Look a key up; `shared=False` consults only what this container holds (no round trip)."""
         ...
 
-    def put(self, key: str, payload: bytes) -> CacheStatus:
-        """Store a payload (bytes of the response body); "miss" means stored or refused quietly."""
+    def put(self, key: str, payload: bytes, *, shared: bool = True) -> CacheStatus:
+        """Store a payload (bytes of the response body); "miss" means stored or refused quietly.
+
+        `shared=False` keeps it in this container only (routes cheaper to recompute than to fetch).
+        """
         ...
 
 
@@ -112,11 +115,11 @@ class NullCache:
     def kind(self) -> str:
         return "none"
 
-    def get(self, key: str) -> CacheLookup:
+    def get(self, key: str, *, shared: bool = True) -> CacheLookup:
         self.stats.bypassed += 1
         return CacheLookup("bypass")
 
-    def put(self, key: str, payload: bytes) -> CacheStatus:
+    def put(self, key: str, payload: bytes, *, shared: bool = True) -> CacheStatus:
         return "bypass"
 
 
@@ -136,7 +139,7 @@ class LocalLRUCache:
     def kind(self) -> str:
         return "lru"
 
-    def get(self, key: str) -> CacheLookup:
+    def get(self, key: str, *, shared: bool = True) -> CacheLookup:
         with self._lock:
             entry = self._items.get(key)
             if entry is None or entry[0] <= self._clock():
@@ -148,7 +151,7 @@ class LocalLRUCache:
             self.stats.hits += 1
             return CacheLookup("hit", entry[1])
 
-    def put(self, key: str, payload: bytes) -> CacheStatus:
+    def put(self, key: str, payload: bytes, *, shared: bool = True) -> CacheStatus:
         with self._lock:
             self._items[key] = (self._clock() + self._ttl, payload)
             self._items.move_to_end(key)
@@ -234,7 +237,11 @@ class DynamoDBCache:
     def breaker(self) -> CircuitBreaker:
         return self._breaker
 
-    def get(self, key: str) -> CacheLookup:
+    def get(self, key: str, *, shared: bool = True) -> CacheLookup:
+        if not shared:
+            # No container-local tier (LOCAL_CACHE_SIZE=0): a local-only lookup has nothing to read.
+            self.stats.bypassed += 1
+            return CacheLookup("bypass")
         if not self._breaker.allow():
             self.stats.bypassed += 1
             return CacheLookup("bypass")
@@ -260,7 +267,9 @@ class DynamoDBCache:
         self.stats.hits += 1
         return CacheLookup("hit", payload)
 
-    def put(self, key: str, payload: bytes) -> CacheStatus:
+    def put(self, key: str, payload: bytes, *, shared: bool = True) -> CacheStatus:
+        if not shared:
+            return "bypass"
         compressed = zlib.compress(payload, 6)
         if len(compressed) > self._max_item_bytes:
             self.stats.too_large += 1
@@ -308,6 +317,8 @@ class TieredCache:
       container is reclaimed. For a cache that is acceptable (the next request recomputes).
     - At most `max_pending` writes wait; beyond that new ones are dropped (counted), never queued
       without bound.
+    - `shared=False` (routes whose computation is cheaper than a GetItem, see `api.deps`): L1 only,
+      both ways; such entries never touch the table, so they cost no round trip and no write.
     """
 
     def __init__(self, shared: DynamoDBCache, local: LocalLRUCache, max_pending: int = 64) -> None:
@@ -324,7 +335,7 @@ class TieredCache:
     def kind(self) -> str:
         return self.shared.kind
 
-    def get(self, key: str) -> CacheLookup:
+    def get(self, key: str, *, shared: bool = True) -> CacheLookup:
         with self._lock:
             pending = self._pending.get(key)
         if pending is not None:
@@ -333,6 +344,9 @@ class TieredCache:
         local = self.local.get(key)
         if local.status == "hit":
             self.stats.hits += 1
+            return local
+        if not shared:
+            self.stats.misses += 1
             return local
         lookup = self.shared.get(key)
         if lookup.status == "hit" and lookup.payload is not None:
@@ -346,7 +360,10 @@ class TieredCache:
             self.stats.bypassed += 1
         return lookup
 
-    def put(self, key: str, payload: bytes) -> CacheStatus:
+    def put(self, key: str, payload: bytes, *, shared: bool = True) -> CacheStatus:
+        if not shared:
+            self.stats.stored += 1
+            return self.local.put(key, payload)
         with self._lock:
             if key in self._pending:
                 return "miss"

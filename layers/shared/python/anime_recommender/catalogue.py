@@ -41,6 +41,10 @@ class AnimeType(StrEnum):
             return cls.UNKNOWN
 
 
+# Saved catalogues hold the enum values themselves: a dict lookup instead of `parse` per record.
+_TYPE_BY_VALUE: dict[Any, AnimeType] = {t.value: t for t in AnimeType}
+
+
 @dataclass(frozen=True, slots=True)
 class Anime:
     """One anime, normalised from any source.
@@ -86,7 +90,7 @@ class Anime:
         return cls(
             id=int(data["id"]),
             title=str(data["title"]),
-            type=AnimeType.parse(data.get("type")),
+            type=_TYPE_BY_VALUE.get(data.get("type")) or AnimeType.parse(data.get("type")),
             synonyms=tuple(data.get("synonyms") or ()),
             episodes=data.get("episodes"),
             status=data.get("status"),
@@ -160,6 +164,13 @@ class Catalogue(Sequence[Anime]):
 
     @classmethod
     def load(cls, path: Path) -> Catalogue:
-        """Read a catalogue written by `save`."""
-        with gzip.open(path, "rt", encoding="utf-8") as fh:
-            return cls(Anime.from_dict(json.loads(line)) for line in fh if line.strip())
+        """Read a catalogue written by `save`.
+
+        Cold-start path of the API: the lines are parsed as ONE JSON array (one `json.loads` call
+        instead of 17k halves the parse time). Only '\\n' separates records: JSON escapes it inside
+        strings, while `str.splitlines` would also split on U+2028 and friends, which are not escaped.
+        """
+        with gzip.open(path, "rb") as fh:
+            text = fh.read().decode("utf-8")
+        records = json.loads("[" + ",".join(line for line in text.split("\n") if line.strip()) + "]")
+        return cls(Anime.from_dict(record) for record in records)

@@ -17,8 +17,16 @@ from typing import Literal, Protocol
 import numpy as np
 
 from anime_recommender.artifacts import ServingBundle
-from anime_recommender.catalogue import Catalogue
-from anime_recommender.ranking import Candidate, FranchiseIndex, RankingConfig, rank_candidates
+from anime_recommender.catalogue import Anime, Catalogue
+from anime_recommender.ranking import (
+    COMPONENTS,
+    FranchiseIndex,
+    RankingConfig,
+    popularity,
+    quality,
+    score_arrays,
+    year_proximity,
+)
 
 Tier = Literal["v4", "v3", "v2"]
 Scored = tuple[int, float]
@@ -42,6 +50,10 @@ class VectorSearch(Protocol):
 
     def vector(self, anime_id: int) -> np.ndarray:
         """The stored unit vector of an anime; KeyError when absent."""
+        ...
+
+    def vectors(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors of many anime: (float32 [n, dim], present [n]); absent ids give zero rows."""
         ...
 
 
@@ -122,6 +134,65 @@ def _unit(vector: np.ndarray) -> np.ndarray | None:
     return (vector / norm).astype(np.float32)
 
 
+class RerankFeatures:
+    """Per-catalogue-row inputs of the re-ranking, computed once per bundle (not per request).
+
+    Columns in row order: the popularity and quality priors, years (NaN = unknown) and the tag
+    sets as CSR arrays of tag numbers, so one request's candidate features are a few gathers
+    and its tag Jaccards one vectorised pass. Franchise siblings come from `FranchiseIndex`
+    (exactly the anime `same_franchise` accepts) and are memoised per query anime.
+    """
+
+    def __init__(self, catalogue: Catalogue) -> None:
+        self.ids = np.fromiter((a.id for a in catalogue), dtype=np.int64, count=len(catalogue))
+        members = np.array([np.nan if a.members is None else a.members for a in catalogue], dtype=np.float64)
+        scores = np.array([np.nan if a.score is None else a.score for a in catalogue], dtype=np.float64)
+        self.pop = popularity(members)
+        self.qual = quality(scores)
+        self.years = np.array([np.nan if a.year is None else a.year for a in catalogue], dtype=np.float64)
+        tag_numbers: dict[str, int] = {}
+        flat: list[int] = []
+        counts = np.zeros(len(catalogue), dtype=np.int64)
+        for row, anime in enumerate(catalogue):
+            # Sets, as `ranking.tag_jaccard` counts them (a repeated tag counts once).
+            unique = {tag_numbers.setdefault(t, len(tag_numbers)) for t in anime.tags}
+            flat.extend(unique)
+            counts[row] = len(unique)
+        self.tag_count = counts
+        self.tag_start = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        self.tag_ids = np.array(flat, dtype=np.int64)
+        self.n_tags = len(tag_numbers)
+        self.franchise = FranchiseIndex(catalogue)
+        self._siblings: dict[int, frozenset[int]] = {}
+
+    def rows(self, ids: np.ndarray) -> np.ndarray:
+        """Catalogue rows of anime ids that are in the catalogue (row order = sorted ids)."""
+        return np.searchsorted(self.ids, ids)
+
+    def siblings(self, anime: Anime) -> frozenset[int]:
+        """Ids of the anime's franchise siblings (memoised; the catalogue is immutable)."""
+        found = self._siblings.get(anime.id)
+        if found is None:
+            found = frozenset(self.franchise.siblings(anime))
+            self._siblings[anime.id] = found
+        return found
+
+    def tag_jaccard(self, query_row: int, rows: np.ndarray) -> np.ndarray:
+        """|A ∩ B| / |A ∪ B| of the query's tag set with each row's; 0 when both are empty."""
+        in_query = np.zeros(self.n_tags, dtype=bool)
+        start, count = self.tag_start[query_row], self.tag_count[query_row]
+        in_query[self.tag_ids[start : start + count]] = True
+        lengths = self.tag_count[rows]
+        total = int(lengths.sum())
+        # Flat positions of every candidate's tags: each row's start, then 0..length-1.
+        offsets = np.repeat(self.tag_start[rows] - np.cumsum(lengths) + lengths, lengths)
+        hits = in_query[self.tag_ids[offsets + np.arange(total)]]
+        owner = np.repeat(np.arange(len(rows)), lengths)
+        inter = np.bincount(owner, weights=hits, minlength=len(rows))
+        union = count + lengths - inter
+        return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+
+
 @dataclass
 class TieredBackend:
     """`SimilarityBackend` over a vector index (tiers V4/V3) or the V2 neighbour lists only.
@@ -146,7 +217,7 @@ class TieredBackend:
     secondary: VectorSearch | None = None
     ranking: RankingConfig | None = None
     _all_ids: frozenset[int] = field(init=False, repr=False)
-    _franchises: FranchiseIndex | None = field(default=None, init=False, repr=False)
+    _features: RerankFeatures | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._all_ids = frozenset(self.catalogue.ids)
@@ -221,18 +292,16 @@ class TieredBackend:
             return []
         hits = self._search(profile, k, allowed, banned)
         assert self.index is not None  # _vector returned vectors, so the index exists
+        if not hits:
+            return []
         liked_ids = list(liked_vectors)
         liked_matrix = np.stack([liked_vectors[a] for a in liked_ids])
-        result = []
-        for anime_id, score in hits:
-            try:
-                candidate = self.index.vector(anime_id)
-            except KeyError:
-                result.append(Hit(anime_id, score))
-                continue
-            best = int(np.argmax(liked_matrix @ candidate))
-            result.append(Hit(anime_id, score, because_id=liked_ids[best]))
-        return result
+        candidates, present = self.index.vectors([a for a, _ in hits])
+        best = np.argmax(candidates @ liked_matrix.T, axis=1).tolist()
+        return [
+            Hit(anime_id, score, because_id=liked_ids[b]) if ok else Hit(anime_id, score)
+            for (anime_id, score), b, ok in zip(hits, best, present.tolist(), strict=True)
+        ]
 
     # -- free text ---------------------------------------------------------------------------
     def search_text(self, text: str, k: int, allowed: set[int] | None = None) -> list[Scored]:
@@ -251,26 +320,67 @@ class TieredBackend:
     def _reranked(
         self, anime_id: int, query: np.ndarray, k: int, allowed: set[int] | None, banned: set[int]
     ) -> list[Hit]:
+        """`ranking.rank_candidates`'s ranking, vectorised (`score_arrays`) over precomputed columns."""
         assert self.index is not None and self.secondary is not None and self.ranking is not None
+        features = self.rerank_features()
         anime = self.catalogue.by_id(anime_id)
-        pool = dict(self._search(query, max(RERANK_POOL, 2 * k), allowed, banned))
-        if self._franchises is None:
-            # Built on first use: a few hundred ms on the full catalogue, not worth paying at init.
-            self._franchises = FranchiseIndex(self.catalogue)
-        for sibling in self._franchises.siblings(anime):
-            if sibling not in pool and sibling not in banned and (allowed is None or sibling in allowed):
-                try:
-                    pool[sibling] = float(query @ self.index.vector(sibling))
-                except KeyError:
-                    continue
+        pool = self._search(query, max(RERANK_POOL, 2 * k), allowed, banned)
+        ids = [a for a, _ in pool]
+        v4 = [s for _, s in pool]
+        siblings = features.siblings(anime)
+        in_pool = set(ids)
+        extra = [
+            s
+            for s in sorted(siblings)
+            if s not in in_pool and s not in banned and (allowed is None or s in allowed)
+        ]
+        if extra:
+            # Siblings the vector search missed: their V4 cosine from one gather (absent ones dropped).
+            matrix, present = self.index.vectors(extra)
+            sims = matrix @ query
+            for sibling, sim, ok in zip(extra, sims.tolist(), present.tolist(), strict=True):
+                if ok:
+                    ids.append(sibling)
+                    v4.append(sim)
+        if not ids:
+            return []
+        id_arr = np.array(ids, dtype=np.int64)
+        v4_arr = np.array(v4, dtype=np.float64)
         query_v3 = self._secondary_vector(anime_id)
-        candidates = []
-        for candidate_id, cos_v4 in pool.items():
-            other = self._secondary_vector(candidate_id) if query_v3 is not None else None
-            cos_v3 = float(query_v3 @ other) if query_v3 is not None and other is not None else 0.0
-            candidates.append(Candidate(self.catalogue.by_id(candidate_id), cos_v4, cos_v3))
-        ranked = rank_candidates(anime, candidates, self.ranking, k)
-        return [Hit(item.id, item.score, item.components) for item in ranked]
+        if query_v3 is None:
+            v3_arr = np.zeros(len(ids), dtype=np.float64)
+        else:
+            # Candidates without a V3 vector get zero rows, hence V3 similarity 0 (as documented).
+            matrix_v3, _ = self.secondary.vectors(ids)
+            v3_arr = (matrix_v3 @ query_v3).astype(np.float64)
+        rows = features.rows(id_arr)
+        query_row = self.catalogue.row(anime_id)
+        cfg = self.ranking
+        score, comps = score_arrays(
+            cfg,
+            v4=v4_arr,
+            v3=v3_arr,
+            pop=features.pop[rows],
+            year_prox=year_proximity(features.years[query_row], features.years[rows], cfg.year_scale),
+            sibling=np.fromiter((i in siblings for i in ids), dtype=bool, count=len(ids)),
+            qual=features.qual[rows],
+            tags=features.tag_jaccard(query_row, rows),
+        )
+        # rank_candidates' order: score desc, then V4 similarity desc, then id (lexsort: last key first).
+        order = np.lexsort((id_arr, -v4_arr, -score))[:k]
+        order = order[np.isfinite(score[order])]
+        columns = {name: comps[name][order].tolist() for name in COMPONENTS}
+        ranked = zip(id_arr[order].tolist(), score[order].tolist(), strict=True)
+        return [
+            Hit(hit_id, value, {name: columns[name][j] for name in COMPONENTS})
+            for j, (hit_id, value) in enumerate(ranked)
+        ]
+
+    def rerank_features(self) -> RerankFeatures:
+        """The re-ranking's per-row columns, built on first use (a few hundred ms on 17.5k anime)."""
+        if self._features is None:
+            self._features = RerankFeatures(self.catalogue)
+        return self._features
 
     def _secondary_vector(self, anime_id: int) -> np.ndarray | None:
         assert self.secondary is not None
