@@ -310,11 +310,44 @@ class TieredBackend:
             raise TextSearchUnavailableError(f"tier {self.info.tier} has no text encoder")
         if k <= 0:
             return []
-        vectors = self.encoder.encode([text])[self.space]
-        query = _unit(np.asarray(vectors[0], dtype=np.float32))
+        encoded = self.encoder.encode([text])
+        query = _unit(np.asarray(encoded[self.space][0], dtype=np.float32))
         if query is None:
             return []
-        return self._search(query, k, allowed, set())
+        if self.secondary is None or self.ranking is None or "v3" not in encoded:
+            return self._search(query, k, allowed, set())
+        return self._text_blended(query, encoded["v3"][0], k, allowed)
+
+    def _text_blended(
+        self, query_v4: np.ndarray, raw_v3: np.ndarray, k: int, allowed: set[int] | None
+    ) -> list[Scored]:
+        """Free text in tier V4: V4 + V3 candidates, scored cos_v4 + w·cos_v3 + w·popularity."""
+        assert self.index is not None and self.secondary is not None and self.ranking is not None
+        query_v3 = _unit(np.asarray(raw_v3, dtype=np.float32))
+        pool = max(RERANK_POOL, k)
+        found = dict(self._search(query_v4, pool, allowed, set()))
+        if query_v3 is not None:
+            permitted = None if allowed is None else allowed & self._all_ids
+            if permitted is None or permitted:
+                found.update(
+                    dict(
+                        self.secondary.search(
+                            query_v3, min(pool, len(permitted or self._all_ids)), allowed=permitted
+                        )
+                    )
+                )
+        if not found:
+            return []
+        ids = np.fromiter(found, dtype=np.int64, count=len(found))
+        m4, _ = self.index.vectors(ids.tolist())
+        score = m4 @ query_v4
+        if query_v3 is not None:
+            m3, _ = self.secondary.vectors(ids.tolist())
+            score = score + self.ranking.text_w_v3 * (m3 @ query_v3)
+        features = self.rerank_features()
+        score = score + self.ranking.text_w_popularity * features.pop[features.rows(ids)]
+        order = np.lexsort((ids, -score))[:k]
+        return [(int(ids[i]), float(score[i])) for i in order]
 
     # -- internals ---------------------------------------------------------------------------
     def _reranked(
