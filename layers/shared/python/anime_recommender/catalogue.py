@@ -10,7 +10,7 @@ import gzip
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -78,7 +78,9 @@ class Anime:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists, the enum its value)."""
-        data = asdict(self)
+        # Shallow field copy: `dataclasses.asdict` deep-copies every tuple, which made hashing a
+        # catalogue (delta updates diff ~35k records) several times slower.
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["type"] = self.type.value
         for key in ("synonyms", "tags", "sources", "related"):
             data[key] = list(data[key])
