@@ -85,7 +85,11 @@ class ApiSettings(BaseSettings):
         try:
             return cls()
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{str(err['loc'][0]).upper() if err['loc'] else '?'}: {err['msg']}" for err in exc.errors()
-            )
-            raise SettingsError(f"invalid API configuration: {problems}") from None
+            raise SettingsError(f"invalid API configuration: {describe_env_errors(exc)}") from None
+
+
+def describe_env_errors(exc: ValidationError) -> str:
+    """'VARIABLE: message; …' for each invalid environment variable of a settings model."""
+    return "; ".join(
+        f"{str(err['loc'][0]).upper() if err['loc'] else '?'}: {err['msg']}" for err in exc.errors()
+    )

@@ -15,7 +15,6 @@ weights drift a little with the catalogue, which a full rebuild corrects.
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from anime_recommender.artifacts import (
 )
 from anime_recommender.catalogue import Catalogue
 from anime_recommender.delta.plan import DeltaPlan
+from anime_recommender.delta.store import link_or_copy
 from anime_recommender.encoder import OnnxEncoder
 from anime_recommender.neighbours import NeighbourLists
 from anime_recommender.teacher import TeacherConfig, TeacherFeatures, top_k_neighbours
@@ -53,15 +53,6 @@ class ApplyResult:
     manifest: Manifest
     lists_recomputed: int
     timings_s: dict[str, float] = field(default_factory=dict)
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        # Another file system (e.g. /opt → /tmp in Lambda) or no hard links: copy.
-        shutil.copyfile(src, dst)
 
 
 def affected_lists(
@@ -177,7 +168,7 @@ def apply_delta(
     t0 = time.perf_counter()
     catalogue.save(out_dir / CATALOGUE)
     for rel in MODEL_FILES:
-        _link_or_copy(bundle_dir / rel, out_dir / rel)
+        link_or_copy(bundle_dir / rel, out_dir / rel)
     old = bundle.manifest
     manifest = write_manifest(
         out_dir,

@@ -9,7 +9,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from anime_recommender.delta.store import ArtifactStore, LocalArtifactStore, S3ArtifactStore
-from anime_recommender.settings import SettingsError
+from anime_recommender.settings import SettingsError, describe_env_errors
 
 
 class StoreSettings(BaseSettings):
@@ -89,7 +89,4 @@ class DeltaSettings(StoreSettings):
         try:
             return cls()
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{str(err['loc'][0]).upper() if err['loc'] else '?'}: {err['msg']}" for err in exc.errors()
-            )
-            raise SettingsError(f"invalid delta-update configuration: {problems}") from None
+            raise SettingsError(f"invalid delta-update configuration: {describe_env_errors(exc)}") from None

@@ -82,11 +82,13 @@ def _b64(hex_digest: str) -> str:
     return base64.b64encode(bytes.fromhex(hex_digest)).decode("ascii")
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Hard-link `src` to `dst` (cheap for unchanged artifacts), copying where links cannot be made."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(src, dst)
     except OSError:
+        # Another file system (e.g. /opt → /tmp in Lambda) or no hard links: copy.
         shutil.copyfile(src, dst)
 
 
@@ -323,7 +325,7 @@ class S3ArtifactStore(ArtifactStore):
             target = partial / rel
             local = _reusable(rel, entry.sha256, entry.bytes, reuse)
             if local is not None:
-                _link_or_copy(local, target)
+                link_or_copy(local, target)
                 return
             target.parent.mkdir(parents=True, exist_ok=True)
             response = self._call("get_object", Key=pointer.prefix + rel)
@@ -389,7 +391,7 @@ class LocalArtifactStore(ArtifactStore):
         if partial.exists():
             shutil.rmtree(partial)
         for path in sorted(p for p in bundle_dir.rglob("*") if p.is_file()):
-            _link_or_copy(path, partial / path.relative_to(bundle_dir))
+            link_or_copy(path, partial / path.relative_to(bundle_dir))
         failures = verify(partial)
         if failures:
             shutil.rmtree(partial, ignore_errors=True)
