@@ -20,6 +20,7 @@ from anime_recommender.api.middleware import (
     default_csp,
 )
 from anime_recommender.api.observability import LogObserver
+from anime_recommender.api.openapi import PROBLEMS_LIMITS
 from anime_recommender.api.routers import anime, health, recommendations, search
 from anime_recommender.api.service import ServiceProvider
 from anime_recommender.api.web import mount_web
@@ -84,7 +85,7 @@ def create_app(
     )
     register_error_handlers(app)
     for module in (health, anime, recommendations, search):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=PROBLEMS_LIMITS)
     mount_web(app)
     # Added innermost first: the request passes Security → Observe → CatchAll → Limits → CORS → routes.
     app.add_middleware(

@@ -7,7 +7,7 @@ from fastapi.responses import Response
 
 from anime_recommender.api.deps import ServiceDep, StateDep, cached_json
 from anime_recommender.api.models import RecommendationRequest, RecommendationsPublic
-from anime_recommender.api.openapi import PROBLEMS_404, PROBLEMS_413, PROBLEMS_422
+from anime_recommender.api.openapi import PROBLEMS_400, PROBLEMS_404, PROBLEMS_422
 from anime_recommender.api.service import STRATEGY
 
 router = APIRouter(tags=["recommendations"])
@@ -16,7 +16,7 @@ router = APIRouter(tags=["recommendations"])
 @router.post(
     "/recommendations",
     response_model=RecommendationsPublic,
-    responses={**PROBLEMS_404, **PROBLEMS_413, **PROBLEMS_422},
+    responses={**PROBLEMS_400, **PROBLEMS_404, **PROBLEMS_422},
     description=f"Recommendations for a taste profile. Strategy: {STRATEGY}",
 )
 async def recommendations(state: StateDep, service: ServiceDep, request: RecommendationRequest) -> Response:
