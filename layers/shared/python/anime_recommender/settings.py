@@ -7,14 +7,32 @@ so a misconfigured deployment never starts serving.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class SettingsError(RuntimeError):
     """The environment does not describe a valid configuration; the message names each variable."""
+
+
+def _upper_level(value: object) -> object:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+# Accepts "info", " Debug " etc. as environment values; shared by every function's settings.
+LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper_level)]
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def read_env_settings(cls: type[SettingsT], label: str) -> SettingsT:
+    """Build a settings model from the environment; `SettingsError` naming each bad variable."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        raise SettingsError(f"invalid {label} configuration: {describe_env_errors(exc)}") from None
 
 
 class ApiSettings(BaseSettings):
@@ -47,7 +65,7 @@ class ApiSettings(BaseSettings):
     max_body_bytes: int = Field(default=16_384, ge=256, le=1_048_576)
     max_text_length: int = Field(default=300, ge=8, le=4_096, description="Characters of q in /search.")
     onnx_threads: int = Field(default=1, ge=1, le=64)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_level: LogLevel = "INFO"
     powertools_service_name: str = Field(default="anime-recommender-api", min_length=1)
     powertools_metrics_namespace: str = Field(default="AnimeRecommender", min_length=1)
 
@@ -74,18 +92,10 @@ class ApiSettings(BaseSettings):
                 raise ValueError(f"origin {origin!r} must start with https:// or http://")
         return value
 
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _upper_level(cls, value: object) -> object:
-        return value.strip().upper() if isinstance(value, str) else value
-
     @classmethod
     def from_env(cls) -> ApiSettings:
         """Read and validate the environment; raise `SettingsError` naming each bad variable."""
-        try:
-            return cls()
-        except ValidationError as exc:
-            raise SettingsError(f"invalid API configuration: {describe_env_errors(exc)}") from None
+        return read_env_settings(cls, "API")
 
 
 def describe_env_errors(exc: ValidationError) -> str:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from anime_recommender.delta.store import ArtifactStore, LocalArtifactStore, S3ArtifactStore
-from anime_recommender.settings import SettingsError, describe_env_errors
+from anime_recommender.settings import LogLevel, read_env_settings
 
 
 class StoreSettings(BaseSettings):
@@ -67,7 +66,7 @@ class DeltaSettings(StoreSettings):
     max_skipped_fraction: float = Field(default=0.05, ge=0, le=1)
     onnx_threads: int = Field(default=2, ge=1, le=64)
     work_dir: Path = Field(default=Path("/tmp/anime-delta"))
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_level: LogLevel = "INFO"
     powertools_service_name: str = Field(default="anime-delta-update", min_length=1)
     powertools_metrics_namespace: str = Field(default="AnimeRecommender", min_length=1)
 
@@ -78,15 +77,7 @@ class DeltaSettings(StoreSettings):
             return None
         return value
 
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _upper_level(cls, value: object) -> object:
-        return value.strip().upper() if isinstance(value, str) else value
-
     @classmethod
     def from_env(cls) -> DeltaSettings:
         """Read and validate the environment; `SettingsError` naming each bad variable."""
-        try:
-            return cls()
-        except ValidationError as exc:
-            raise SettingsError(f"invalid delta-update configuration: {describe_env_errors(exc)}") from None
+        return read_env_settings(cls, "delta-update")
