@@ -47,7 +47,8 @@ def exported(
         out / "runtime",
         # Tiny sample: ~60 triplets per split, so one flipped triplet moves accuracy by ~1.6 points;
         # the gate allows 5 points here (the real build uses 1 point on ~49k triplets per split).
-        ExportConfig(threads=1, enforce_gate=False, max_quality_drop=0.05),
+        # v3_dim=24 < the tiny encoder's 32: exercises the folded V3 projection like the real build.
+        ExportConfig(threads=1, enforce_gate=False, max_quality_drop=0.05, v3_dim=24),
         triplets=tiny_triplets,
     )
 
@@ -87,7 +88,7 @@ def test_export_writes_fp32_int8_variants_and_runtime_folder(exported: ExportRes
         "encoder.json",
     }
     config = json.loads((exported.runtime_dir / "encoder.json").read_text())
-    assert config["outputs"] == {"v4": 16, "v3": 32}
+    assert config["outputs"] == {"v4": 16, "v3": 24}
     assert config["quantization"]["preset"] == "AutoQuantizationConfig.avx2"
     assert config["quantization"]["dynamic"] is True
     assert (exported.onnx_dir / "parity.json").is_file()
@@ -96,6 +97,50 @@ def test_export_writes_fp32_int8_variants_and_runtime_folder(exported: ExportRes
 def test_fp32_graph_matches_torch_head(exported: ExportResult) -> None:
     # The appended pooling/head/normalisation ops reproduce the trained torch head.
     assert exported.parity["fp32_graph_vs_torch_head_v4_min_cosine"] > 0.9999
+
+
+def test_v3_projection_is_folded_into_every_graph(exported: ExportResult, tiny_catalogue: Catalogue) -> None:
+    # The narrower V3 comes out of the graphs themselves (one embedding code path), equals the numpy
+    # projection the parity numbers were computed with, and the fp32 graph's V4 still reads the full V3.
+    projection = exported.parity["v3_projection"]
+    assert projection["from"] == 32 and projection["to"] == 24
+    assert 0.5 < projection["energy_kept"] <= 1.0
+    assert projection["graph_vs_numpy_min_cosine"] > 0.9999
+    assert exported.parity["fp32_graph_vs_torch_head_v4_min_cosine"] > 0.9999
+    texts = [anime_text(a) for a in tiny_catalogue][:8]
+    for variant in ("fp32", "int8_avx2", "int8_arm64"):
+        vectors = OnnxEncoder.load(exported.onnx_dir / variant, threads=1).encode(texts)
+        assert vectors["v3"].shape == (8, 24) and vectors["v4"].shape == (8, 16)
+
+
+def test_fp32_weights_stored_as_fp16_shrink_the_file_not_the_results(tmp_path: Path) -> None:
+    # A MatMul weight big enough to convert: the file halves, outputs stay within fp16 rounding.
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from anime_pipeline.export import store_fp32_weights_as_fp16
+
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((256, 128)).astype(np.float32)
+    bias = rng.standard_normal(128).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["mm"]), helper.make_node("Add", ["mm", "b"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 256])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 128])],
+        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")],
+    )
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    x = rng.standard_normal((4, 256)).astype(np.float32)
+    before_size = path.stat().st_size
+    before = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
+    assert store_fp32_weights_as_fp16(path) == 1  # the weight, not the small bias
+    after = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
+    assert path.stat().st_size < 0.6 * before_size
+    np.testing.assert_allclose(after, before, rtol=0, atol=2e-2)
+    assert [n.op_type for n in onnx.load(str(path)).graph.node][0] == "Cast"
 
 
 def test_int8_parity_gates(exported: ExportResult) -> None:
@@ -131,7 +176,7 @@ def test_runtime_encoder_on_exported_model(exported: ExportResult, tiny_catalogu
     first = encoder.encode(texts, batch_size=8)
     second = encoder.encode(texts, batch_size=8)
     assert set(first) == {"v3", "v4"}
-    assert first["v4"].shape == (len(texts), 16) and first["v3"].shape == (len(texts), 32)
+    assert first["v4"].shape == (len(texts), 16) and first["v3"].shape == (len(texts), 24)
     for out in ("v3", "v4"):
         assert first[out].dtype == np.float32
         np.testing.assert_allclose(np.linalg.norm(first[out], axis=1), 1.0, atol=1e-5)
@@ -169,7 +214,7 @@ def test_real_minilm_export_matches_sentence_transformers(
         trained.head_path,
         tmp_path / "onnx",
         tmp_path / "runtime",
-        ExportConfig(threads=2, enforce_gate=False),
+        ExportConfig(threads=2, enforce_gate=False, v3_dim=None),
         triplets=tiny_triplets,
     )
     texts = [anime_text(a) for a in tiny_catalogue]
