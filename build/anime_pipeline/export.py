@@ -117,7 +117,7 @@ def _append_pooling_and_head(model: Any, head: dict[str, Any], opset: int) -> An
         return name
 
     def node(op: str, inputs: list[str], output: str, **attrs: Any) -> str:
-        graph.node.append(helper.make_node(op, inputs, [output], name=f"v3_projection_{output}", **attrs))
+        graph.node.append(helper.make_node(op, inputs, [output], name=f"pool_{output}", **attrs))
         return output
 
     axis1 = const("pool_axis1", np.array([1], dtype=np.int64))
