@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import struct
 import subprocess
 from pathlib import Path
 
@@ -14,9 +15,11 @@ from anime_pipeline.index_stage import brute_force_top_k, choose_ef
 from anime_pipeline.layers import (
     LAMBDA_UNZIPPED_LIMIT_BYTES,
     LayersConfig,
-    install_dependencies,
+    elf_segments_loadable,
+    find_python312,
     measure,
     pip_install_command,
+    strip_shared_objects,
     trim_layer,
 )
 from anime_recommender.index import VectorIndex
@@ -168,17 +171,62 @@ def test_choose_ef_picks_the_smallest_ef_reaching_the_gate() -> None:
     assert all(r < 0.99 for e, r in by_ef.items() if e < ef)
 
 
+def _elf(loads: list[tuple[int, int]]) -> bytes:
+    """A minimal little-endian ELF64 header plus one PT_LOAD program header per (offset, vaddr)."""
+    header = bytearray(64)
+    header[:6] = b"\x7fELF\x02\x01"
+    struct.pack_into("<Q", header, 0x20, 64)  # e_phoff
+    struct.pack_into("<HH", header, 0x36, 56, len(loads))  # e_phentsize, e_phnum
+    table = b"".join(
+        struct.pack("<IIQQQQQQ", 1, 4, off, vaddr, vaddr, 16, 16, 0x1000) for off, vaddr in loads
+    )
+    return bytes(header) + table
+
+
+def test_elf_check_flags_segments_the_loader_refuses(tmp_path: Path) -> None:
+    # A segment whose file offset and address disagree modulo the page size is what strip tools made
+    # of numpy's patchelf-edited OpenBLAS; dlopen refuses it ("address/offset not page-aligned").
+    good, bad, text = tmp_path / "good.so", tmp_path / "bad.so", tmp_path / "x.txt"
+    good.write_bytes(_elf([(0, 0), (0x288800, 0x289800)]))
+    bad.write_bytes(_elf([(0, 0), (0x1621098, 0x166B000)]))
+    text.write_text("not an ELF file")
+    assert elf_segments_loadable(good) and elf_segments_loadable(text)
+    assert not elf_segments_loadable(bad)
+
+
+def test_strip_keeps_the_original_when_stripping_would_break_it(tmp_path: Path) -> None:
+    # A stand-in strip tool that always produces a misaligned file: the library keeps its bytes.
+    site = tmp_path / "python"
+    library = site / "numpy.libs" / "libopenblas.so"
+    library.parent.mkdir(parents=True)
+    original = _elf([(0, 0), (0x288800, 0x289800)]) + b"\0" * 4096
+    library.write_bytes(original)
+    tool = tmp_path / "strip"
+    tool.write_text(
+        "#!/usr/bin/env python3\nimport sys, pathlib\n"
+        f"pathlib.Path(sys.argv[-1]).write_bytes({_elf([(0, 0), (0x1621098, 0x166B000)])!r})\n"
+    )
+    tool.chmod(0o755)
+    assert strip_shared_objects(site, str(tool)) == 0
+    assert library.read_bytes() == original
+    assert [p.name for p in library.parent.iterdir()] == ["libopenblas.so"]  # no temp file left
+
+
 @pytest.mark.slow
 def test_real_dependencies_layer_is_trimmed_and_under_budget(tmp_path: Path) -> None:
-    from anime_pipeline.layers import REQUIREMENTS, find_strip_tool
+    # The real pip install + trim + strip; with a python3.12 here, build_layers also imports the
+    # layer and runs numpy, hnswlib and onnxruntime from it (and raises if anything fails to load).
+    from anime_pipeline.layers import build_layers
 
     site = tmp_path / "python"
-    install_dependencies(REQUIREMENTS, site, "x86_64")
-    report = trim_layer(site, strip_tool=find_strip_tool("x86_64"))
+    logged: list[str] = []
+    build_layers(LayersConfig(deps_dir=site, artifacts_dir=tmp_path / "none"), log=logged.append)
     assert not (site / "botocore").exists() and not (site / "huggingface_hub").exists()
     assert (site / "onnxruntime" / "capi").is_dir() and (
         site / "hnswlib.cpython-312-x86_64-linux-gnu.so"
     ).is_file()
-    assert report.after < 120_000_000
     out = subprocess.run(["du", "-sb", str(site)], capture_output=True, text=True, check=True).stdout
     assert int(out.split()[0]) < 125_000_000
+    assert all(elf_segments_loadable(so) for so in site.rglob("*.so*"))
+    if find_python312():
+        assert any(line.startswith("layer imports ok") for line in logged)
