@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import shutil
 import uuid
@@ -14,11 +16,22 @@ import numpy as np
 import pytest
 
 from anime_pipeline.loadgen import LOOPBACK, free_port
+from anime_pipeline.synthetic import synthetic_catalogue
 from anime_pipeline.tiny_model import make_tiny_bundle
 from anime_recommender.api.backend import TieredBackend, backend_from_bundle
-from anime_recommender.artifacts import CATALOGUE, Manifest, load_bundle
+from anime_recommender.artifacts import (
+    CATALOGUE,
+    CONTENT_HASHES,
+    Manifest,
+    data_version,
+    load_bundle,
+    load_content_hashes,
+    save_content_hashes,
+    verify,
+    write_manifest,
+)
 from anime_recommender.catalogue import Anime, AnimeType, Catalogue
-from anime_recommender.delta.apply import apply_delta, update_neighbours
+from anime_recommender.delta.apply import DeltaApplyError, apply_delta, load_delta_base, update_neighbours
 from anime_recommender.delta.plan import DeltaPolicy, DeltaRefusedError, load_new_catalogue, plan_delta
 from anime_recommender.delta.refresh import RefreshingBundleProvider
 from anime_recommender.delta.store import (
@@ -29,6 +42,7 @@ from anime_recommender.delta.store import (
 )
 from anime_recommender.delta.update import run_delta_update
 from anime_recommender.encoder import OnnxEncoder
+from anime_recommender.neighbours import NeighbourLists
 from anime_recommender.teacher import TeacherFeatures, top_k_neighbours
 from anime_recommender.text import anime_text
 
@@ -210,13 +224,14 @@ def test_neighbour_lists_match_full_recompute_where_it_matters(
     new = Catalogue(weekly_change(base_catalogue))
     plan = plan_delta(base_catalogue, new)
     old = load_bundle(layer).neighbours
-    lists, recomputed = update_neighbours(old, new, plan)
+    update = update_neighbours(old, new, plan)
+    lists = update.lists
     full = top_k_neighbours(TeacherFeatures.from_catalogue(new), k=old.k)
     assert lists.ids.tolist() == new.ids
     assert not np.isin(lists.neighbour_ids, [40000]).any()  # removed anime appear nowhere
     for anime_id in plan.to_embed:  # new and changed lists are exact
         assert lists.for_id(anime_id) == full.for_id(anime_id)
-    assert recomputed < len(new)  # only part of the catalogue
+    assert update.recomputed < len(new)  # only part of the catalogue
     same = sum(
         set(lists.neighbour_ids[r].tolist()) == set(full.neighbour_ids[r].tolist()) for r in range(len(new))
     )
@@ -404,3 +419,222 @@ def test_local_store_round_trip(base_catalogue: Catalogue, layer: Path, tmp_path
     pointer = local.read_pointer()
     assert summary.status == "published" and pointer is not None
     assert load_bundle(local.fetch(pointer, tmp_path)).catalogue.get(52991) is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# speed paths: content hashes in the bundle, the merged V2 lists, reused files
+# ---------------------------------------------------------------------------------------------
+
+
+def test_content_hash_is_sha256_of_sorted_compact_json(base_catalogue: Catalogue) -> None:
+    # The fast path must give the very hashes (and data versions) published bundles were built with.
+    odd = Anime(id=7, title='Ünïcode \u2028 "quoted"', synonyms=("x",), episodes=None, score=None)
+    for anime in [*base_catalogue, odd]:
+        payload = json.dumps(anime.to_dict(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        assert anime.content_hash() == hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def test_save_reusing_unchanged_lines_writes_the_same_catalogue(
+    base_catalogue: Catalogue, tmp_path: Path
+) -> None:
+    # Given a saved base and a week's changes (Cowboy Bebop re-tagged, one anime removed, two added)
+    base = tmp_path / "base.jsonl.gz"
+    base_catalogue.save(base)
+    new = Catalogue(weekly_change(base_catalogue))
+    unchanged = {a.id for a in new if base_catalogue.get(a.id) == a}
+    assert 1 not in unchanged and len(unchanged) == len(base_catalogue) - 2
+
+    # When saved once from scratch and once copying the unchanged lines from the base
+    new.save(tmp_path / "plain.jsonl.gz")
+    new.save(tmp_path / "reused.jsonl.gz", reuse_from=base, reuse=unchanged)
+
+    # Then both hold the same bytes, and they read back as the new catalogue
+    def text(name: str) -> bytes:
+        return gzip.decompress((tmp_path / name).read_bytes())
+
+    assert text("plain.jsonl.gz") == text("reused.jsonl.gz")
+    assert list(Catalogue.load(tmp_path / "reused.jsonl.gz")) == list(new)
+
+
+def test_bundle_carries_the_content_hashes_of_its_catalogue(layer: Path) -> None:
+    manifest = Manifest.read(layer)
+    hashes = load_content_hashes(layer / CONTENT_HASHES)
+    assert CONTENT_HASHES in manifest.files and not verify(layer)
+    assert hashes == Catalogue.load(layer / CATALOGUE).content_hashes()
+    assert data_version(hashes) == manifest.data_version
+
+
+def without_content_hashes(layer: Path) -> None:
+    """Turn `layer` into a bundle written before content hashes existed."""
+    manifest = Manifest.read(layer)
+    (layer / CONTENT_HASHES).unlink()
+    write_manifest(
+        layer,
+        **{k: getattr(manifest, k) for k in ("data_version", "model_version", "dims", "indexes", "counts")},
+        quantization=manifest.quantization,
+        extra=manifest.extra,
+    )
+
+
+def test_delta_on_a_bundle_without_content_hashes_hashes_its_catalogue(
+    base_catalogue: Catalogue, layer: Path, tmp_path: Path
+) -> None:
+    # Given a bundle from before content hashes were stored
+    without_content_hashes(layer)
+    local = LocalArtifactStore(tmp_path / "store")
+
+    # When a delta runs against it
+    summary = run(
+        local, layer, write_manami(tmp_path / "week.jsonl", weekly_change(base_catalogue)), tmp_path
+    )
+
+    # Then it diffs against the hashed catalogue and publishes a version that carries the hashes
+    assert summary.status == "published"
+    assert summary.counts == {"added": 2, "changed": 1, "removed": 1, "unchanged": 28, "total": 31}
+    pointer = local.read_pointer()
+    assert pointer is not None
+    published = local.fetch(pointer, tmp_path)
+    assert not verify(published)
+    assert (
+        load_content_hashes(published / CONTENT_HASHES)
+        == Catalogue.load(published / CATALOGUE).content_hashes()
+    )
+
+
+def corrupt(path: Path) -> None:
+    """Flip one byte in the middle, keeping the size (only the sha256 can tell)."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("victim", ["index_v3/index.bin", "model/model.onnx", CONTENT_HASHES, CATALOGUE])
+def test_corrupt_base_file_stops_the_delta_before_anything_is_published(
+    victim: str, base_catalogue: Catalogue, layer: Path, tmp_path: Path
+) -> None:
+    corrupt(layer / victim)
+    local = LocalArtifactStore(tmp_path / "store")
+    with pytest.raises(DeltaApplyError, match="degraded"):
+        run(local, layer, write_manami(tmp_path / "week.jsonl", weekly_change(base_catalogue)), tmp_path)
+    assert local.read_pointer() is None and not (tmp_path / "store" / "versions").exists()
+
+
+def test_content_hashes_that_disagree_with_the_manifest_are_refused(layer: Path) -> None:
+    # Given a hashes file rewritten (and re-listed in the manifest) with one hash altered
+    manifest = Manifest.read(layer)
+    hashes = load_content_hashes(layer / CONTENT_HASHES)
+    hashes[1] = "0" * 16
+    save_content_hashes(layer / CONTENT_HASHES, hashes)
+    write_manifest(
+        layer,
+        **{k: getattr(manifest, k) for k in ("data_version", "model_version", "dims", "indexes", "counts")},
+    )
+    # Then the base is not trusted: a diff against it would be wrong
+    with pytest.raises(DeltaApplyError, match="data version"):
+        load_delta_base(layer)
+
+
+def test_delta_version_links_the_model_and_verifies(
+    base_catalogue: Catalogue, layer: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    plan = plan_delta(base_catalogue, Catalogue(weekly_change(base_catalogue)))
+    result = apply_delta(layer, plan, None, tmp_path / "new")
+    assert not verify(result.out_dir)  # every entry, reused or hashed, matches its file
+    for rel in ("model/model.onnx", "model/tokenizer.json"):
+        assert (result.out_dir / rel).stat().st_ino == (layer / rel).stat().st_ino
+        assert result.manifest.files[rel] == Manifest.read(layer).files[rel]
+    assert result.manifest.extra["delta"]["lists_merged"] == result.lists_merged
+
+
+@pytest.fixture(scope="module")
+def synthetic_lists() -> tuple[Catalogue, NeighbourLists]:
+    """A 600-anime synthetic catalogue and its full V2 top-20 lists."""
+    catalogue = synthetic_catalogue(600, seed=3)
+    return catalogue, top_k_neighbours(TeacherFeatures.from_catalogue(catalogue), k=20)
+
+
+def overlap(a: NeighbourLists, b: NeighbourLists) -> float:
+    """Mean share of each list's neighbours that the other list also has."""
+    same = [len(np.intersect1d(x, y)) for x, y in zip(a.neighbour_ids, b.neighbour_ids, strict=True)]
+    return float(np.mean(same)) / a.k
+
+
+def test_removed_anime_lists_are_recomputed_exactly(
+    synthetic_lists: tuple[Catalogue, NeighbourLists],
+) -> None:
+    # Given two anime removed and nothing else changed
+    catalogue, old = synthetic_lists
+    gone = catalogue.ids[10], catalogue.ids[300]
+    new = Catalogue(a for a in catalogue if a.id not in gone)
+    update = update_neighbours(old, new, plan_delta(catalogue, new))
+    full = top_k_neighbours(TeacherFeatures.from_catalogue(new), k=old.k)
+
+    # Then no list names them; every list that did is the full recompute's; no other list moved
+    assert not np.isin(update.lists.neighbour_ids, gone).any()
+    had = set(old.ids[np.isin(old.neighbour_ids, gone).any(axis=1)].tolist()) - set(gone)
+    for anime_id in set(new.ids):
+        expected = full.for_id(anime_id) if anime_id in had else old.for_id(anime_id)
+        assert update.lists.for_id(anime_id) == expected
+    assert update.recomputed == len(had)
+
+
+def test_changed_and_added_anime_are_merged_into_existing_lists(
+    synthetic_lists: tuple[Catalogue, NeighbourLists],
+) -> None:
+    # Given a week: 5 anime re-tagged and re-scored, 5 new ones (copies of popular ones, so they enter lists)
+    catalogue, old = synthetic_lists
+    changed = set(catalogue.ids[::120])
+    items = [
+        replace(a, tags=(*a.tags, "award winning"), score=9.0) if a.id in changed else a for a in catalogue
+    ]
+    first = max(catalogue.ids) + 1
+    items += [replace(catalogue[r], id=first + i, title=f"S{i}") for i, r in enumerate(range(5, 600, 120))]
+    new = Catalogue(items)
+    plan = plan_delta(catalogue, new)
+
+    # When the lists are updated
+    update = update_neighbours(old, new, plan)
+    full = top_k_neighbours(TeacherFeatures.from_catalogue(new), k=old.k)
+
+    # Then only the touched anime's lists were recomputed; the rest were merged (or left alone)
+    assert update.recomputed == len(plan.to_embed) and update.merged > 0
+    for anime_id in plan.to_embed:
+        assert update.lists.for_id(anime_id) == full.for_id(anime_id)
+    # a new anime appears where a full recompute puts it (up to ties and IDF drift)
+    added = np.array(plan.added)
+    placed = np.isin(update.lists.neighbour_ids, added).sum(axis=1)
+    expected = np.isin(full.neighbour_ids, added).sum(axis=1)
+    assert (placed == expected).mean() >= 0.97
+    assert overlap(update.lists, full) >= 0.98
+
+
+def test_uncompressed_neighbour_lists_read_back(
+    synthetic_lists: tuple[Catalogue, NeighbourLists], tmp_path: Path
+) -> None:
+    _, lists = synthetic_lists
+    lists.save(tmp_path / "plain.npz", compress=False)
+    lists.save(tmp_path / "small.npz")
+    for name in ("plain.npz", "small.npz"):
+        back = NeighbourLists.load(tmp_path / name)
+        assert np.array_equal(back.neighbour_ids, lists.neighbour_ids) and np.array_equal(
+            back.scores, lists.scores
+        )
+    assert (tmp_path / "small.npz").stat().st_size < (tmp_path / "plain.npz").stat().st_size
+
+
+def test_corrupt_local_version_is_not_swapped_in(
+    base_catalogue: Catalogue, layer: Path, tmp_path: Path
+) -> None:
+    # Given a container following a local store, and a published version whose V3 index got corrupted
+    local = LocalArtifactStore(tmp_path / "store")
+    provider = RefreshingBundleProvider(
+        layer, lambda d: backend_from_bundle(load_bundle(d, all_tiers=True)), local, check_seconds=0
+    )
+    before = provider()
+    run(local, layer, write_manami(tmp_path / "week.jsonl", weekly_change(base_catalogue)), tmp_path)
+    pointer = local.read_pointer()
+    assert pointer is not None
+    corrupt(local.versions / pointer.version / "index_v3" / "index.bin")
+
+    # Then it keeps serving the old version (the loader's checksums catch what fetch no longer re-hashes)
+    assert provider() is before and provider.last_error and "verification" in provider.last_error

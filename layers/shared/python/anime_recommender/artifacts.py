@@ -4,6 +4,7 @@ Layout of a bundle directory (`BuildPaths.artifacts_dir`; `/opt/anime-artifacts`
 
     manifest.json            versions, sha256 + size of every file, dims, index params (incl. ef), ...
     catalogue.jsonl.gz       the catalogue (metadata for responses, filters)
+    content_hashes.npz       id → `Anime.content_hash` of every record (delta updates diff against it)
     neighbours_v2.npz        V2 teacher top-K lists: the last fallback tier
     model/                   model.onnx (int8, outputs v4 and v3), tokenizer.json, encoder.json
     index_v4/ index_v3/      VectorIndex directories (index.bin, ids.npy, index.json)
@@ -28,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from anime_recommender.catalogue import Catalogue
@@ -39,6 +41,7 @@ SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 CATALOGUE = "catalogue.jsonl.gz"
 NEIGHBOURS = "neighbours_v2.npz"
+CONTENT_HASHES = "content_hashes.npz"
 MODEL_DIR = "model"
 MODEL_FILES = (f"{MODEL_DIR}/{MODEL_FILE}", f"{MODEL_DIR}/{TOKENIZER_FILE}", f"{MODEL_DIR}/{CONFIG_FILE}")
 SPACES: tuple[str, ...] = ("v4", "v3")  # best first; also the encoder's output names
@@ -134,6 +137,27 @@ def data_version(content_hashes: Mapping[int, str]) -> str:
     return digest.hexdigest()[:16]
 
 
+def save_content_hashes(path: Path, hashes: Mapping[int, str]) -> None:
+    """Write id → content hash as an uncompressed .npz (int64 `ids`, the 16 hex digits as uint64 `hashes`)."""
+    ids = np.fromiter(sorted(hashes), dtype=np.int64, count=len(hashes))
+    values = np.array([int(hashes[i], 16) for i in ids.tolist()], dtype=np.uint64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as fh:
+        np.savez(fh, ids=ids, hashes=values)
+
+
+def load_content_hashes(path: Path) -> dict[int, str]:
+    """Read what `save_content_hashes` wrote; ValueError naming the file when it is malformed."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            ids, values = data["ids"], data["hashes"]
+    except (KeyError, ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"{path}: not a valid content-hash file ({exc})") from exc
+    if ids.ndim != 1 or ids.shape != values.shape or values.dtype != np.uint64:
+        raise ValueError(f"{path}: ids {ids.shape} and uint64 hashes {values.shape} do not match")
+    return {int(i): f"{int(h):016x}" for i, h in zip(ids.tolist(), values.tolist(), strict=True)}
+
+
 def model_version(model_dir: Path) -> str:
     """Version of a model directory: sha256 over its model, tokenizer and config, 16 hex digits."""
     digest = hashlib.sha256()
@@ -160,15 +184,28 @@ def write_manifest(
     quantization: Mapping[str, Any] | None = None,
     counts: Mapping[str, int] | None = None,
     extra: Mapping[str, Any] | None = None,
+    known: Mapping[str, FileEntry] | None = None,
 ) -> Manifest:
-    """Hash every file under `directory` and write `manifest.json` atomically (tmp + rename)."""
+    """Hash every file under `directory` and write `manifest.json` atomically (tmp + rename).
+
+    `known`: entries of files the caller hard-linked from a verified bundle (same inode, so same
+    bytes); they are taken as they are instead of being hashed again. Every other file is hashed.
+    """
     files = _bundle_files(directory)
-    with ThreadPoolExecutor(max_workers=min(4, max(1, len(files)))) as pool:
-        digests = dict(zip(files, pool.map(lambda rel: sha256_file(directory / rel), files), strict=True))
+    known = known or {}
+    todo = [rel for rel in files if rel not in known]
+    with ThreadPoolExecutor(max_workers=min(4, max(1, len(todo)))) as pool:
+        digests = dict(zip(todo, pool.map(lambda rel: sha256_file(directory / rel), todo), strict=True))
+    entries = {
+        rel: known[rel]
+        if rel in known
+        else FileEntry(sha256=digests[rel], bytes=(directory / rel).stat().st_size)
+        for rel in files
+    }
     manifest = Manifest(
         data_version=data_version,
         model_version=model_version,
-        files={rel: FileEntry(sha256=digests[rel], bytes=(directory / rel).stat().st_size) for rel in files},
+        files=entries,
         dims=dict(dims),
         indexes=dict(indexes),
         quantization=dict(quantization or {}),
@@ -199,6 +236,8 @@ def write_bundle(
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
     catalogue.save(directory / CATALOGUE)
+    hashes = catalogue.content_hashes()
+    save_content_hashes(directory / CONTENT_HASHES, hashes)
     neighbours.save(directory / NEIGHBOURS)
     (directory / MODEL_DIR).mkdir()
     for name in (MODEL_FILE, TOKENIZER_FILE, CONFIG_FILE):
@@ -221,7 +260,7 @@ def write_bundle(
         )
     return write_manifest(
         directory,
-        data_version=data_version(catalogue.content_hashes()),
+        data_version=data_version(hashes),
         model_version=model_version(model_dir),
         dims=config.outputs,
         indexes=infos,
@@ -265,11 +304,14 @@ def _component_files(manifest: Manifest) -> dict[str, list[str]]:
     return parts
 
 
-def verify(directory: Path) -> list[ArtifactFailure]:
-    """Check every file of the manifest (size, then sha256); returns the failures (empty = ok)."""
+def verify(directory: Path, only: Iterable[str] | None = None) -> list[ArtifactFailure]:
+    """Check every file of the manifest (size, then sha256); returns the failures (empty = ok).
+
+    `only`: check just these files (relative paths; one the manifest does not list is a failure).
+    """
     manifest = _read_manifest(directory)
     component_of = {rel: comp for comp, rels in _component_files(manifest).items() for rel in rels}
-    wanted = sorted(set(manifest.files) | set(component_of))
+    wanted = sorted(set(manifest.files) | set(component_of) if only is None else set(only))
     with ThreadPoolExecutor(max_workers=min(4, max(1, len(wanted)))) as pool:
         reasons = list(pool.map(lambda rel: _check_file(directory, rel, manifest.files.get(rel)), wanted))
     return [
@@ -383,6 +425,10 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
     for comp in wanted:
         verifier.submit(comp, components[comp])
     failures: list[ArtifactFailure] = []
+    model_failures: list[ArtifactFailure] = []
+    # onnxruntime builds its session without the GIL: it loads beside the catalogue's JSON parsing.
+    model_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-model")
+    encoder_future = model_pool.submit(_load_encoder, directory, verifier, threads, model_failures)
 
     def step(name: str, t0: float) -> None:
         timings[name] = round((time.perf_counter() - t0) * 1000, 1)
@@ -401,8 +447,9 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
         step("catalogue_neighbours", t0)
 
         t0 = time.perf_counter()
-        encoder = _load_encoder(directory, verifier, threads, failures)
-        step("model", t0)
+        encoder = encoder_future.result()
+        failures.extend(model_failures)
+        step("model", t0)  # what was left of it after the catalogue
 
         indexes: dict[str, VectorIndex] = {}
         for space in spaces:
@@ -419,6 +466,7 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
                 indexes[space] = index
             step(comp, t0)
     finally:
+        model_pool.shutdown(wait=True)  # never leave a session half-built behind an error
         verifier.close()
 
     tier: Tier = "v2"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
@@ -72,15 +72,21 @@ class Anime:
     duration_s: int | None = None  # per episode, seconds (manami `duration`)
 
     def content_hash(self) -> str:
-        """Stable hash of everything that affects similarity or responses (for delta updates)."""
-        payload = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-        return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+        """Stable hash of everything that affects similarity or responses (for delta updates).
+
+        The sha256 of `to_dict` as compact JSON with sorted keys. Built here with the keys already in
+        sorted order and one shared encoder (same bytes as `json.dumps(..., sort_keys=True)`, ~2x
+        faster): a delta update hashes the whole new catalogue.
+        """
+        data = {name: getattr(self, name) for name in _HASH_FIELDS}
+        data["type"] = self.type.value
+        return hashlib.sha256(_HASH_ENCODER.encode(data).encode("utf-8")).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists, the enum its value)."""
         # Shallow field copy: `dataclasses.asdict` deep-copies every tuple, which made hashing a
         # catalogue (delta updates diff ~35k records) several times slower.
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data = {name: getattr(self, name) for name in _FIELDS}
         data["type"] = self.type.value
         for key in ("synonyms", "tags", "sources", "related"):
             data[key] = list(data[key])
@@ -107,6 +113,36 @@ class Anime:
             thumbnail=data.get("thumbnail"),
             duration_s=data.get("duration_s"),
         )
+
+
+_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Anime))
+_HASH_FIELDS: tuple[str, ...] = tuple(sorted(_FIELDS))
+# The C encoder writes tuples as JSON arrays, exactly as the lists of `to_dict` (`json.dumps` output).
+_HASH_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _encode_line(anime: Anime) -> bytes:
+    """One line of a saved catalogue: `to_dict` as compact JSON (what `json.dumps` writes)."""
+    data = {name: getattr(anime, name) for name in _FIELDS}
+    data["type"] = anime.type.value
+    return _HASH_ENCODER.encode(data).encode("utf-8")
+
+
+# `_encode_line` starts every line with the id, so a saved line's id is read without parsing it.
+_LINE_START = b'{"id":'
+
+
+def _saved_lines(path: Path, ids: Collection[int]) -> dict[int, bytes]:
+    """The lines of `ids` in a file `Catalogue.save` wrote (others, and foreign lines, are left out)."""
+    with gzip.open(path, "rb") as fh:
+        text = fh.read()
+    wanted = ids if isinstance(ids, set | frozenset) else set(ids)
+    found: dict[int, bytes] = {}
+    for line in text.split(b"\n"):
+        digits = line[len(_LINE_START) : line.find(b",", len(_LINE_START))]
+        if line.startswith(_LINE_START) and digits.isdigit() and int(digits) in wanted:
+            found[int(digits)] = line
+    return found
 
 
 class Catalogue(Sequence[Anime]):
@@ -156,13 +192,31 @@ class Catalogue(Sequence[Anime]):
         """id → content hash, the basis of delta updates."""
         return {a.id: a.content_hash() for a in self._items}
 
-    def save(self, path: Path) -> None:
-        """Write as gzipped JSON lines (compact, streamable, diff-friendly when unzipped)."""
+    def save(
+        self,
+        path: Path,
+        *,
+        compresslevel: int = 6,
+        reuse_from: Path | None = None,
+        reuse: Collection[int] = (),
+    ) -> None:
+        """Write as gzipped JSON lines (compact, streamable, diff-friendly when unzipped).
+
+        The text is built in memory and compressed in one call (a few MB): several times faster than
+        writing line by line through `gzip.open`, which a delta update pays on every publish.
+
+        Args:
+            compresslevel: gzip level.
+            reuse_from: a catalogue file `save` wrote (verified by the caller) whose lines for the
+                anime in `reuse` are copied instead of encoded again (a delta update: the unchanged
+                anime, whose content hash, i.e. whose line, is the same).
+            reuse: ids whose line may be taken from `reuse_from`.
+        """
+        old = _saved_lines(reuse_from, reuse) if reuse_from is not None and reuse else {}
+        lines = [old.get(anime.id) or _encode_line(anime) for anime in self._items]
+        lines.append(b"")
         path.parent.mkdir(parents=True, exist_ok=True)
-        with gzip.open(path, "wt", encoding="utf-8", compresslevel=6) as fh:
-            for anime in self._items:
-                fh.write(json.dumps(anime.to_dict(), ensure_ascii=False, separators=(",", ":")))
-                fh.write("\n")
+        path.write_bytes(gzip.compress(b"\n".join(lines), compresslevel=compresslevel))
 
     @classmethod
     def load(cls, path: Path) -> Catalogue:

@@ -89,11 +89,16 @@ class NeighbourLists:
         keep = ~np.isin(self.ids, np.fromiter(anime_ids, dtype=np.int64))
         return NeighbourLists(self.ids[keep], self.neighbour_ids[keep], self.scores[keep])
 
-    def save(self, path: Path) -> None:
-        """Write as a compressed .npz (ids, neighbour_ids, scores)."""
+    def save(self, path: Path, *, compress: bool = True) -> None:
+        """Write as a .npz (ids, neighbour_ids, scores); `load` reads either form.
+
+        `compress=False` stores the arrays as they are: about twice the bytes but ~50x faster to
+        write (deflating 17k lists takes ~1 s), which is what a delta update wants.
+        """
         path.parent.mkdir(parents=True, exist_ok=True)
+        write = np.savez_compressed if compress else np.savez
         with path.open("wb") as fh:
-            np.savez_compressed(fh, ids=self.ids, neighbour_ids=self.neighbour_ids, scores=self.scores)
+            write(fh, ids=self.ids, neighbour_ids=self.neighbour_ids, scores=self.scores)
 
     @classmethod
     def load(cls, path: Path) -> NeighbourLists:

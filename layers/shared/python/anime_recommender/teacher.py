@@ -297,9 +297,10 @@ class TeacherFeatures:
         r_rows: list[int] = []
         r_tags: list[int] = []
         mass = np.zeros(n, dtype=np.float64)
+        weight = {t: stats.tag_weight(t) ** power for t in stats.tag_df}  # once per tag, not per use
         for row, anime in enumerate(catalogue):
             tags = sorted(set(anime.tags))
-            mass[row] = sum(stats.tag_weight(t) ** power for t in tags)
+            mass[row] = sum(weight[t] for t in tags)
             for t in tags:
                 if t in dense_col:
                     d_rows.append(row)

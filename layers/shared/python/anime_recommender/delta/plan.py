@@ -50,7 +50,7 @@ class DeltaPolicy:
 
 @dataclass(frozen=True)
 class DeltaPlan:
-    """What a delta update changes: ids by kind, both data versions and the new catalogue."""
+    """What a delta update changes: ids by kind, both data versions, the new catalogue and its hashes."""
 
     base_version: str
     new_version: str
@@ -59,6 +59,7 @@ class DeltaPlan:
     removed: tuple[int, ...]
     unchanged: int
     catalogue: Catalogue = field(repr=False)
+    hashes: Mapping[int, str] = field(repr=False)
 
     @property
     def is_empty(self) -> bool:
@@ -111,16 +112,25 @@ def load_new_catalogue(
 
 
 def plan_delta(
-    current: Catalogue | Mapping[int, str], new: Catalogue, policy: DeltaPolicy | None = None
+    current: Catalogue | Mapping[int, str],
+    new: Catalogue,
+    policy: DeltaPolicy | None = None,
+    *,
+    new_hashes: Mapping[int, str] | None = None,
 ) -> DeltaPlan:
     """Diff `new` against `current` (a catalogue or its id → content-hash map) and apply the shrink guard.
+
+    `new_hashes`: `new.content_hashes()` when the caller computed them already (hashing a catalogue is
+    the costly part of a plan).
 
     Raises:
         DeltaRefusedError: `new` is empty or would remove more than `policy.max_removed_share`.
     """
     policy = policy or DeltaPolicy()
-    old_hashes = current.content_hashes() if isinstance(current, Catalogue) else dict(current)
-    new_hashes = new.content_hashes()
+    old_hashes = current.content_hashes() if isinstance(current, Catalogue) else current
+    new_hashes = new.content_hashes() if new_hashes is None else new_hashes
+    if len(new_hashes) != len(new):
+        raise ValueError(f"{len(new_hashes)} content hashes for {len(new)} anime")
     if not new_hashes:
         raise DeltaRefusedError("empty", "the new catalogue is empty")
     added = tuple(sorted(i for i in new_hashes if i not in old_hashes))
@@ -142,4 +152,5 @@ def plan_delta(
         removed=removed,
         unchanged=len(new_hashes) - len(added) - len(changed),
         catalogue=new,
+        hashes=new_hashes,
     )

@@ -3,7 +3,9 @@
 `RefreshingBundleProvider` is the `bundle_provider` `create_app` calls on every request. At most every
 `check_seconds` one request (the one that finds the check due; concurrent ones do not wait) reads the
 pointer; when it names a new version, that request downloads it into the cache dir (reusing unchanged
-files such as the model from the layer), verifies every checksum, loads it and replaces the reference.
+files such as the model from the layer; a local store's version is used in place), loads it (the loader
+verifies every checksum of what it loads: a version with any failure is not swapped in) and replaces
+the reference.
 Requests already running keep the backend object they got; the next ones get the new one. Anything
 failing keeps the current backend (logged; the same broken version is not retried until the pointer
 moves), so a bad publish can never take a container down. Cache keys contain the data version, so a
@@ -134,6 +136,11 @@ class RefreshingBundleProvider(Generic[B]):
             if TIER_RANK[new_tier] < TIER_RANK[old_tier]:
                 raise RuntimeError(
                     f"version {pointer.version} loads only tier {new_tier} (serving {old_tier})"
+                )
+            if backend.info.failures:
+                # A fresh publish is complete; a file failing verification means a broken copy.
+                raise RuntimeError(
+                    f"version {pointer.version} failed verification: {'; '.join(backend.info.failures[:3])}"
                 )
         except Exception as exc:  # a bad version must never take the container down
             self._record_failure(pointer, exc)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from anime_recommender.artifacts import CATALOGUE, Manifest, data_version
-from anime_recommender.catalogue import Catalogue
-from anime_recommender.delta.apply import apply_delta
+from anime_recommender.artifacts import Manifest, data_version
+from anime_recommender.delta.apply import DeltaBase, apply_delta, load_delta_base
 from anime_recommender.delta.plan import DeltaPolicy, DeltaRefusedError, load_new_catalogue, plan_delta
 from anime_recommender.delta.store import ArtifactStore, Pointer, version_id
 
@@ -37,6 +37,7 @@ class DeltaSummary:
     refusal_code: str | None = None
     refusal_reason: str | None = None
     lists_recomputed: int = 0
+    lists_merged: int = 0
     duration_s: float = 0.0
     timings_s: dict[str, float] = field(default_factory=dict)
 
@@ -83,32 +84,67 @@ def run_delta_update(
     """
     started = time.perf_counter()
     timings: dict[str, float] = {}
-    policy = policy or DeltaPolicy()
 
     t0 = time.perf_counter()
     base_dir, pointer = serving_base(store, layer_dir, work_dir / "base")
-    base = Manifest.read(base_dir)
+    base_manifest = Manifest.read(base_dir)
+    summary = DeltaSummary(status="unchanged", base_version=version_id(base_manifest))
     timings["base"] = time.perf_counter() - t0
-    summary = DeltaSummary(status="unchanged", base_version=version_id(base))
 
-    def done(status: Status) -> DeltaSummary:
-        summary.status = status
-        summary.duration_s = round(time.perf_counter() - started, 3)
-        summary.timings_s = {k: round(v, 3) for k, v in timings.items()}
-        return summary
+    # The base (checksums, model, indexes, lists, content hashes) loads in a background thread while
+    # the new catalogue is validated and hashed: hashing, onnxruntime and file reads release the GIL.
+    # Loading changes nothing; whatever the outcome, the thread is done when this function returns.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="delta-base") as pool:
+        base = pool.submit(load_delta_base, base_dir, threads=threads)
+        status = _update(
+            catalogue_path,
+            store,
+            pointer,
+            base_manifest.model_version,
+            base_dir,
+            base,
+            policy or DeltaPolicy(),
+            threads,
+            work_dir,
+            summary,
+            timings,
+        )
+        base.cancel()
+    summary.status = status
+    summary.duration_s = round(time.perf_counter() - started, 3)
+    summary.timings_s = {k: round(v, 3) for k, v in timings.items()}
+    return summary
 
+
+def _update(
+    catalogue_path: Path,
+    store: ArtifactStore,
+    pointer: Pointer | None,
+    model_version: str,
+    base_dir: Path,
+    base: Future[DeltaBase],
+    policy: DeltaPolicy,
+    threads: int,
+    work_dir: Path,
+    summary: DeltaSummary,
+    timings: dict[str, float],
+) -> Status:
+    """Validate → diff → apply → upload → flip; fills `summary` and `timings`, returns the status."""
     t0 = time.perf_counter()
     try:
         new_catalogue, _report = load_new_catalogue(catalogue_path, policy)
     except DeltaRefusedError as exc:
         summary.refusal_code, summary.refusal_reason = exc.code, exc.reason
-        return done("refused")
+        return "refused"
     timings["validate"] = time.perf_counter() - t0
-    new_version = f"{data_version(new_catalogue.content_hashes())}-{base.model_version}"
+    t0 = time.perf_counter()
+    new_hashes = new_catalogue.content_hashes()  # once: the version, the diff and the new bundle use them
+    new_version = f"{data_version(new_hashes)}-{model_version}"
+    timings["hash"] = time.perf_counter() - t0
     summary.new_version = new_version
     if new_version == summary.base_version:
         summary.counts = {"added": 0, "changed": 0, "removed": 0, "unchanged": len(new_catalogue)}
-        return done("unchanged")
+        return "unchanged"
 
     # A previous run may have uploaded this very version and crashed before the flip: adopt it.
     t0 = time.perf_counter()
@@ -118,21 +154,26 @@ def run_delta_update(
         summary.published_version = new_version
         summary.counts = dict(existing.manifest.extra.get("delta", {}))
         timings["publish"] = time.perf_counter() - t0
-        return done("adopted")
+        return "adopted"
 
     t0 = time.perf_counter()
+    loaded = base.result()  # raises what loading raised (a degraded base)
+    timings["wait_base"] = time.perf_counter() - t0
+    timings["load_base_background"] = loaded.seconds
+    t0 = time.perf_counter()
     try:
-        plan = plan_delta(Catalogue.load(base_dir / CATALOGUE), new_catalogue, policy)
+        plan = plan_delta(loaded.hashes, new_catalogue, policy, new_hashes=new_hashes)
     except DeltaRefusedError as exc:
         summary.refusal_code, summary.refusal_reason = exc.code, exc.reason
-        return done("refused")
+        return "refused"
     summary.counts = plan.counts()
     timings["plan"] = time.perf_counter() - t0
 
     out_dir = work_dir / "new" / new_version
-    result = apply_delta(base_dir, plan, None, out_dir, threads=threads)
-    timings.update({f"apply_{k}": v for k, v in result.timings_s.items()})
+    result = apply_delta(base_dir, plan, None, out_dir, threads=threads, base=loaded)
+    timings.update({f"apply_{k}": v for k, v in result.timings_s.items() if k != "load_base"})
     summary.lists_recomputed = result.lists_recomputed
+    summary.lists_merged = result.lists_merged
 
     t0 = time.perf_counter()
     ref = store.upload_version(out_dir)
@@ -142,4 +183,4 @@ def run_delta_update(
     timings["flip"] = time.perf_counter() - t0
     summary.published_version = ref.version
     shutil.rmtree(out_dir, ignore_errors=True)
-    return done("published")
+    return "published"
