@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 import hashlib
 import json
@@ -34,6 +35,7 @@ from anime_recommender.catalogue import Anime, AnimeType, Catalogue
 from anime_recommender.delta.apply import DeltaApplyError, apply_delta, load_delta_base, update_neighbours
 from anime_recommender.delta.plan import DeltaPolicy, DeltaRefusedError, load_new_catalogue, plan_delta
 from anime_recommender.delta.refresh import RefreshingBundleProvider
+from anime_recommender.delta.runtime import paused_gc
 from anime_recommender.delta.store import (
     ArtifactStoreError,
     LocalArtifactStore,
@@ -638,3 +640,18 @@ def test_corrupt_local_version_is_not_swapped_in(
 
     # Then it keeps serving the old version (the loader's checksums catch what fetch no longer re-hashes)
     assert provider() is before and provider.last_error and "verification" in provider.last_error
+
+
+def test_paused_gc_restores_the_collector_state() -> None:
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), paused_gc():
+        assert not gc.isenabled()
+        raise RuntimeError("the block fails")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with paused_gc():
+            pass
+        assert not gc.isenabled()  # a caller that had it off keeps it off
+    finally:
+        gc.enable()

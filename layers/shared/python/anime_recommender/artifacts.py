@@ -19,6 +19,7 @@ cold start pays roughly max(hash, load) rather than their sum.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import shutil
 import time
@@ -47,7 +48,6 @@ MODEL_FILES = (f"{MODEL_DIR}/{MODEL_FILE}", f"{MODEL_DIR}/{TOKENIZER_FILE}", f"{
 SPACES: tuple[str, ...] = ("v4", "v3")  # best first; also the encoder's output names
 
 Tier = Literal["v4", "v3", "v2"]
-_CHUNK = 1 << 20
 
 
 def index_dir(space: str) -> str:
@@ -121,12 +121,17 @@ class ArtifactFailure:
 
 
 def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks (hashlib releases the GIL on large updates)."""
-    digest = hashlib.sha256()
+    """Hex sha256 of a file, hashed from a read-only memory map in one call.
+
+    hashlib releases the GIL for the whole file: read in chunks, each chunk had to win the GIL back
+    from the thread parsing the catalogue (up to a 5 ms switch interval each), which made background
+    verification ~6x slower whenever the main thread was busy in Python.
+    """
     with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        if os.fstat(fh.fileno()).st_size == 0:
+            return hashlib.sha256().hexdigest()  # an empty file cannot be mapped
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as view:
+            return hashlib.sha256(view).hexdigest()
 
 
 def data_version(content_hashes: Mapping[int, str]) -> str:

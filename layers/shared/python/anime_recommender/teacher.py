@@ -288,26 +288,26 @@ class TeacherFeatures:
         threshold = max(2.0, dense_tag_share * n)
         dense_tags = sorted(t for t, df in stats.tag_df.items() if df >= threshold)
         rare_tags = sorted(t for t, df in stats.tag_df.items() if 2 <= df < threshold)
-        dense_col = {t: j for j, t in enumerate(dense_tags)}
-        rare_col = {t: j for j, t in enumerate(rare_tags)}
         power = 1 if cfg.tag_measure == "jaccard" else 2
         # Sparse (row, tag) entries, dense and rare apart; no n × n_tags matrix of all tags is built.
-        d_rows: list[int] = []
-        d_tags: list[int] = []
-        r_rows: list[int] = []
-        r_tags: list[int] = []
-        mass = np.zeros(n, dtype=np.float64)
-        weight = {t: stats.tag_weight(t) ** power for t in stats.tag_df}  # once per tag, not per use
-        for row, anime in enumerate(catalogue):
-            tags = sorted(set(anime.tags))
-            mass[row] = sum(weight[t] for t in tags)
-            for t in tags:
-                if t in dense_col:
-                    d_rows.append(row)
-                    d_tags.append(dense_col[t])
-                elif t in rare_col:
-                    r_rows.append(row)
-                    r_tags.append(rare_col[t])
+        # One flat pass in row order (each row's tags sorted), then numpy: a delta update rebuilds
+        # these arrays for the whole catalogue on every run.
+        tag_sets = [sorted(set(anime.tags)) for anime in catalogue]
+        all_tags = list(stats.tag_df)
+        code_of = {t: i for i, t in enumerate(all_tags)}
+        entry_tag = np.fromiter((code_of[t] for tags in tag_sets for t in tags), dtype=np.int64)
+        entry_row = np.repeat(np.arange(n), [len(tags) for tags in tag_sets])
+        weight = np.array([stats.tag_weight(t) ** power for t in all_tags], dtype=np.float64)
+        # bincount adds each row's weights in entry order: the same sums as a Python loop.
+        mass = np.bincount(entry_row, weights=weight[entry_tag], minlength=n).astype(np.float64)
+        dense_of = np.full(len(all_tags), -1, dtype=np.int64)
+        dense_of[[code_of[t] for t in dense_tags]] = np.arange(len(dense_tags))
+        rare_of = np.full(len(all_tags), -1, dtype=np.int64)
+        rare_of[[code_of[t] for t in rare_tags]] = np.arange(len(rare_tags))
+        is_dense = dense_of[entry_tag] >= 0
+        is_rare = rare_of[entry_tag] >= 0
+        d_rows, d_tags = entry_row[is_dense], dense_of[entry_tag[is_dense]]
+        r_rows, r_tags = entry_row[is_rare], rare_of[entry_tag[is_rare]]
         dense_w = np.array([stats.tag_weight(t) for t in dense_tags], dtype=np.float64)
         rare_w = np.array([stats.tag_weight(t) for t in rare_tags], dtype=np.float64)
         if cfg.tag_measure == "jaccard":
@@ -319,7 +319,7 @@ class TeacherFeatures:
             tag_mass[tag_mass == 0] = 1.0
             row_scale = 1.0 / tag_mass
 
-        def values(rows: list[int], tags: list[int], w: np.ndarray, side: str) -> np.ndarray:
+        def values(rows: np.ndarray, tags: np.ndarray, w: np.ndarray, side: str) -> np.ndarray:
             r, t = np.asarray(rows, dtype=np.int64), np.asarray(tags, dtype=np.int64)
             if cfg.tag_measure == "jaccard":  # left carries the weight, right is binary
                 return w[t] if side == "left" else np.ones(r.size)

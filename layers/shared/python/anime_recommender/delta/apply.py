@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -72,7 +73,6 @@ class DeltaBase:
     root: Path
     manifest: Manifest
     hashes: dict[int, str]
-    neighbours: NeighbourLists
     indexes: dict[str, VectorIndex]
     encoder: OnnxEncoder | None
     seconds: float = 0.0
@@ -81,6 +81,14 @@ class DeltaBase:
     def data_version(self) -> str:
         """The base catalogue's version (what a plan must have been made against)."""
         return self.manifest.data_version
+
+    def neighbours(self) -> NeighbourLists:
+        """The base's V2 lists (verified by `load_delta_base`).
+
+        Read when needed rather than with the rest: `np.load` reads a .npz in 256 KiB chunks, each
+        waiting for the GIL while the catalogue is being validated (0.05 s alone, 0.4 s beside it).
+        """
+        return NeighbourLists.load(self.root / NEIGHBOURS)
 
 
 @dataclass
@@ -169,7 +177,6 @@ def load_delta_base(bundle_dir: Path, *, threads: int = 1, encoder: OnnxEncoder 
         root=bundle_dir,
         manifest=manifest,
         hashes=hashes,
-        neighbours=NeighbourLists.load(bundle_dir / NEIGHBOURS),
         indexes=indexes,
         encoder=encoder,
         seconds=time.perf_counter() - started,
@@ -262,6 +269,44 @@ def _link_unchanged(base: DeltaBase, out_dir: Path, rels: tuple[str, ...]) -> di
     return known
 
 
+def _write_lists(
+    base: DeltaBase, plan: DeltaPlan, teacher: TeacherConfig | None, path: Path
+) -> tuple[NeighbourUpdate, float]:
+    """Update the V2 lists and save them uncompressed (a delta writes speed, not bytes); with seconds."""
+    started = time.perf_counter()
+    update = update_neighbours(base.neighbours(), plan.catalogue, plan, teacher)
+    update.lists.save(path, compress=False)
+    return update, time.perf_counter() - started
+
+
+def _write_catalogue(base: DeltaBase, plan: DeltaPlan, out_dir: Path) -> float:
+    """Save the new catalogue (unchanged lines copied from the base's) and its content hashes; seconds."""
+    started = time.perf_counter()
+    unchanged = set(plan.hashes).difference(plan.to_embed)  # same content hash: same saved line
+    plan.catalogue.save(out_dir / CATALOGUE, reuse_from=base.root / CATALOGUE, reuse=unchanged)
+    save_content_hashes(out_dir / CONTENT_HASHES, plan.hashes)
+    return time.perf_counter() - started
+
+
+def _update_indexes(
+    base: DeltaBase, plan: DeltaPlan, vectors: dict[str, np.ndarray], out_dir: Path, threads: int
+) -> dict[str, IndexInfo]:
+    """Apply the plan to each index of `base` in place, save them into `out_dir`; their manifest info."""
+    infos: dict[str, IndexInfo] = {}
+    to_embed = list(plan.to_embed)
+    for space, info in base.manifest.indexes.items():
+        index = base.indexes[space]
+        # Delete first: new anime then reuse the freed slots instead of growing the index.
+        index.mark_deleted(plan.removed)
+        if to_embed:
+            index.add(to_embed, vectors[space], threads=threads)
+        if len(index) != len(plan.catalogue):
+            raise DeltaApplyError(f"index {space} holds {len(index)} anime, catalogue {len(plan.catalogue)}")
+        index.save(out_dir / index_dir(space))
+        infos[space] = info.model_copy(update={"count": len(index)})
+    return infos
+
+
 def apply_delta(
     bundle_dir: Path,
     plan: DeltaPlan,
@@ -270,7 +315,7 @@ def apply_delta(
     *,
     threads: int = 1,
     teacher: TeacherConfig | None = None,
-    batch_size: int = 32,
+    batch_size: int = 1,
     base: DeltaBase | None = None,
 ) -> ApplyResult:
     """Write the bundle for `plan.catalogue` into `out_dir`, starting from the bundle in `bundle_dir`.
@@ -282,7 +327,9 @@ def apply_delta(
         out_dir: where the new bundle goes (replaced if it exists).
         threads: onnxruntime / hnswlib threads.
         teacher: V2 formula configuration (must match the build's).
-        batch_size: encoder batch size.
+        batch_size: encoder batch size. 1, as the index stage embeds: dynamic int8 quantises
+            activations per batch, so a vector would otherwise depend on its batch-mates and differ
+            from the full rebuild's and the query's (also the fastest for a few texts).
         base: `load_delta_base(bundle_dir)` when the caller loaded it already (e.g. while validating).
             Its indexes are updated in place, so it cannot be used twice.
     """
@@ -302,38 +349,28 @@ def apply_delta(
         )
     timings["load_base"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
     catalogue = plan.catalogue
-    to_embed = list(plan.to_embed)
-    vectors = encoder.encode([anime_text(catalogue.by_id(i)) for i in to_embed], batch_size=batch_size)
-    timings["embed"] = time.perf_counter() - t0
-
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
-    t0 = time.perf_counter()
-    infos: dict[str, IndexInfo] = {}
-    for space in spaces:
-        index = base.indexes[space]
-        # Delete first: new anime then reuse the freed slots instead of growing the index.
-        index.mark_deleted(plan.removed)
-        if to_embed:
-            index.add(to_embed, vectors[space], threads=threads)
-        if len(index) != len(catalogue):
-            raise DeltaApplyError(f"index {space} holds {len(index)} anime, catalogue {len(catalogue)}")
-        index.save(out_dir / index_dir(space))
-        infos[space] = base.manifest.indexes[space].model_copy(update={"count": len(index)})
-    timings["index"] = time.perf_counter() - t0
+    # The V2 lists, then the catalogue (numpy, zlib: mostly without the GIL) are written by one
+    # worker beside the embedding (onnxruntime) and the index updates (hnswlib): they share no data.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="delta-write") as pool:
+        lists = pool.submit(_write_lists, base, plan, teacher, out_dir / NEIGHBOURS)
+        written = pool.submit(_write_catalogue, base, plan, out_dir)
+        t0 = time.perf_counter()
+        to_embed = list(plan.to_embed)
+        vectors = encoder.encode([anime_text(catalogue.by_id(i)) for i in to_embed], batch_size=batch_size)
+        timings["embed"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        infos = _update_indexes(base, plan, vectors, out_dir, threads)
+        timings["index"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        update, timings["neighbours_background"] = lists.result()
+        timings["catalogue_background"] = written.result()
+        timings["wait_writes"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    update = update_neighbours(base.neighbours, catalogue, plan, teacher)
-    update.lists.save(out_dir / NEIGHBOURS, compress=False)
-    timings["neighbours"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    unchanged = set(plan.hashes).difference(plan.to_embed)  # same content hash: same saved line
-    catalogue.save(out_dir / CATALOGUE, reuse_from=base.root / CATALOGUE, reuse=unchanged)
-    save_content_hashes(out_dir / CONTENT_HASHES, plan.hashes)
     known = _link_unchanged(base, out_dir, MODEL_FILES)
     old = base.manifest
     manifest = write_manifest(

@@ -25,6 +25,7 @@ from typing import Generic, TypeVar
 
 from anime_recommender.api.backend import SimilarityBackend
 from anime_recommender.artifacts import Manifest
+from anime_recommender.delta.runtime import paused_gc
 from anime_recommender.delta.settings import StoreSettings
 from anime_recommender.delta.store import ArtifactStore, Pointer, version_id
 
@@ -172,7 +173,8 @@ class RefreshingBundleProvider(Generic[B]):
     def _load_version(self, pointer: Pointer) -> B:
         assert self._store is not None
         directory = self._store.fetch(pointer, self._cache_dir, reuse=[self._layer_dir])
-        return self._load(directory)
+        with paused_gc():  # the catalogue parse beside a serving backend's heap
+            return self._load(directory)
 
     def _record_failure(self, pointer: Pointer | None, exc: Exception) -> None:
         self._failed = None if pointer is None else pointer.version

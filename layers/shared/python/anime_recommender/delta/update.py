@@ -18,6 +18,7 @@ from typing import Any, Literal
 from anime_recommender.artifacts import Manifest, data_version
 from anime_recommender.delta.apply import DeltaBase, apply_delta, load_delta_base
 from anime_recommender.delta.plan import DeltaPolicy, DeltaRefusedError, load_new_catalogue, plan_delta
+from anime_recommender.delta.runtime import paused_gc
 from anime_recommender.delta.store import ArtifactStore, Pointer, version_id
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ def run_delta_update(
     # The base (checksums, model, indexes, lists, content hashes) loads in a background thread while
     # the new catalogue is validated and hashed: hashing, onnxruntime and file reads release the GIL.
     # Loading changes nothing; whatever the outcome, the thread is done when this function returns.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="delta-base") as pool:
+    with paused_gc(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="delta-base") as pool:
         base = pool.submit(load_delta_base, base_dir, threads=threads)
         status = _update(
             catalogue_path,
