@@ -3,6 +3,11 @@
 `run_delta_update` is the single call the Lambda handler and `anime-build delta` make. It never
 changes what is served unless every step succeeded: a refused catalogue returns a summary with
 `status="refused"`; any other failure raises, leaving the pointer where it was.
+
+Speed (~2 s for a weekly 10 + 10 delta on 17.5k anime): the base's verified parts load in a thread
+while the new catalogue is validated; the new catalogue is hashed once (version, diff and the new
+bundle's content hashes); the base's hashes come from its `content_hashes.npz`; the cyclic GC is
+paused for the run. `timings_s` keys ending in `_background` ran beside the others (not additive).
 """
 
 from __future__ import annotations
