@@ -353,22 +353,22 @@ def apply_delta(
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
-    # The V2 lists, then the catalogue (numpy, zlib: mostly without the GIL) are written by one
-    # worker beside the embedding (onnxruntime) and the index updates (hnswlib): they share no data.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="delta-write") as pool:
-        lists = pool.submit(_write_lists, base, plan, teacher, out_dir / NEIGHBOURS)
-        written = pool.submit(_write_catalogue, base, plan, out_dir)
+    # Embedding first, alone: onnxruntime uses both cores. Then the V2 lists (numpy, mostly without
+    # the GIL) are written by a worker while this thread updates the indexes and writes the catalogue
+    # (hnswlib, zlib); they share no data. Measured ~0.15 s faster than running all three at once.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="delta-lists") as pool:
         t0 = time.perf_counter()
         to_embed = list(plan.to_embed)
         vectors = encoder.encode([anime_text(catalogue.by_id(i)) for i in to_embed], batch_size=batch_size)
         timings["embed"] = time.perf_counter() - t0
+        lists = pool.submit(_write_lists, base, plan, teacher, out_dir / NEIGHBOURS)
         t0 = time.perf_counter()
         infos = _update_indexes(base, plan, vectors, out_dir, threads)
         timings["index"] = time.perf_counter() - t0
+        timings["catalogue"] = _write_catalogue(base, plan, out_dir)
         t0 = time.perf_counter()
         update, timings["neighbours_background"] = lists.result()
-        timings["catalogue_background"] = written.result()
-        timings["wait_writes"] = time.perf_counter() - t0
+        timings["wait_lists"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     known = _link_unchanged(base, out_dir, MODEL_FILES)
