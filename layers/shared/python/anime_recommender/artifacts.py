@@ -432,9 +432,9 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
         verifier.submit(comp, components[comp])
     failures: list[ArtifactFailure] = []
     model_failures: list[ArtifactFailure] = []
-    # onnxruntime builds its session without the GIL: it loads beside the catalogue's JSON parsing.
-    model_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-model")
-    encoder_future = model_pool.submit(_load_encoder, directory, verifier, threads, model_failures)
+    # The encoder loads after the catalogue, not beside it: onnxruntime holds the GIL while it builds
+    # a session, so a parallel build only stalled the catalogue's parsing (measured: load_bundle
+    # 0.9 s in parallel vs 0.6 s in sequence). Only the sha256 work (GIL-free) runs in the background.
 
     def step(name: str, t0: float) -> None:
         timings[name] = round((time.perf_counter() - t0) * 1000, 1)
@@ -453,9 +453,9 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
         step("catalogue_neighbours", t0)
 
         t0 = time.perf_counter()
-        encoder = encoder_future.result()
+        encoder = _load_encoder(directory, verifier, threads, model_failures)
         failures.extend(model_failures)
-        step("model", t0)  # what was left of it after the catalogue
+        step("model", t0)
 
         indexes: dict[str, VectorIndex] = {}
         for space in spaces:
@@ -472,7 +472,6 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
                 indexes[space] = index
             step(comp, t0)
     finally:
-        model_pool.shutdown(wait=True)  # never leave a session half-built behind an error
         verifier.close()
 
     tier: Tier = "v2"
