@@ -12,9 +12,8 @@ Layout of a bundle directory (`BuildPaths.artifacts_dir`; `/opt/anime-artifacts`
 `load_bundle` verifies the sha256 of every file it loads before using it and degrades per tier:
 V4 index (or the model's v4 output) broken → "v3"; model or V3 index broken too → "v2" (neighbour
 lists only, no encoder); catalogue or neighbour lists broken → `ArtifactIntegrityError`. Hashing runs
-in a thread pool (hashlib releases the GIL) and the ONNX session is built in another thread while the
-main thread parses what is already verified, so cold start pays roughly max(hash, load) rather than
-their sum.
+in a thread pool (hashlib releases the GIL) while the main thread parses what is already verified, so
+cold start pays roughly max(hash, load) rather than their sum.
 """
 
 from __future__ import annotations
