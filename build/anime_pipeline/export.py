@@ -239,7 +239,7 @@ def append_v3_projection(model_file: Path, projection: np.ndarray) -> None:
             numpy_helper.from_array(np.array(1e-12, dtype=np.float32), "v3p_eps"),
         ]
     )
-    steps = [
+    steps: list[tuple[str, list[str], str, dict[str, Any]]] = [
         ("MatMul", ["v3_full", "v3_projection"], "v3p_mm", {}),
         ("Mul", ["v3p_mm", "v3p_mm"], "v3p_sq", {}),
         ("ReduceSum", ["v3p_sq", "v3p_axis_last"], "v3p_sumsq", {"keepdims": 1}),
@@ -248,7 +248,9 @@ def append_v3_projection(model_file: Path, projection: np.ndarray) -> None:
         ("Div", ["v3p_mm", "v3p_norm_clamped"], "v3", {}),
     ]
     for op, inputs, output, attrs in steps:
-        graph.node.append(helper.make_node(op, inputs, [output], name=f"v3_projection_{output}", **attrs))
+        node = helper.make_node(op, inputs, [output], name=f"v3_projection_{output}")
+        node.attribute.extend(helper.make_attribute(key, value) for key, value in attrs.items())
+        graph.node.append(node)
     outputs = [o for o in graph.output if o.name != "v3"]
     del graph.output[:]
     graph.output.extend(
