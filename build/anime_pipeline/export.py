@@ -451,7 +451,9 @@ def export_models(
         for name, file in variants.items():
             append_v3_projection(file, projection)
             if name != "fp32" and config.quant.fp16_weight_storage:
-                store_fp32_weights_as_fp16(file)
+                quant_configs[name.removeprefix("int8_")]["fp16_stored_weights"] += (
+                    store_fp32_weights_as_fp16(file)
+                )
         parity["v3_projection"] = {
             "from": dims["v3"],
             "to": config.v3_dim,
