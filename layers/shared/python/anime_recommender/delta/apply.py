@@ -1,13 +1,13 @@
 """Apply a `DeltaPlan` to a bundle: embed only what changed, update the indexes and V2 lists in place.
 
-The source bundle is never modified: the result is written to a fresh directory (unchanged files,
-e.g. the model, are hard-linked or copied) with a new manifest whose `data_version` is the new
-catalogue's. `load_delta_base` reads only what a delta needs from the base (neighbour lists, model,
-both indexes, content hashes), each file checked against the manifest's sha256 first; the base
-catalogue itself is not parsed. Index updates go through `VectorIndex`, which keeps hnswlib's pitfalls
-away: removed anime are marked deleted first, so new anime reuse their slots (`replace_deleted`)
-before the index is resized; a changed anime keeps its label and gets its vector replaced by a plain
-`add_items`; new anime always get fresh labels (never a deleted label again).
+The source bundle is never modified: the result is written to a fresh directory (unchanged files, e.g.
+the model and `release_dates.json`, are hard-linked or copied) with a new manifest whose
+`data_version` is the new catalogue's. `load_delta_base` reads only what a delta needs from the base
+(neighbour lists, model, both indexes, content hashes), each file checked against the manifest's
+sha256 first; the base catalogue itself is not parsed. Index updates go through `VectorIndex`, which
+keeps hnswlib's pitfalls away: removed anime are marked deleted first, so new anime reuse their slots
+(`replace_deleted`) before the index is resized; a changed anime keeps its label and gets its vector
+replaced by a plain `add_items`; new anime always get fresh labels (never a deleted label again).
 
 V2 lists (`update_neighbours`): the scores of the added and changed ("touched") anime against the
 whole new catalogue are one [touched × n] block (V2 is symmetric). The touched anime's own lists are
@@ -41,6 +41,7 @@ from anime_recommender.artifacts import (
     MODEL_DIR,
     MODEL_FILES,
     NEIGHBOURS,
+    RELEASE_DATES,
     ArtifactIntegrityError,
     FileEntry,
     IndexInfo,
@@ -48,6 +49,7 @@ from anime_recommender.artifacts import (
     data_version,
     index_dir,
     load_content_hashes,
+    load_release_dates,
     save_content_hashes,
     verify,
     write_manifest,
@@ -57,6 +59,7 @@ from anime_recommender.delta.plan import DeltaPlan
 from anime_recommender.delta.store import link_or_copy
 from anime_recommender.encoder import OnnxEncoder
 from anime_recommender.index import VectorIndex
+from anime_recommender.loaders import ReleaseDates
 from anime_recommender.neighbours import NeighbourLists
 from anime_recommender.teacher import TeacherConfig, TeacherFeatures, top_k_neighbours
 from anime_recommender.text import anime_text
@@ -124,14 +127,43 @@ class _Merge:
 
 def _base_files(manifest: Manifest) -> list[str]:
     """Files a delta reads from the base: lists, indexes, hashes, the catalogue (its unchanged lines
-    are copied), and the model (hard-linked into the new version with its manifest entries)."""
-    rels = [NEIGHBOURS, CATALOGUE, *MODEL_FILES]
+    are copied), and the model and release dates (hard-linked into the new version with their
+    manifest entries)."""
+    rels = [NEIGHBOURS, CATALOGUE, *MODEL_FILES, *_carried_files(manifest)]
     for space in manifest.indexes:
         prefix = index_dir(space) + "/"
         rels += sorted(rel for rel in manifest.files if rel.startswith(prefix)) or [prefix + "index.bin"]
     if CONTENT_HASHES in manifest.files:  # absent in bundles written before it existed
         rels.append(CONTENT_HASHES)
     return rels
+
+
+def _carried_files(manifest: Manifest) -> tuple[str, ...]:
+    """Base files the new version takes over unchanged (older bundles lack `release_dates.json`)."""
+    return (*MODEL_FILES, RELEASE_DATES) if RELEASE_DATES in manifest.files else MODEL_FILES
+
+
+def load_base_release_dates(bundle_dir: Path, manifest: Manifest | None = None) -> ReleaseDates | None:
+    """The base's release dates (checked against the manifest first), or None when it has none.
+
+    A delta validates the new catalogue with exactly these, so enriched years match the build's.
+
+    Raises:
+        DeltaApplyError: the file is listed but missing, corrupt or malformed.
+    """
+    try:
+        manifest = manifest or Manifest.read(bundle_dir)
+        if RELEASE_DATES not in manifest.files:
+            return None
+        failures = verify(bundle_dir, only=[RELEASE_DATES])
+    except (ArtifactIntegrityError, OSError, ValueError) as exc:
+        raise DeltaApplyError(f"base bundle {bundle_dir} is unreadable: {exc}; rebuild it") from exc
+    if failures:
+        raise DeltaApplyError(f"base bundle is degraded: {RELEASE_DATES}: {failures[0].reason}; rebuild it")
+    try:
+        return load_release_dates(bundle_dir / RELEASE_DATES)
+    except (OSError, ValueError) as exc:
+        raise DeltaApplyError(f"base bundle is degraded: {exc}; rebuild it") from exc
 
 
 def load_delta_base(bundle_dir: Path, *, threads: int = 1, encoder: OnnxEncoder | None = None) -> DeltaBase:
@@ -371,7 +403,7 @@ def apply_delta(
         timings["wait_lists"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    known = _link_unchanged(base, out_dir, MODEL_FILES)
+    known = _link_unchanged(base, out_dir, _carried_files(base.manifest))
     old = base.manifest
     manifest = write_manifest(
         out_dir,

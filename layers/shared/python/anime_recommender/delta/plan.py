@@ -11,11 +11,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from anime_recommender.artifacts import data_version
 from anime_recommender.catalogue import Catalogue
-from anime_recommender.loaders import DEFAULT_ENRICH, CatalogueFormatError, LoadReport, load_catalogue
+from anime_recommender.loaders import (
+    DEFAULT_ENRICH,
+    CatalogueFormatError,
+    Enrichment,
+    LoadReport,
+    load_catalogue,
+)
 
 RefusalCode = Literal["invalid", "empty", "malformed_records", "shrink"]
 
@@ -83,12 +89,12 @@ class DeltaPlan:
 
 
 def load_new_catalogue(
-    path: Path, policy: DeltaPolicy | None = None, enrich: Any = DEFAULT_ENRICH
+    path: Path, policy: DeltaPolicy | None = None, enrich: Enrichment = DEFAULT_ENRICH
 ) -> tuple[Catalogue, LoadReport]:
     """Load a candidate catalogue with the build's loaders; `DeltaRefusedError` when unusable.
 
     `enrich` is passed to `load_catalogue`: the build's bangumi-data enrichment must match, or every
-    enriched anime would look changed.
+    enriched anime would look changed; `run_delta_update` passes the base bundle's `ReleaseDates`.
     """
     policy = policy or DeltaPolicy()
     try:
