@@ -41,6 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from anime_pipeline.workers import run_json_worker
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_PYTHON = Path("layers") / "shared" / "python"
 HANDLER = Path("functions") / "api" / "app.py"
@@ -173,19 +175,13 @@ def _run_worker(config: BenchConfig, timeout_s: float) -> dict[str, Any]:
     ):
         env.pop(var, None)
     spawned = time.time()
-    proc = subprocess.run(
+    return run_json_worker(
         [sys.executable, "-m", "anime_pipeline.api_bench", "--worker", json.dumps(config.__dict__)],
+        marker="API_BENCH_RESULT",
         env=env | {"API_BENCH_SPAWNED": repr(spawned)},
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
+        timeout_s=timeout_s,
+        what="benchmark worker",
     )
-    marker = [line for line in proc.stdout.splitlines() if line.startswith("API_BENCH_RESULT ")]
-    if proc.returncode != 0 or not marker:
-        raise RuntimeError(f"benchmark worker failed ({proc.returncode}): {proc.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(marker[-1].removeprefix("API_BENCH_RESULT "))
-    return result
 
 
 def run_api_bench(artifacts_dir: Path, quick: bool, *, source_root: Path = REPO_ROOT) -> dict[str, Any]:

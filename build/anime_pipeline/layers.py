@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Literal
 
 from anime_pipeline.paths import REPO_ROOT, BuildPaths
+from anime_pipeline.workers import run_json_worker
 from anime_recommender.artifacts import MANIFEST, bundle_sizes
 
 LAMBDA_UNZIPPED_LIMIT_BYTES = 262_144_000
@@ -370,28 +371,15 @@ def compile_imported_modules(
         "POWERTOOLS_METRICS_DISABLED": "true",
         "LOG_LEVEL": "ERROR",
     }
-    proc = subprocess.run(
-        [
-            python,
-            "-s",
-            "-B",
-            "-c",
-            COMPILE_IMPORTED,
-            str(site),
-            str(REPO_ROOT / "functions" / "api"),
-            str(EVENTS),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    command = [python, "-s", "-B", "-c", COMPILE_IMPORTED, str(site), str(REPO_ROOT / "functions" / "api")]
+    result = run_json_worker(
+        [*command, str(EVENTS)],
+        marker="COMPILED",
         env=env,
+        timeout_s=300,
+        what="compiling the layer's modules",
     )
-    marker = [line for line in proc.stdout.splitlines() if line.startswith("COMPILED ")]
-    if proc.returncode != 0 or not marker:
-        raise RuntimeError(f"compiling the layer's imported modules failed:\n{proc.stderr[-2000:]}")
-    result: dict[str, int] = json.loads(marker[-1].removeprefix("COMPILED "))
-    return result
+    return {key: int(value) for key, value in result.items()}
 
 
 def find_python312() -> str | None:
