@@ -6,11 +6,19 @@ search structures, DynamoDB client) happens once per container, at import (cold 
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections.abc import Callable
 
 _IMPORT_STARTED = time.perf_counter()
+# The cold start allocates ~10^6 long-lived objects (catalogue, title index, pydantic schemas); with
+# the cyclic collector on, each allocation burst re-walks the growing heap (measured: init 1.25-1.56 s
+# paused vs 1.62-2.32 s not, same machine, interleaved). Reference counting still frees everything.
+# At the end of init the survivors are frozen (never scanned again; otherwise the first request pays
+# a ~0.1 s collection over all of them) and the collector resumes. A hot-swapped-out version is still
+# freed: backend and service form no reference cycles (checked with the collector off).
+gc.disable()
 
 from aws_lambda_powertools import Logger, Metrics  # noqa: E402
 from aws_lambda_powertools.logging import correlation_paths  # noqa: E402
@@ -60,6 +68,8 @@ app.state.api.init_ms = (time.perf_counter() - _IMPORT_STARTED) * 1000.0
 # problem+json bodies are text: without it Mangum would base64-encode every error body.
 _mangum = Mangum(app, lifespan="off", text_mime_types=[*TEXT_MIME_TYPES])
 _cold = True
+gc.freeze()
+gc.enable()
 logger.info(
     "api initialised",
     extra={

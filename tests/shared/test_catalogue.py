@@ -21,3 +21,30 @@ def test_type_parse_maps_source_labels() -> None:
     assert AnimeType.parse("tv") is AnimeType.TV
     assert AnimeType.parse("weird") is AnimeType.UNKNOWN
     assert AnimeType.parse(None) is AnimeType.UNKNOWN
+
+
+def test_catalogues_saved_by_older_builds_still_load(tiny_catalogue: Catalogue, tmp_path) -> None:
+    # Bundles published before the row format hold one JSON object per line: they keep loading.
+    import gzip
+    import json
+
+    path = tmp_path / "old.jsonl.gz"
+    lines = [json.dumps(a.to_dict(), ensure_ascii=False, separators=(",", ":")) for a in tiny_catalogue]
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    assert [a.to_dict() for a in Catalogue.load(path)] == [a.to_dict() for a in tiny_catalogue]
+
+
+def test_rows_follow_the_header_and_a_foreign_header_is_refused(tmp_path) -> None:
+    import gzip
+
+    import pytest
+
+    # Fields in another order than this version writes them: mapped by the header's names.
+    path = tmp_path / "c.jsonl.gz"
+    header = '{"format":"anime-catalogue-rows","version":1,"fields":["title","id","type","tags"]}'
+    path.write_bytes(gzip.compress(f'{header}\n["K-On!",5680,"TV",["music"]]\n'.encode()))
+    (anime,) = Catalogue.load(path)
+    assert (anime.id, anime.title, anime.type, anime.tags) == (5680, "K-On!", AnimeType.TV, ("music",))
+    path.write_bytes(gzip.compress(b'{"format":"something-else","fields":[]}\n[1]\n'))
+    with pytest.raises(ValueError, match="not an anime-catalogue-rows file"):
+        Catalogue.load(path)

@@ -123,21 +123,31 @@ _hash_values = attrgetter(*_HASH_FIELDS)
 _HASH_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
+# Saved catalogues are a header line naming the fields, then one JSON array per anime in that field
+# order: parsing arrays is ~2x faster than objects that repeat every key (the API's cold start).
+CATALOGUE_FORMAT = "anime-catalogue-rows"
+_row_values = attrgetter(*_FIELDS)
+_TYPE_POSITION = _FIELDS.index("type")
+_HEADER = _HASH_ENCODER.encode({"format": CATALOGUE_FORMAT, "version": 1, "fields": list(_FIELDS)}).encode()
+
+
 def _encode_line(anime: Anime) -> bytes:
-    """One line of a saved catalogue: `to_dict` as compact JSON (what `json.dumps` writes)."""
-    data = {name: getattr(anime, name) for name in _FIELDS}
-    data["type"] = anime.type.value
-    return _HASH_ENCODER.encode(data).encode("utf-8")
+    """One line of a saved catalogue: the field values in `_FIELDS` order as a compact JSON array."""
+    values = list(_row_values(anime))
+    values[_TYPE_POSITION] = anime.type.value
+    return _HASH_ENCODER.encode(values).encode("utf-8")
 
 
 # `_encode_line` starts every line with the id, so a saved line's id is read without parsing it.
-_LINE_START = b'{"id":'
+_LINE_START = b"["
 
 
 def _saved_lines(path: Path, ids: Collection[int]) -> dict[int, bytes]:
     """The lines of `ids` in a file `Catalogue.save` wrote (others, and foreign lines, are left out)."""
     with gzip.open(path, "rb") as fh:
         text = fh.read()
+    if not text.startswith(_HEADER + b"\n"):
+        return {}  # another format or field order: nothing can be copied verbatim
     wanted = ids if isinstance(ids, set | frozenset) else set(ids)
     found: dict[int, bytes] = {}
     for line in text.split(b"\n"):
@@ -202,7 +212,7 @@ class Catalogue(Sequence[Anime]):
         reuse_from: Path | None = None,
         reuse: Collection[int] = (),
     ) -> None:
-        """Write as gzipped JSON lines (compact, streamable, diff-friendly when unzipped).
+        """Write as gzipped JSON lines: a header naming the fields, then one array per anime.
 
         The text is built in memory and compressed in one call (a few MB): several times faster than
         writing line by line through `gzip.open`, which a delta update pays on every publish.
@@ -215,20 +225,28 @@ class Catalogue(Sequence[Anime]):
             reuse: ids whose line may be taken from `reuse_from`.
         """
         old = _saved_lines(reuse_from, reuse) if reuse_from is not None and reuse else {}
-        lines = [old.get(anime.id) or _encode_line(anime) for anime in self._items]
-        lines.append(b"")
+        lines = [_HEADER, *(old.get(anime.id) or _encode_line(anime) for anime in self._items), b""]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(gzip.compress(b"\n".join(lines), compresslevel=compresslevel))
 
     @classmethod
     def load(cls, path: Path) -> Catalogue:
-        """Read a catalogue written by `save`.
+        """Read a catalogue written by `save` (or by an older `save`: one JSON object per line).
 
         Cold-start path of the API: the lines are parsed as ONE JSON array (one `json.loads` call
         instead of 17k halves the parse time). Only '\\n' separates records: JSON escapes it inside
         strings, while `str.splitlines` would also split on U+2028 and friends, which are not escaped.
+        ValueError when the header names another format or a row does not match its fields.
         """
         with gzip.open(path, "rb") as fh:
             text = fh.read().decode("utf-8")
-        records = json.loads("[" + ",".join(line for line in text.split("\n") if line.strip()) + "]")
-        return cls(Anime.from_dict(record) for record in records)
+        lines = [line for line in text.split("\n") if line.strip()]
+        if not lines or not lines[0].startswith('{"format"'):
+            records = json.loads("[" + ",".join(lines) + "]")
+            return cls(Anime.from_dict(record) for record in records)
+        header = json.loads(lines[0])
+        if header.get("format") != CATALOGUE_FORMAT or not isinstance(header.get("fields"), list):
+            raise ValueError(f"{path}: not an {CATALOGUE_FORMAT} file (header {lines[0][:200]!r})")
+        names = [str(name) for name in header["fields"]]
+        rows = json.loads("[" + ",".join(lines[1:]) + "]")
+        return cls(Anime.from_dict(dict(zip(names, row, strict=True))) for row in rows)
