@@ -737,6 +737,16 @@ def write_bangumi(path: Path, dates: ReleaseDates) -> Path:
     return path
 
 
+def publish_week_with_one_change(local: LocalArtifactStore, layer: Path, week: Path, tmp_path: Path) -> Path:
+    """Apply `week_file`'s catalogue (2 added, 1 changed, 1 removed); the published version's folder."""
+    summary = run(local, layer, week, tmp_path)
+    assert summary.status == "published"
+    assert summary.counts == {"added": 2, "changed": 1, "removed": 1, "unchanged": 28, "total": 31}
+    pointer = local.read_pointer()
+    assert pointer is not None
+    return local.fetch(pointer, tmp_path)
+
+
 @pytest.mark.usefixtures("no_local_bangumi")
 def test_delta_without_bangumi_data_keeps_the_builds_years(
     base_catalogue: Catalogue, release_dates: ReleaseDates, enriched_layer: Path, tmp_path: Path
@@ -745,16 +755,10 @@ def test_delta_without_bangumi_data_keeps_the_builds_years(
     local = LocalArtifactStore(tmp_path / "store")
     week = week_file(base_catalogue, release_dates, tmp_path / "week.jsonl")
 
-    # When this week's catalogue (no years for those anime) is applied
-    summary = run(local, enriched_layer, week, tmp_path)
-
-    # Then only the genuinely changed anime count as changed ...
-    assert summary.status == "published"
-    assert summary.counts == {"added": 2, "changed": 1, "removed": 1, "unchanged": 28, "total": 31}
+    # When this week's catalogue (no years for those anime) is applied, then only the genuinely
+    # changed anime count as changed ...
+    published = publish_week_with_one_change(local, enriched_layer, week, tmp_path)
     # ... and the published catalogue still has the enriched years and seasons
-    pointer = local.read_pointer()
-    assert pointer is not None
-    published = local.fetch(pointer, tmp_path)
     catalogue = Catalogue.load(published / CATALOGUE)
     assert {i: (catalogue.by_id(i).year, catalogue.by_id(i).season) for i in release_dates.dates} == dict(
         release_dates.dates
@@ -780,12 +784,7 @@ def test_bundle_without_release_dates_still_deltas_with_local_bangumi_data(
 
     # When a delta runs, then it enriches from the local file as before: only real changes
     week = week_file(base_catalogue, release_dates, tmp_path / "w.jsonl")
-    summary = run(local, enriched_layer, week, tmp_path)
-    assert summary.status == "published"
-    assert summary.counts == {"added": 2, "changed": 1, "removed": 1, "unchanged": 28, "total": 31}
-    pointer = local.read_pointer()
-    assert pointer is not None
-    published = local.fetch(pointer, tmp_path)
+    published = publish_week_with_one_change(local, enriched_layer, week, tmp_path)
     assert RELEASE_DATES not in Manifest.read(published).files and not verify(published)
     assert Catalogue.load(published / CATALOGUE).by_id(1).year == release_dates.dates[1][0]
 
