@@ -468,16 +468,21 @@ def test_bundle_carries_the_content_hashes_of_its_catalogue(layer: Path) -> None
     assert data_version(hashes) == manifest.data_version
 
 
-def without_content_hashes(layer: Path) -> None:
-    """Turn `layer` into a bundle written before content hashes existed."""
+def without_file(layer: Path, name: str) -> None:
+    """Turn `layer` into a bundle written before `name` existed (file gone, manifest rewritten)."""
     manifest = Manifest.read(layer)
-    (layer / CONTENT_HASHES).unlink()
+    (layer / name).unlink()
     write_manifest(
         layer,
         **{k: getattr(manifest, k) for k in ("data_version", "model_version", "dims", "indexes", "counts")},
         quantization=manifest.quantization,
         extra=manifest.extra,
     )
+
+
+def without_content_hashes(layer: Path) -> None:
+    """Turn `layer` into a bundle written before content hashes existed."""
+    without_file(layer, CONTENT_HASHES)
 
 
 def test_delta_on_a_bundle_without_content_hashes_hashes_its_catalogue(
@@ -712,14 +717,7 @@ def week_file(base_catalogue: Catalogue, dates: ReleaseDates, path: Path) -> Pat
 
 def without_release_dates(layer: Path) -> None:
     """Turn `layer` into a bundle written before release dates were shipped."""
-    manifest = Manifest.read(layer)
-    (layer / RELEASE_DATES).unlink()
-    write_manifest(
-        layer,
-        **{k: getattr(manifest, k) for k in ("data_version", "model_version", "dims", "indexes", "counts")},
-        quantization=manifest.quantization,
-        extra=manifest.extra,
-    )
+    without_file(layer, RELEASE_DATES)
 
 
 def write_bangumi(path: Path, dates: ReleaseDates) -> Path:
