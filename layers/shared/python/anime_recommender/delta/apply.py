@@ -129,7 +129,7 @@ def _base_files(manifest: Manifest) -> list[str]:
     """Files a delta reads from the base: lists, indexes, hashes, the catalogue (its unchanged lines
     are copied), and the model and release dates (hard-linked into the new version with their
     manifest entries)."""
-    rels = [NEIGHBOURS, CATALOGUE, *MODEL_FILES, *_carried_files(manifest)]
+    rels = [NEIGHBOURS, CATALOGUE, *_carried_files(manifest)]
     for space in manifest.indexes:
         prefix = index_dir(space) + "/"
         rels += sorted(rel for rel in manifest.files if rel.startswith(prefix)) or [prefix + "index.bin"]
