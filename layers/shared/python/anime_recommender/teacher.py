@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Literal
 
 import numpy as np
@@ -143,12 +144,15 @@ class TeacherStats:
     @classmethod
     def from_catalogue(cls, catalogue: Iterable[Anime], config: TeacherConfig | None = None) -> TeacherStats:
         """Count each tag once per anime."""
-        df: Counter[str] = Counter()
-        n = 0
-        for anime in catalogue:
-            n += 1
-            df.update(set(anime.tags))
-        return cls(config=config or TeacherConfig(), n_anime=n, tag_df=dict(df))
+        return cls.from_tag_sets([set(anime.tags) for anime in catalogue], config)
+
+    @classmethod
+    def from_tag_sets(
+        cls, tag_sets: Sequence[Collection[str]], config: TeacherConfig | None = None
+    ) -> TeacherStats:
+        """`from_catalogue` from each anime's distinct tags (one C-level count over all of them)."""
+        df = Counter(chain.from_iterable(tag_sets))
+        return cls(config=config or TeacherConfig(), n_anime=len(tag_sets), tag_df=dict(df))
 
     def tag_weight(self, tag: str) -> float:
         """IDF weight of a tag (a tag unknown to the catalogue counts as df = 0)."""
@@ -283,20 +287,20 @@ class TeacherFeatures:
     ) -> TeacherFeatures:
         """Build the arrays for a catalogue (`dense_tag_share` only trades speed, never changes scores)."""
         cfg = config or TeacherConfig()
-        stats = TeacherStats.from_catalogue(catalogue, cfg)
+        # One flat pass in row order (each row's tags sorted), then numpy: a delta update rebuilds
+        # these arrays for the whole catalogue on every run.
+        tag_sets = [sorted(set(anime.tags)) for anime in catalogue]
+        stats = TeacherStats.from_tag_sets(tag_sets, cfg)
         n = len(catalogue)
         threshold = max(2.0, dense_tag_share * n)
         dense_tags = sorted(t for t, df in stats.tag_df.items() if df >= threshold)
         rare_tags = sorted(t for t, df in stats.tag_df.items() if 2 <= df < threshold)
         power = 1 if cfg.tag_measure == "jaccard" else 2
         # Sparse (row, tag) entries, dense and rare apart; no n × n_tags matrix of all tags is built.
-        # One flat pass in row order (each row's tags sorted), then numpy: a delta update rebuilds
-        # these arrays for the whole catalogue on every run.
-        tag_sets = [sorted(set(anime.tags)) for anime in catalogue]
         all_tags = list(stats.tag_df)
         code_of = {t: i for i, t in enumerate(all_tags)}
-        entry_tag = np.fromiter((code_of[t] for tags in tag_sets for t in tags), dtype=np.int64)
-        entry_row = np.repeat(np.arange(n), [len(tags) for tags in tag_sets])
+        entry_tag = np.fromiter(map(code_of.__getitem__, chain.from_iterable(tag_sets)), dtype=np.int64)
+        entry_row = np.repeat(np.arange(n), np.fromiter(map(len, tag_sets), dtype=np.int64, count=n))
         weight = np.array([stats.tag_weight(t) ** power for t in all_tags], dtype=np.float64)
         # bincount adds each row's weights in entry order: the same sums as a Python loop.
         mass = np.bincount(entry_row, weights=weight[entry_tag], minlength=n).astype(np.float64)

@@ -2,12 +2,13 @@
 
 The source bundle is never modified: the result is written to a fresh directory (unchanged files, e.g.
 the model and `release_dates.json`, are hard-linked or copied) with a new manifest whose
-`data_version` is the new catalogue's. `load_delta_base` reads only what a delta needs from the base
-(neighbour lists, model, both indexes, content hashes), each file checked against the manifest's
-sha256 first; the base catalogue itself is not parsed. Index updates go through `VectorIndex`, which
-keeps hnswlib's pitfalls away: removed anime are marked deleted first, so new anime reuse their slots
-(`replace_deleted`) before the index is resized; a changed anime keeps its label and gets its vector
-replaced by a plain `add_items`; new anime always get fresh labels (never a deleted label again).
+`data_version` is the new catalogue's. `load_base_records` reads the base's content hashes and saved
+catalogue lines (not parsed), `load_delta_base` the rest a delta needs (neighbour lists, model, both
+indexes), each file checked against the manifest's sha256 first. Index updates go through
+`VectorIndex`, which keeps hnswlib's pitfalls away: removed anime are marked deleted first, so new
+anime reuse their slots (`replace_deleted`) before the index is resized; a changed anime keeps its
+label and gets its vector replaced by a plain `add_items`; new anime always get fresh labels (never a
+deleted label again).
 
 V2 lists (`update_neighbours`): the scores of the added and changed ("touched") anime against the
 whole new catalogue are one [touched × n] block (V2 is symmetric). The touched anime's own lists are
@@ -28,6 +29,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,8 +56,8 @@ from anime_recommender.artifacts import (
     verify,
     write_manifest,
 )
-from anime_recommender.catalogue import Catalogue
-from anime_recommender.delta.plan import DeltaPlan
+from anime_recommender.catalogue import Catalogue, saved_lines
+from anime_recommender.delta.plan import BaseRecords, DeltaPlan
 from anime_recommender.delta.store import link_or_copy
 from anime_recommender.encoder import OnnxEncoder
 from anime_recommender.index import VectorIndex
@@ -63,6 +65,10 @@ from anime_recommender.loaders import ReleaseDates
 from anime_recommender.neighbours import NeighbourLists
 from anime_recommender.teacher import TeacherConfig, TeacherFeatures, top_k_neighbours
 from anime_recommender.text import anime_text
+
+# A delta writes its catalogue with gzip level 1: ~50 ms faster than level 6 for ~20 % more bytes. The
+# layer's bundle (size-bound) is written by the build at the default level.
+DELTA_COMPRESSLEVEL = 1
 
 
 class DeltaApplyError(RuntimeError):
@@ -75,10 +81,15 @@ class DeltaBase:
 
     root: Path
     manifest: Manifest
-    hashes: dict[int, str]
+    records: BaseRecords
     indexes: dict[str, VectorIndex]
     encoder: OnnxEncoder | None
     seconds: float = 0.0
+
+    @property
+    def hashes(self) -> dict[int, str]:
+        """id → content hash of the base catalogue."""
+        return self.records.hashes
 
     @property
     def data_version(self) -> str:
@@ -125,17 +136,32 @@ class _Merge:
     approximate: int
 
 
+def _record_files(manifest: Manifest) -> list[str]:
+    """Files `load_base_records` reads: the catalogue and its content hashes (older bundles lack them)."""
+    return [CATALOGUE, CONTENT_HASHES] if CONTENT_HASHES in manifest.files else [CATALOGUE]
+
+
 def _base_files(manifest: Manifest) -> list[str]:
-    """Files a delta reads from the base: lists, indexes, hashes, the catalogue (its unchanged lines
-    are copied), and the model and release dates (hard-linked into the new version with their
-    manifest entries)."""
-    rels = [NEIGHBOURS, CATALOGUE, *_carried_files(manifest)]
+    """Files `load_delta_base` reads besides the records: lists, indexes, and the model and release dates
+    (hard-linked into the new version with their manifest entries)."""
+    rels = [NEIGHBOURS, *_carried_files(manifest)]
     for space in manifest.indexes:
         prefix = index_dir(space) + "/"
         rels += sorted(rel for rel in manifest.files if rel.startswith(prefix)) or [prefix + "index.bin"]
-    if CONTENT_HASHES in manifest.files:  # absent in bundles written before it existed
-        rels.append(CONTENT_HASHES)
     return rels
+
+
+def _verified(bundle_dir: Path, files: Callable[[Manifest], list[str]]) -> Manifest:
+    """The manifest, once the files it names for `files` match their sha256; `DeltaApplyError` otherwise."""
+    try:
+        manifest = Manifest.read(bundle_dir)
+        failures = verify(bundle_dir, only=files(manifest))
+    except (ArtifactIntegrityError, OSError, ValueError) as exc:
+        raise DeltaApplyError(f"base bundle {bundle_dir} is unreadable: {exc}; rebuild it") from exc
+    if failures:
+        problems = "; ".join(f"{f.path}: {f.reason}" for f in failures[:5])
+        raise DeltaApplyError(f"base bundle is degraded: {problems}; rebuild it")
+    return manifest
 
 
 def _carried_files(manifest: Manifest) -> tuple[str, ...]:
@@ -166,30 +192,20 @@ def load_base_release_dates(bundle_dir: Path, manifest: Manifest | None = None) 
         raise DeltaApplyError(f"base bundle is degraded: {exc}; rebuild it") from exc
 
 
-def load_delta_base(bundle_dir: Path, *, threads: int = 1, encoder: OnnxEncoder | None = None) -> DeltaBase:
-    """Verify (sha256 against the manifest) and load what a delta needs from `bundle_dir`.
-
-    Args:
-        bundle_dir: the serving bundle.
-        threads: onnxruntime threads for the bundle's encoder.
-        encoder: use this encoder instead of loading the bundle's model (the model files are still
-            verified: the new version hard-links them and reuses their manifest entries).
+def load_base_records(bundle_dir: Path) -> BaseRecords:
+    """Verify and read the base's content hashes and saved catalogue lines (what the diff needs first).
 
     Raises:
         DeltaApplyError: a file is missing or corrupt, or the content hashes do not give the
             manifest's data version.
     """
-    started = time.perf_counter()
-    try:
-        manifest = Manifest.read(bundle_dir)
-        failures = verify(bundle_dir, only=_base_files(manifest))
-    except (ArtifactIntegrityError, OSError, ValueError) as exc:
-        raise DeltaApplyError(f"base bundle {bundle_dir} is unreadable: {exc}; rebuild it") from exc
-    if failures:
-        problems = "; ".join(f"{f.path}: {f.reason}" for f in failures[:5])
-        raise DeltaApplyError(f"base bundle is degraded: {problems}; rebuild it")
+    manifest = _verified(bundle_dir, _record_files)
+    lines = saved_lines(bundle_dir / CATALOGUE)
     if CONTENT_HASHES in manifest.files:
-        hashes = load_content_hashes(bundle_dir / CONTENT_HASHES)
+        try:
+            hashes = load_content_hashes(bundle_dir / CONTENT_HASHES)
+        except ValueError as exc:
+            raise DeltaApplyError(f"base bundle is degraded: {exc}; rebuild it") from exc
     else:
         hashes = Catalogue.load(bundle_dir / CATALOGUE).content_hashes()
     if data_version(hashes) != manifest.data_version:
@@ -197,6 +213,35 @@ def load_delta_base(bundle_dir: Path, *, threads: int = 1, encoder: OnnxEncoder 
             f"content hashes of {bundle_dir} give data version {data_version(hashes)}, "
             f"the manifest says {manifest.data_version}"
         )
+    return BaseRecords(hashes=hashes, lines=lines)
+
+
+def load_delta_base(
+    bundle_dir: Path,
+    *,
+    threads: int = 1,
+    encoder: OnnxEncoder | None = None,
+    records: BaseRecords | None = None,
+) -> DeltaBase:
+    """Verify (sha256 against the manifest) and load what a delta needs from `bundle_dir`.
+
+    Args:
+        bundle_dir: the serving bundle.
+        threads: onnxruntime threads for the bundle's encoder.
+        encoder: use this encoder instead of loading the bundle's model (the model files are still
+            verified: the new version hard-links them and reuses their manifest entries).
+        records: `load_base_records(bundle_dir)` when the caller has them already.
+
+    Raises:
+        DeltaApplyError: a file is missing or corrupt, or the content hashes do not give the
+            manifest's data version.
+    """
+    started = time.perf_counter()
+    if records is None:
+        records = load_base_records(bundle_dir)
+    manifest = _verified(bundle_dir, _base_files)
+    if data_version(records.hashes) != manifest.data_version:
+        raise DeltaApplyError(f"records of another version than {bundle_dir}'s {manifest.data_version}")
     if encoder is None:
         encoder = OnnxEncoder.load(bundle_dir / MODEL_DIR, threads=threads)
     indexes: dict[str, VectorIndex] = {}
@@ -208,7 +253,7 @@ def load_delta_base(bundle_dir: Path, *, threads: int = 1, encoder: OnnxEncoder 
     return DeltaBase(
         root=bundle_dir,
         manifest=manifest,
-        hashes=hashes,
+        records=records,
         indexes=indexes,
         encoder=encoder,
         seconds=time.perf_counter() - started,
@@ -261,9 +306,15 @@ def update_neighbours(
     catalogue: Catalogue,
     plan: DeltaPlan,
     config: TeacherConfig | None = None,
+    *,
+    features: TeacherFeatures | None = None,
 ) -> NeighbourUpdate:
-    """V2 lists for the new catalogue, merging or recomputing only affected rows (module docstring)."""
-    features = TeacherFeatures.from_catalogue(catalogue, config or TeacherConfig())
+    """V2 lists for the new catalogue, merging or recomputing only affected rows (module docstring).
+
+    `features`: `TeacherFeatures.from_catalogue(catalogue, config)` when the caller built them already.
+    """
+    if features is None:
+        features = TeacherFeatures.from_catalogue(catalogue, config or TeacherConfig())
     k = old.k
     if len(catalogue) - 1 < k or len(old) == 0:
         # The lists cannot keep their length (tiny catalogues only): recompute everything.
@@ -302,20 +353,23 @@ def _link_unchanged(base: DeltaBase, out_dir: Path, rels: tuple[str, ...]) -> di
 
 
 def _write_lists(
-    base: DeltaBase, plan: DeltaPlan, teacher: TeacherConfig | None, path: Path
+    base: DeltaBase,
+    plan: DeltaPlan,
+    teacher: TeacherConfig | None,
+    features: TeacherFeatures | None,
+    path: Path,
 ) -> tuple[NeighbourUpdate, float]:
     """Update the V2 lists and save them uncompressed (a delta writes speed, not bytes); with seconds."""
     started = time.perf_counter()
-    update = update_neighbours(base.neighbours(), plan.catalogue, plan, teacher)
+    update = update_neighbours(base.neighbours(), plan.catalogue, plan, teacher, features=features)
     update.lists.save(path, compress=False)
     return update, time.perf_counter() - started
 
 
-def _write_catalogue(base: DeltaBase, plan: DeltaPlan, out_dir: Path) -> float:
-    """Save the new catalogue (unchanged lines copied from the base's) and its content hashes; seconds."""
+def _write_catalogue(plan: DeltaPlan, out_dir: Path) -> float:
+    """Save the new catalogue (its lines as planned, gzip level 1) and its content hashes; seconds."""
     started = time.perf_counter()
-    unchanged = set(plan.hashes).difference(plan.to_embed)  # same content hash: same saved line
-    plan.catalogue.save(out_dir / CATALOGUE, reuse_from=base.root / CATALOGUE, reuse=unchanged)
+    plan.catalogue.save(out_dir / CATALOGUE, compresslevel=DELTA_COMPRESSLEVEL, lines=plan.lines)
     save_content_hashes(out_dir / CONTENT_HASHES, plan.hashes)
     return time.perf_counter() - started
 
@@ -349,6 +403,7 @@ def apply_delta(
     teacher: TeacherConfig | None = None,
     batch_size: int = 1,
     base: DeltaBase | None = None,
+    features: TeacherFeatures | None = None,
 ) -> ApplyResult:
     """Write the bundle for `plan.catalogue` into `out_dir`, starting from the bundle in `bundle_dir`.
 
@@ -364,6 +419,8 @@ def apply_delta(
             from the full rebuild's and the query's (also the fastest for a few texts).
         base: `load_delta_base(bundle_dir)` when the caller loaded it already (e.g. while validating).
             Its indexes are updated in place, so it cannot be used twice.
+        features: the new catalogue's `TeacherFeatures` (with `teacher`) when the caller built them
+            already (e.g. while the base loaded).
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -393,11 +450,11 @@ def apply_delta(
         to_embed = list(plan.to_embed)
         vectors = encoder.encode([anime_text(catalogue.by_id(i)) for i in to_embed], batch_size=batch_size)
         timings["embed"] = time.perf_counter() - t0
-        lists = pool.submit(_write_lists, base, plan, teacher, out_dir / NEIGHBOURS)
+        lists = pool.submit(_write_lists, base, plan, teacher, features, out_dir / NEIGHBOURS)
         t0 = time.perf_counter()
         infos = _update_indexes(base, plan, vectors, out_dir, threads)
         timings["index"] = time.perf_counter() - t0
-        timings["catalogue"] = _write_catalogue(base, plan, out_dir)
+        timings["catalogue"] = _write_catalogue(plan, out_dir)
         t0 = time.perf_counter()
         update, timings["neighbours_background"] = lists.result()
         timings["wait_lists"] = time.perf_counter() - t0

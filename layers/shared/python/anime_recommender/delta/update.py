@@ -10,10 +10,12 @@ file on; a base without one falls back to `load_catalogue`'s default (a local ba
 Without this, every enriched anime would look changed (year lost) wherever no bangumi-data is
 installed, e.g. in Lambda.
 
-Speed (~2 s for a weekly 10 + 10 delta on 17.5k anime): the base's verified parts load in a thread
-while the new catalogue is validated; the new catalogue is hashed once (version, diff and the new
-bundle's content hashes); the base's hashes come from its `content_hashes.npz`; the cyclic GC is
-paused for the run. `timings_s` keys ending in `_background` ran beside the others (not additive).
+Speed (a weekly 10 + 10 delta on 17.5k anime): the base's verified parts load in threads while the
+new catalogue is validated; the new catalogue is encoded once into saved lines, and only anime whose
+line differs from the base's are hashed (the base's hashes come from its `content_hashes.npz`); the
+lines are written as the new catalogue; the V2 features are built while the base finishes loading;
+the cyclic GC is paused for the run. `timings_s` keys ending in `_background` ran beside the others
+(not additive).
 """
 
 from __future__ import annotations
@@ -26,12 +28,27 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from anime_recommender.artifacts import Manifest, data_version
-from anime_recommender.delta.apply import DeltaBase, apply_delta, load_base_release_dates, load_delta_base
-from anime_recommender.delta.plan import DeltaPolicy, DeltaRefusedError, load_new_catalogue, plan_delta
+from anime_recommender.artifacts import MODEL_DIR, Manifest, data_version
+from anime_recommender.delta.apply import (
+    DeltaBase,
+    apply_delta,
+    load_base_records,
+    load_base_release_dates,
+    load_delta_base,
+)
+from anime_recommender.delta.plan import (
+    BaseRecords,
+    DeltaPolicy,
+    DeltaRefusedError,
+    hash_new_catalogue,
+    load_new_catalogue,
+    plan_delta,
+)
 from anime_recommender.delta.runtime import paused_gc
 from anime_recommender.delta.store import ArtifactStore, Pointer, version_id
+from anime_recommender.encoder import OnnxEncoder
 from anime_recommender.loaders import DEFAULT_ENRICH
+from anime_recommender.teacher import TeacherConfig, TeacherFeatures
 
 log = logging.getLogger(__name__)
 
@@ -104,18 +121,30 @@ def run_delta_update(
     summary = DeltaSummary(status="unchanged", base_version=version_id(base_manifest))
     timings["base"] = time.perf_counter() - t0
 
-    # The base (checksums, model, indexes, lists, content hashes) loads in a background thread while
-    # the new catalogue is validated and hashed: hashing, onnxruntime and file reads release the GIL.
-    # Loading changes nothing; whatever the outcome, the thread is done when this function returns.
-    with paused_gc(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="delta-base") as pool:
-        base = pool.submit(load_delta_base, base_dir, threads=threads)
+    # The base loads in a background thread while the new catalogue is validated: first its records
+    # (content hashes, saved lines: the diff needs them), then lists, model and indexes (sha256,
+    # onnxruntime and file reads release the GIL). Loading changes nothing; whatever the outcome, the
+    # thread is done when this function returns.
+    with paused_gc(), ThreadPoolExecutor(max_workers=3, thread_name_prefix="delta-base") as pool:
+        records = pool.submit(load_base_records, base_dir)
+        # Its own thread: building the session barely holds the GIL. The model files are verified by
+        # `load_delta_base`, which fails (and the encoder is never used) if they are not the manifest's.
+        # No spinning: idle onnxruntime threads would busy-wait on the cores validation needs.
+        encoder = pool.submit(OnnxEncoder.load, base_dir / MODEL_DIR, threads=threads, spinning=False)
+        base = pool.submit(
+            lambda: load_delta_base(
+                base_dir, threads=threads, records=records.result(), encoder=encoder.result()
+            )
+        )
         status = _update(
             catalogue_path,
             store,
             pointer,
             base_manifest,
             base_dir,
+            records,
             base,
+            pool,
             policy or DeltaPolicy(),
             threads,
             work_dir,
@@ -135,7 +164,9 @@ def _update(
     pointer: Pointer | None,
     base_manifest: Manifest,
     base_dir: Path,
+    records: Future[BaseRecords],
     base: Future[DeltaBase],
+    pool: ThreadPoolExecutor,
     policy: DeltaPolicy,
     threads: int,
     work_dir: Path,
@@ -154,8 +185,13 @@ def _update(
         summary.refusal_code, summary.refusal_reason = exc.code, exc.reason
         return "refused"
     timings["validate"] = time.perf_counter() - t0
+    # The V2 features of the new catalogue depend on nothing else: built while the base finishes loading.
+    features = pool.submit(TeacherFeatures.from_catalogue, new_catalogue, TeacherConfig())
     t0 = time.perf_counter()
-    new_hashes = new_catalogue.content_hashes()  # once: the version, the diff and the new bundle use them
+    # Once: the version, the diff and the new bundle use them. Anime whose saved line is the base's
+    # keep the base's hash (raises what loading the records raised: a degraded base).
+    new_lines = new_catalogue.lines()
+    new_hashes = hash_new_catalogue(new_catalogue, new_lines, records.result())
     new_version = f"{data_version(new_hashes)}-{base_manifest.model_version}"
     timings["hash"] = time.perf_counter() - t0
     summary.new_version = new_version
@@ -179,7 +215,7 @@ def _update(
     timings["load_base_background"] = loaded.seconds
     t0 = time.perf_counter()
     try:
-        plan = plan_delta(loaded.hashes, new_catalogue, policy, new_hashes=new_hashes)
+        plan = plan_delta(loaded.hashes, new_catalogue, policy, new_hashes=new_hashes, new_lines=new_lines)
     except DeltaRefusedError as exc:
         summary.refusal_code, summary.refusal_reason = exc.code, exc.reason
         return "refused"
@@ -187,7 +223,10 @@ def _update(
     timings["plan"] = time.perf_counter() - t0
 
     out_dir = work_dir / "new" / new_version
-    result = apply_delta(base_dir, plan, None, out_dir, threads=threads, base=loaded)
+    t0 = time.perf_counter()
+    new_features = features.result()
+    timings["wait_features"] = time.perf_counter() - t0
+    result = apply_delta(base_dir, plan, None, out_dir, threads=threads, base=loaded, features=new_features)
     timings.update({f"apply_{k}": v for k, v in result.timings_s.items() if k != "load_base"})
     summary.lists_recomputed = result.lists_recomputed
     summary.lists_merged = result.lists_merged
