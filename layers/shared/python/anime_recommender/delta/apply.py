@@ -69,6 +69,11 @@ from anime_recommender.text import anime_text
 # A delta writes its catalogue with gzip level 1: ~50 ms faster than level 6 for ~20 % more bytes. The
 # layer's bundle (size-bound) is written by the build at the default level.
 DELTA_COMPRESSLEVEL = 1
+# The delta's encoder runs one onnxruntime thread: it embeds a few dozen short texts one at a time
+# while the V2 lists are updated on the other core, and a one-thread session has no thread pool whose
+# idle threads would spin on the cores that validation needs. Vectors are bitwise the same for any
+# thread count (checked on 200 catalogue texts).
+DELTA_ENCODER_THREADS = 1
 
 
 class DeltaApplyError(RuntimeError):
@@ -374,23 +379,19 @@ def _write_catalogue(plan: DeltaPlan, out_dir: Path) -> float:
     return time.perf_counter() - started
 
 
-def _update_indexes(
-    base: DeltaBase, plan: DeltaPlan, vectors: dict[str, np.ndarray], out_dir: Path, threads: int
-) -> dict[str, IndexInfo]:
-    """Apply the plan to each index of `base` in place, save them into `out_dir`; their manifest info."""
-    infos: dict[str, IndexInfo] = {}
-    to_embed = list(plan.to_embed)
-    for space, info in base.manifest.indexes.items():
-        index = base.indexes[space]
-        # Delete first: new anime then reuse the freed slots instead of growing the index.
-        index.mark_deleted(plan.removed)
-        if to_embed:
-            index.add(to_embed, vectors[space], threads=threads)
-        if len(index) != len(plan.catalogue):
-            raise DeltaApplyError(f"index {space} holds {len(index)} anime, catalogue {len(plan.catalogue)}")
-        index.save(out_dir / index_dir(space))
-        infos[space] = info.model_copy(update={"count": len(index)})
-    return infos
+def _update_index(
+    base: DeltaBase, plan: DeltaPlan, space: str, vectors: np.ndarray, out_dir: Path, threads: int
+) -> IndexInfo:
+    """Apply the plan to `base`'s index of `space` in place and save it into `out_dir`; its manifest info."""
+    index = base.indexes[space]
+    # Delete first: new anime then reuse the freed slots instead of growing the index.
+    index.mark_deleted(plan.removed)
+    if plan.to_embed:
+        index.add(plan.to_embed, vectors, threads=threads)
+    if len(index) != len(plan.catalogue):
+        raise DeltaApplyError(f"index {space} holds {len(index)} anime, catalogue {len(plan.catalogue)}")
+    index.save(out_dir / index_dir(space))
+    return base.manifest.indexes[space].model_copy(update={"count": len(index)})
 
 
 def apply_delta(
@@ -442,19 +443,21 @@ def apply_delta(
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
-    # Embedding first, alone: onnxruntime uses both cores. Then the V2 lists (numpy, mostly without
-    # the GIL) are written by a worker while this thread updates the indexes and writes the catalogue
-    # (hnswlib, zlib); they share no data. Measured ~0.15 s faster than running all three at once.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="delta-lists") as pool:
+    # The V2 lists (numpy and Python) are updated by a worker from the start, while this thread embeds
+    # (onnxruntime releases the GIL; the delta's encoder runs one thread, see DELTA_ENCODER_THREADS);
+    # then each index is updated by a worker (hnswlib inserts and file writes release the GIL) while
+    # this thread writes the catalogue (zlib). They share no data.
+    with ThreadPoolExecutor(max_workers=1 + len(spaces), thread_name_prefix="delta-apply") as pool:
+        lists = pool.submit(_write_lists, base, plan, teacher, features, out_dir / NEIGHBOURS)
         t0 = time.perf_counter()
         to_embed = list(plan.to_embed)
         vectors = encoder.encode([anime_text(catalogue.by_id(i)) for i in to_embed], batch_size=batch_size)
         timings["embed"] = time.perf_counter() - t0
-        lists = pool.submit(_write_lists, base, plan, teacher, features, out_dir / NEIGHBOURS)
         t0 = time.perf_counter()
-        infos = _update_indexes(base, plan, vectors, out_dir, threads)
-        timings["index"] = time.perf_counter() - t0
+        indexes = {s: pool.submit(_update_index, base, plan, s, vectors[s], out_dir, threads) for s in spaces}
         timings["catalogue"] = _write_catalogue(plan, out_dir)
+        infos = {space: future.result() for space, future in indexes.items()}
+        timings["index"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         update, timings["neighbours_background"] = lists.result()
         timings["wait_lists"] = time.perf_counter() - t0

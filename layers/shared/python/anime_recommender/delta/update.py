@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from anime_recommender.artifacts import MODEL_DIR, Manifest, data_version
 from anime_recommender.delta.apply import (
+    DELTA_ENCODER_THREADS,
     DeltaBase,
     apply_delta,
     load_base_records,
@@ -129,8 +130,7 @@ def run_delta_update(
         records = pool.submit(load_base_records, base_dir)
         # Its own thread: building the session barely holds the GIL. The model files are verified by
         # `load_delta_base`, which fails (and the encoder is never used) if they are not the manifest's.
-        # No spinning: idle onnxruntime threads would busy-wait on the cores validation needs.
-        encoder = pool.submit(OnnxEncoder.load, base_dir / MODEL_DIR, threads=threads, spinning=False)
+        encoder = pool.submit(OnnxEncoder.load, base_dir / MODEL_DIR, threads=DELTA_ENCODER_THREADS)
         base = pool.submit(
             lambda: load_delta_base(
                 base_dir, threads=threads, records=records.result(), encoder=encoder.result()
