@@ -451,7 +451,8 @@ def test_new_catalogue_hashes_reuse_the_base_only_for_identical_lines(
     # Given a saved base and a week's changes (Cowboy Bebop re-tagged, one anime removed, two added)
     base_file = tmp_path / "base.jsonl.gz"
     base_catalogue.save(base_file)
-    base = BaseRecords(hashes=base_catalogue.content_hashes(), lines=saved_lines(base_file))
+    hashes = base_catalogue.content_hashes()
+    base = BaseRecords(hashes=hashes, lines=saved_lines(base_file), data_version=data_version(hashes))
     new = Catalogue(weekly_change(base_catalogue))
 
     # When hashed against the base, from the lines it will be saved with
@@ -475,10 +476,25 @@ def test_a_stale_base_hash_is_not_reused_when_the_line_differs(
     base_catalogue.save(base_file)
     lines = saved_lines(base_file)
     lines[1] = lines[1].replace(b"Cowboy", b"Cowgirl")
-    base = BaseRecords(hashes={**base_catalogue.content_hashes(), 1: "0" * 16}, lines=lines)
+    stale = {**base_catalogue.content_hashes(), 1: "0" * 16}
+    base = BaseRecords(hashes=stale, lines=lines, data_version=data_version(stale))
 
     # When the unchanged catalogue is hashed against it, Cowboy Bebop is hashed afresh
     assert hash_new_catalogue(base_catalogue, base_catalogue.lines(), base) == base_catalogue.content_hashes()
+
+
+def test_lines_mapped_to_the_wrong_ids_are_never_reused(base_catalogue: Catalogue, tmp_path: Path) -> None:
+    # Given base lines read with a wrong id order (each line still starts with its own id)
+    base_file = tmp_path / "base.jsonl.gz"
+    base_catalogue.save(base_file)
+    hashes = base_catalogue.content_hashes()
+    wrong = saved_lines(base_file, ids=sorted(hashes, reverse=True))
+    assert wrong != saved_lines(base_file) == saved_lines(base_file, ids=sorted(hashes))
+    base = BaseRecords(hashes=hashes, lines=wrong, data_version=data_version(hashes))
+
+    # Then hashing against them still gives every anime its own hash: a line filed under another id
+    # never equals that anime's line, so no other anime's hash is taken
+    assert hash_new_catalogue(base_catalogue, base_catalogue.lines(), base) == hashes
 
 
 def test_bundle_carries_the_content_hashes_of_its_catalogue(layer: Path) -> None:
@@ -858,3 +874,16 @@ def test_release_dates_reach_s3_and_the_next_delta(
     assert pointer is not None
     catalogue = Catalogue.load(store.fetch(pointer, tmp_path / "fetched") / CATALOGUE)
     assert catalogue.by_id(1).year == release_dates.dates[1][0]
+
+
+def test_local_store_refuses_a_bundle_whose_files_do_not_match_its_manifest(
+    layer: Path, tmp_path: Path
+) -> None:
+    # Given a bundle whose catalogue was cut short after its manifest was written
+    (layer / CATALOGUE).write_bytes((layer / CATALOGUE).read_bytes()[:100])
+    store = LocalArtifactStore(tmp_path / "store")
+
+    # When it is uploaded, the store refuses it and keeps no version of it
+    with pytest.raises(ArtifactStoreError, match=CATALOGUE):
+        store.upload_version(layer)
+    assert not store.versions.exists() or not any(store.versions.iterdir())

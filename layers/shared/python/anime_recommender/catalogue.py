@@ -152,15 +152,25 @@ def _encode_line(anime: Anime) -> bytes:
 _LINE_START = b"["
 
 
-def saved_lines(path: Path) -> dict[int, bytes]:
+def saved_lines(path: Path, ids: Sequence[int] | None = None) -> dict[int, bytes]:
     """id → line of a catalogue file `Catalogue.save` wrote, without parsing the lines; {} for a file
-    in another format or field order (a delta update compares the new catalogue's lines with these)."""
+    in another format or field order (a delta update compares the new catalogue's lines with these).
+
+    `ids`: the file's ids in row order (sorted), when known (e.g. from its content hashes): then the
+    lines are not even scanned for their ids. A wrong `ids` can only make lines look different, never
+    equal: every line starts with its own id.
+    """
     with gzip.open(path, "rb") as fh:
         text = fh.read()
     if not text.startswith(_HEADER + b"\n"):
         return {}
+    lines = text.split(b"\n")[1:]
+    if lines and not lines[-1]:
+        lines.pop()
+    if ids is not None and len(ids) == len(lines):
+        return dict(zip(ids, lines, strict=True))
     found: dict[int, bytes] = {}
-    for line in text.split(b"\n")[1:]:
+    for line in lines:
         digits = line[len(_LINE_START) : line.find(b",", len(_LINE_START))]
         if line.startswith(_LINE_START) and digits.isdigit():
             found[int(digits)] = line

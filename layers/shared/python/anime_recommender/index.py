@@ -81,9 +81,11 @@ class VectorIndex:
     def __init__(self, index: hnswlib.Index, label_ids: np.ndarray, params: IndexParams) -> None:
         self._index = index
         self._label_ids = np.asarray(label_ids, dtype=np.int64).copy()
-        self._label_of: dict[int, int] = {
-            int(aid): label for label, aid in enumerate(self._label_ids.tolist()) if aid >= 0
-        }
+        # anime id → label (one C-level pass; -1 marks labels of removed anime)
+        self._label_of: dict[int, int] = dict(
+            zip(self._label_ids.tolist(), range(len(self._label_ids)), strict=True)
+        )
+        self._label_of.pop(-1, None)
         self._deleted_labels: set[int] = set()
         self.params = params
         self._index.set_ef(params.ef)

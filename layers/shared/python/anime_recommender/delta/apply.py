@@ -205,7 +205,6 @@ def load_base_records(bundle_dir: Path) -> BaseRecords:
             manifest's data version.
     """
     manifest = _verified(bundle_dir, _record_files)
-    lines = saved_lines(bundle_dir / CATALOGUE)
     if CONTENT_HASHES in manifest.files:
         try:
             hashes = load_content_hashes(bundle_dir / CONTENT_HASHES)
@@ -213,12 +212,14 @@ def load_base_records(bundle_dir: Path) -> BaseRecords:
             raise DeltaApplyError(f"base bundle is degraded: {exc}; rebuild it") from exc
     else:
         hashes = Catalogue.load(bundle_dir / CATALOGUE).content_hashes()
-    if data_version(hashes) != manifest.data_version:
+    lines = saved_lines(bundle_dir / CATALOGUE, ids=sorted(hashes))
+    version = data_version(hashes)
+    if version != manifest.data_version:
         raise DeltaApplyError(
-            f"content hashes of {bundle_dir} give data version {data_version(hashes)}, "
+            f"content hashes of {bundle_dir} give data version {version}, "
             f"the manifest says {manifest.data_version}"
         )
-    return BaseRecords(hashes=hashes, lines=lines)
+    return BaseRecords(hashes=hashes, lines=lines, data_version=version)
 
 
 def load_delta_base(
@@ -245,7 +246,7 @@ def load_delta_base(
     if records is None:
         records = load_base_records(bundle_dir)
     manifest = _verified(bundle_dir, _base_files)
-    if data_version(records.hashes) != manifest.data_version:
+    if records.data_version != manifest.data_version:
         raise DeltaApplyError(f"records of another version than {bundle_dir}'s {manifest.data_version}")
     if encoder is None:
         encoder = OnnxEncoder.load(bundle_dir / MODEL_DIR, threads=threads)

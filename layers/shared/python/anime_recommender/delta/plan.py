@@ -58,11 +58,13 @@ class DeltaPolicy:
 class BaseRecords:
     """What the serving version says of each anime: content hash and saved catalogue line, by id.
 
-    `lines` is empty for a catalogue saved in an older format (nothing can then be reused).
+    `lines` is empty for a catalogue saved in an older format (nothing can then be reused);
+    `data_version` is `data_version(hashes)`.
     """
 
     hashes: dict[int, str]
     lines: dict[int, bytes]
+    data_version: str
 
 
 def hash_new_catalogue(catalogue: Catalogue, lines: Sequence[bytes], base: BaseRecords) -> dict[int, str]:
@@ -147,23 +149,30 @@ def load_new_catalogue(
 
 
 def plan_delta(
-    current: Catalogue | Mapping[int, str],
+    current: Catalogue | Mapping[int, str] | BaseRecords,
     new: Catalogue,
     policy: DeltaPolicy | None = None,
     *,
     new_hashes: Mapping[int, str] | None = None,
     new_lines: Sequence[bytes] | None = None,
+    new_version: str | None = None,
 ) -> DeltaPlan:
     """Diff `new` against `current` (a catalogue or its id → content-hash map) and apply the shrink guard.
 
     `new_hashes`: `new.content_hashes()` when the caller computed them already (hashing a catalogue is
-    the costly part of a plan); `new_lines`: `new.lines()`, kept for writing the new catalogue.
+    the costly part of a plan) and `new_version` their `data_version`; `new_lines`: `new.lines()`, kept
+    for writing the new catalogue.
 
     Raises:
         DeltaRefusedError: `new` is empty or would remove more than `policy.max_removed_share`.
     """
     policy = policy or DeltaPolicy()
-    old_hashes = current.content_hashes() if isinstance(current, Catalogue) else current
+    if isinstance(current, BaseRecords):
+        old_hashes: Mapping[int, str] = current.hashes
+        base_version = current.data_version
+    else:
+        old_hashes = current.content_hashes() if isinstance(current, Catalogue) else current
+        base_version = data_version(old_hashes)
     new_hashes = new.content_hashes() if new_hashes is None else new_hashes
     if len(new_hashes) != len(new):
         raise ValueError(f"{len(new_hashes)} content hashes for {len(new)} anime")
@@ -181,8 +190,8 @@ def plan_delta(
                 f"than the allowed {policy.max_removed_share:.1%}; refusing a suspicious shrink",
             )
     return DeltaPlan(
-        base_version=data_version(old_hashes),
-        new_version=data_version(new_hashes),
+        base_version=base_version,
+        new_version=data_version(new_hashes) if new_version is None else new_version,
         added=added,
         changed=changed,
         removed=removed,

@@ -191,8 +191,10 @@ def _update(
     # Once: the version, the diff and the new bundle use them. Anime whose saved line is the base's
     # keep the base's hash (raises what loading the records raised: a degraded base).
     new_lines = new_catalogue.lines()
-    new_hashes = hash_new_catalogue(new_catalogue, new_lines, records.result())
-    new_version = f"{data_version(new_hashes)}-{base_manifest.model_version}"
+    base_records = records.result()
+    new_hashes = hash_new_catalogue(new_catalogue, new_lines, base_records)
+    new_data_version = data_version(new_hashes)
+    new_version = f"{new_data_version}-{base_manifest.model_version}"
     timings["hash"] = time.perf_counter() - t0
     summary.new_version = new_version
     if new_version == summary.base_version:
@@ -215,7 +217,14 @@ def _update(
     timings["load_base_background"] = loaded.seconds
     t0 = time.perf_counter()
     try:
-        plan = plan_delta(loaded.hashes, new_catalogue, policy, new_hashes=new_hashes, new_lines=new_lines)
+        plan = plan_delta(
+            base_records,
+            new_catalogue,
+            policy,
+            new_hashes=new_hashes,
+            new_lines=new_lines,
+            new_version=new_data_version,
+        )
     except DeltaRefusedError as exc:
         summary.refusal_code, summary.refusal_reason = exc.code, exc.reason
         return "refused"
