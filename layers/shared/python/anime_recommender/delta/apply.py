@@ -30,7 +30,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -395,6 +395,16 @@ def _update_index(
     return base.manifest.indexes[space].model_copy(update={"count": len(index)})
 
 
+def embed_touched(encoder: OnnxEncoder, plan: DeltaPlan, batch_size: int = 1) -> dict[str, np.ndarray]:
+    """Vectors of the plan's added and changed anime (`plan.to_embed` order), per output space.
+
+    `batch_size` 1, as the index stage embeds: dynamic int8 quantises activations per batch, so a vector
+    would otherwise depend on its batch-mates and differ from the full rebuild's and the query's.
+    """
+    texts = [anime_text(plan.catalogue.by_id(i)) for i in plan.to_embed]
+    return encoder.encode(texts, batch_size=batch_size)
+
+
 def apply_delta(
     bundle_dir: Path,
     plan: DeltaPlan,
@@ -406,6 +416,7 @@ def apply_delta(
     batch_size: int = 1,
     base: DeltaBase | None = None,
     features: TeacherFeatures | None = None,
+    vectors: Future[dict[str, np.ndarray]] | None = None,
 ) -> ApplyResult:
     """Write the bundle for `plan.catalogue` into `out_dir`, starting from the bundle in `bundle_dir`.
 
@@ -416,13 +427,12 @@ def apply_delta(
         out_dir: where the new bundle goes (replaced if it exists).
         threads: onnxruntime / hnswlib threads.
         teacher: V2 formula configuration (must match the build's).
-        batch_size: encoder batch size. 1, as the index stage embeds: dynamic int8 quantises
-            activations per batch, so a vector would otherwise depend on its batch-mates and differ
-            from the full rebuild's and the query's (also the fastest for a few texts).
+        batch_size: encoder batch size (see `embed_touched`).
         base: `load_delta_base(bundle_dir)` when the caller loaded it already (e.g. while validating).
             Its indexes are updated in place, so it cannot be used twice.
         features: the new catalogue's `TeacherFeatures` (with `teacher`) when the caller built them
             already (e.g. while the base loaded).
+        vectors: `embed_touched(this base's encoder, plan)`, when the caller started it already.
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -444,19 +454,21 @@ def apply_delta(
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
-    # The V2 lists (numpy and Python) are updated by a worker from the start, while this thread embeds
-    # (onnxruntime releases the GIL; the delta's encoder runs one thread, see DELTA_ENCODER_THREADS);
-    # then each index is updated by a worker (hnswlib inserts and file writes release the GIL) while
-    # this thread writes the catalogue (zlib). They share no data.
+    # The V2 lists (numpy and Python) are updated by a worker from the start, while this thread writes
+    # the catalogue (zlib) and embeds (onnxruntime releases the GIL; the delta's encoder runs one
+    # thread, see DELTA_ENCODER_THREADS) or waits for the caller's vectors; then each index is updated
+    # by a worker (hnswlib inserts and file writes release the GIL). They share no data.
     with ThreadPoolExecutor(max_workers=1 + len(spaces), thread_name_prefix="delta-apply") as pool:
         lists = pool.submit(_write_lists, base, plan, teacher, features, out_dir / NEIGHBOURS)
+        timings["catalogue"] = _write_catalogue(plan, out_dir)
         t0 = time.perf_counter()
-        to_embed = list(plan.to_embed)
-        vectors = encoder.encode([anime_text(catalogue.by_id(i)) for i in to_embed], batch_size=batch_size)
+        embedded = embed_touched(encoder, plan, batch_size) if vectors is None else vectors.result()
         timings["embed"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        indexes = {s: pool.submit(_update_index, base, plan, s, vectors[s], out_dir, threads) for s in spaces}
-        timings["catalogue"] = _write_catalogue(plan, out_dir)
+        indexes = {
+            space: pool.submit(_update_index, base, plan, space, embedded[space], out_dir, threads)
+            for space in spaces
+        }
         infos = {space: future.result() for space, future in indexes.items()}
         timings["index"] = time.perf_counter() - t0
         t0 = time.perf_counter()

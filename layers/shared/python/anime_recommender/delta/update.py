@@ -33,6 +33,7 @@ from anime_recommender.delta.apply import (
     DELTA_ENCODER_THREADS,
     DeltaBase,
     apply_delta,
+    embed_touched,
     load_base_records,
     load_base_release_dates,
     load_delta_base,
@@ -126,7 +127,7 @@ def run_delta_update(
     # (content hashes, saved lines: the diff needs them), then lists, model and indexes (sha256,
     # onnxruntime and file reads release the GIL). Loading changes nothing; whatever the outcome, the
     # thread is done when this function returns.
-    with paused_gc(), ThreadPoolExecutor(max_workers=3, thread_name_prefix="delta-base") as pool:
+    with paused_gc(), ThreadPoolExecutor(max_workers=4, thread_name_prefix="delta-base") as pool:
         records = pool.submit(load_base_records, base_dir)
         # Its own thread: building the session barely holds the GIL. The model files are verified by
         # `load_delta_base`, which fails (and the encoder is never used) if they are not the manifest's.
@@ -143,6 +144,7 @@ def run_delta_update(
             base_manifest,
             base_dir,
             records,
+            encoder,
             base,
             pool,
             policy or DeltaPolicy(),
@@ -165,6 +167,7 @@ def _update(
     base_manifest: Manifest,
     base_dir: Path,
     records: Future[BaseRecords],
+    encoder: Future[OnnxEncoder],
     base: Future[DeltaBase],
     pool: ThreadPoolExecutor,
     policy: DeltaPolicy,
@@ -185,8 +188,6 @@ def _update(
         summary.refusal_code, summary.refusal_reason = exc.code, exc.reason
         return "refused"
     timings["validate"] = time.perf_counter() - t0
-    # The V2 features of the new catalogue depend on nothing else: built while the base finishes loading.
-    features = pool.submit(TeacherFeatures.from_catalogue, new_catalogue, TeacherConfig())
     t0 = time.perf_counter()
     # Once: the version, the diff and the new bundle use them. Anime whose saved line is the base's
     # keep the base's hash (raises what loading the records raised: a degraded base).
@@ -212,10 +213,6 @@ def _update(
         return "adopted"
 
     t0 = time.perf_counter()
-    loaded = base.result()  # raises what loading raised (a degraded base)
-    timings["wait_base"] = time.perf_counter() - t0
-    timings["load_base_background"] = loaded.seconds
-    t0 = time.perf_counter()
     try:
         plan = plan_delta(
             base_records,
@@ -230,12 +227,22 @@ def _update(
         return "refused"
     summary.counts = plan.counts()
     timings["plan"] = time.perf_counter() - t0
+    # Embedding needs only the plan and the model, the V2 features only the new catalogue: both start
+    # while the base finishes loading (onnxruntime and numpy leave the GIL to each other).
+    vectors = pool.submit(lambda: embed_touched(encoder.result(), plan))
+    features = pool.submit(TeacherFeatures.from_catalogue, new_catalogue, TeacherConfig())
 
+    t0 = time.perf_counter()
+    loaded = base.result()  # raises what loading raised (a degraded base)
+    timings["wait_base"] = time.perf_counter() - t0
+    timings["load_base_background"] = loaded.seconds
     out_dir = work_dir / "new" / new_version
     t0 = time.perf_counter()
     new_features = features.result()
     timings["wait_features"] = time.perf_counter() - t0
-    result = apply_delta(base_dir, plan, None, out_dir, threads=threads, base=loaded, features=new_features)
+    result = apply_delta(
+        base_dir, plan, None, out_dir, threads=threads, base=loaded, features=new_features, vectors=vectors
+    )
     timings.update({f"apply_{k}": v for k, v in result.timings_s.items() if k != "load_base"})
     summary.lists_recomputed = result.lists_recomputed
     summary.lists_merged = result.lists_merged
