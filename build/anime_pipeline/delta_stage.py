@@ -304,7 +304,10 @@ def bench_delta(
     median_steps = _median_steps(steps)
     background = {k: median_steps.pop(k) for k in list(median_steps) if k.endswith("_background")}
     end_to_end = statistics.median(totals)
-    embed_index = median_steps["apply_embed"] + median_steps["apply_index"]
+    # The embedding runs in the background while the base finishes loading ("apply_embed" is the wait
+    # for it): its own duration is `embed_background`.
+    embed = background.get("embed_background", median_steps["apply_embed"])
+    embed_index = embed + median_steps["apply_index"]
     dominant = max(median_steps, key=lambda k: median_steps[k])
     return {
         "catalogue": len(base),
@@ -316,7 +319,7 @@ def bench_delta(
         "delta_end_to_end_samples_s": [round(t, 3) for t in totals],
         "delta_steps_s": {
             **median_steps,
-            "embed": median_steps["apply_embed"],
+            "embed": embed,
             "index": median_steps["apply_index"],
         },
         "delta_background_s": background,

@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from anime_recommender.artifacts import MODEL_DIR, Manifest, data_version
 from anime_recommender.delta.apply import (
     DELTA_ENCODER_THREADS,
@@ -40,6 +42,7 @@ from anime_recommender.delta.apply import (
 )
 from anime_recommender.delta.plan import (
     BaseRecords,
+    DeltaPlan,
     DeltaPolicy,
     DeltaRefusedError,
     hash_new_catalogue,
@@ -160,6 +163,15 @@ def run_delta_update(
     return summary
 
 
+def _embed(encoder: Future[OnnxEncoder], plan: DeltaPlan, timings: dict[str, float]) -> dict[str, np.ndarray]:
+    """`embed_touched` once the encoder is loaded, timing the embedding itself (`embed_background`)."""
+    model = encoder.result()
+    t0 = time.perf_counter()
+    vectors = embed_touched(model, plan)
+    timings["embed_background"] = time.perf_counter() - t0
+    return vectors
+
+
 def _update(
     catalogue_path: Path,
     store: ArtifactStore,
@@ -229,7 +241,7 @@ def _update(
     timings["plan"] = time.perf_counter() - t0
     # Embedding needs only the plan and the model, the V2 features only the new catalogue: both start
     # while the base finishes loading (onnxruntime and numpy leave the GIL to each other).
-    vectors = pool.submit(lambda: embed_touched(encoder.result(), plan))
+    vectors = pool.submit(_embed, encoder, plan, timings)
     features = pool.submit(TeacherFeatures.from_catalogue, new_catalogue, TeacherConfig())
 
     t0 = time.perf_counter()
