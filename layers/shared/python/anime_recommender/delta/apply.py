@@ -3,12 +3,12 @@
 The source bundle is never modified: the result is written to a fresh directory (unchanged files, e.g.
 the model and `release_dates.json`, are hard-linked or copied) with a new manifest whose
 `data_version` is the new catalogue's. `load_base_records` reads the base's content hashes and saved
-catalogue lines (not parsed), `load_delta_base` the rest a delta needs (neighbour lists, model, both
-indexes), each file checked against the manifest's sha256 first. Index updates go through
-`VectorIndex`, which keeps hnswlib's pitfalls away: removed anime are marked deleted first, so new
-anime reuse their slots (`replace_deleted`) before the index is resized; a changed anime keeps its
-label and gets its vector replaced by a plain `add_items`; new anime always get fresh labels (never a
-deleted label again).
+catalogue lines (not parsed), `load_delta_base` the V2 lists and release dates, each file checked
+against the manifest's sha256 first. The model and the indexes are an `IndexWorker`'s (`indexer`):
+it embeds the added and changed anime and updates the indexes through `VectorIndex`, which keeps
+hnswlib's pitfalls away: removed anime are marked deleted first, so new anime reuse their slots
+(`replace_deleted`) before the index is resized; a changed anime keeps its label and gets its vector
+replaced by a plain `add_items`; new anime always get fresh labels (never a deleted label again).
 
 V2 lists (`update_neighbours`): the scores of the added and changed ("touched") anime against the
 whole new catalogue are one [touched × n] block (V2 is symmetric). The touched anime's own lists are
@@ -30,7 +30,6 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -40,16 +39,13 @@ import numpy as np
 from anime_recommender.artifacts import (
     CATALOGUE,
     CONTENT_HASHES,
-    MODEL_DIR,
     MODEL_FILES,
     NEIGHBOURS,
     RELEASE_DATES,
     ArtifactIntegrityError,
     FileEntry,
-    IndexInfo,
     Manifest,
     data_version,
-    index_dir,
     load_content_hashes,
     load_release_dates,
     save_content_hashes,
@@ -57,23 +53,17 @@ from anime_recommender.artifacts import (
     write_manifest,
 )
 from anime_recommender.catalogue import Catalogue, saved_lines
+from anime_recommender.delta.indexer import IndexJob, IndexWorker, IndexWorkerError
 from anime_recommender.delta.plan import BaseRecords, DeltaPlan
 from anime_recommender.delta.store import link_or_copy
 from anime_recommender.encoder import OnnxEncoder
-from anime_recommender.index import VectorIndex
 from anime_recommender.loaders import ReleaseDates
 from anime_recommender.neighbours import NeighbourLists
 from anime_recommender.teacher import TeacherConfig, TeacherFeatures, top_k_neighbours
-from anime_recommender.text import anime_text
 
 # A delta writes its catalogue with gzip level 1: ~50 ms faster than level 6 for ~20 % more bytes. The
 # layer's bundle (size-bound) is written by the build at the default level.
 DELTA_COMPRESSLEVEL = 1
-# The delta's encoder runs one onnxruntime thread: it embeds a few dozen short texts one at a time
-# while the V2 lists are updated on the other core, and a one-thread session has no thread pool whose
-# idle threads would spin on the cores that validation needs. Vectors are bitwise the same for any
-# thread count (checked on 200 catalogue texts).
-DELTA_ENCODER_THREADS = 1
 
 
 class DeltaApplyError(RuntimeError):
@@ -87,8 +77,6 @@ class DeltaBase:
     root: Path
     manifest: Manifest
     records: BaseRecords
-    indexes: dict[str, VectorIndex]
-    encoder: OnnxEncoder | None
     seconds: float = 0.0
 
     @property
@@ -105,7 +93,7 @@ class DeltaBase:
         """The base's V2 lists (verified by `load_delta_base`).
 
         Read when needed rather than with the rest: `np.load` reads a .npz in 256 KiB chunks, each
-        waiting for the GIL while the catalogue is being validated (0.05 s alone, 0.4 s beside it).
+        waiting for the GIL while the catalogue is being validated (0.05 s alone, up to 1 s beside it).
         """
         return NeighbourLists.load(self.root / NEIGHBOURS)
 
@@ -147,13 +135,9 @@ def _record_files(manifest: Manifest) -> list[str]:
 
 
 def _base_files(manifest: Manifest) -> list[str]:
-    """Files `load_delta_base` reads besides the records: lists, indexes, and the model and release dates
-    (hard-linked into the new version with their manifest entries)."""
-    rels = [NEIGHBOURS, *_carried_files(manifest)]
-    for space in manifest.indexes:
-        prefix = index_dir(space) + "/"
-        rels += sorted(rel for rel in manifest.files if rel.startswith(prefix)) or [prefix + "index.bin"]
-    return rels
+    """Files `load_delta_base` checks besides the records: the V2 lists and the release dates (the model
+    and the indexes are the `IndexWorker`'s to verify)."""
+    return [NEIGHBOURS, *(rel for rel in _carried_files(manifest) if rel not in MODEL_FILES)]
 
 
 def _verified(bundle_dir: Path, files: Callable[[Manifest], list[str]]) -> Manifest:
@@ -222,20 +206,12 @@ def load_base_records(bundle_dir: Path) -> BaseRecords:
     return BaseRecords(hashes=hashes, lines=lines, data_version=version)
 
 
-def load_delta_base(
-    bundle_dir: Path,
-    *,
-    threads: int = 1,
-    encoder: OnnxEncoder | None = None,
-    records: BaseRecords | None = None,
-) -> DeltaBase:
-    """Verify (sha256 against the manifest) and load what a delta needs from `bundle_dir`.
+def load_delta_base(bundle_dir: Path, *, records: BaseRecords | None = None) -> DeltaBase:
+    """Verify (sha256 against the manifest) what the parent side of a delta reads from `bundle_dir`:
+    its records, V2 lists and release dates (the model and indexes: `IndexWorker`).
 
     Args:
         bundle_dir: the serving bundle.
-        threads: onnxruntime threads for the bundle's encoder.
-        encoder: use this encoder instead of loading the bundle's model (the model files are still
-            verified: the new version hard-links them and reuses their manifest entries).
         records: `load_base_records(bundle_dir)` when the caller has them already.
 
     Raises:
@@ -248,21 +224,8 @@ def load_delta_base(
     manifest = _verified(bundle_dir, _base_files)
     if records.data_version != manifest.data_version:
         raise DeltaApplyError(f"records of another version than {bundle_dir}'s {manifest.data_version}")
-    if encoder is None:
-        encoder = OnnxEncoder.load(bundle_dir / MODEL_DIR, threads=threads)
-    indexes: dict[str, VectorIndex] = {}
-    for space, info in manifest.indexes.items():
-        index = VectorIndex.load(bundle_dir / index_dir(space), ef=info.ef, threads=threads)
-        if index.dim != info.dim or len(index) != info.count:
-            raise DeltaApplyError(f"index {space}: dim/count {index.dim}/{len(index)} != manifest")
-        indexes[space] = index
     return DeltaBase(
-        root=bundle_dir,
-        manifest=manifest,
-        records=records,
-        indexes=indexes,
-        encoder=encoder,
-        seconds=time.perf_counter() - started,
+        root=bundle_dir, manifest=manifest, records=records, seconds=time.perf_counter() - started
     )
 
 
@@ -359,15 +322,11 @@ def _link_unchanged(base: DeltaBase, out_dir: Path, rels: tuple[str, ...]) -> di
 
 
 def _write_lists(
-    base: DeltaBase,
-    plan: DeltaPlan,
-    teacher: TeacherConfig | None,
-    features: TeacherFeatures | None,
-    path: Path,
+    base: DeltaBase, plan: DeltaPlan, teacher: TeacherConfig | None, path: Path
 ) -> tuple[NeighbourUpdate, float]:
     """Update the V2 lists and save them uncompressed (a delta writes speed, not bytes); with seconds."""
     started = time.perf_counter()
-    update = update_neighbours(base.neighbours(), plan.catalogue, plan, teacher, features=features)
+    update = update_neighbours(base.neighbours(), plan.catalogue, plan, teacher)
     update.lists.save(path, compress=False)
     return update, time.perf_counter() - started
 
@@ -380,31 +339,6 @@ def _write_catalogue(plan: DeltaPlan, out_dir: Path) -> float:
     return time.perf_counter() - started
 
 
-def _update_index(
-    base: DeltaBase, plan: DeltaPlan, space: str, vectors: np.ndarray, out_dir: Path, threads: int
-) -> IndexInfo:
-    """Apply the plan to `base`'s index of `space` in place and save it into `out_dir`; its manifest info."""
-    index = base.indexes[space]
-    # Delete first: new anime then reuse the freed slots instead of growing the index.
-    index.mark_deleted(plan.removed)
-    if plan.to_embed:
-        index.add(plan.to_embed, vectors, threads=threads)
-    if len(index) != len(plan.catalogue):
-        raise DeltaApplyError(f"index {space} holds {len(index)} anime, catalogue {len(plan.catalogue)}")
-    index.save(out_dir / index_dir(space))
-    return base.manifest.indexes[space].model_copy(update={"count": len(index)})
-
-
-def embed_touched(encoder: OnnxEncoder, plan: DeltaPlan, batch_size: int = 1) -> dict[str, np.ndarray]:
-    """Vectors of the plan's added and changed anime (`plan.to_embed` order), per output space.
-
-    `batch_size` 1, as the index stage embeds: dynamic int8 quantises activations per batch, so a vector
-    would otherwise depend on its batch-mates and differ from the full rebuild's and the query's.
-    """
-    texts = [anime_text(plan.catalogue.by_id(i)) for i in plan.to_embed]
-    return encoder.encode(texts, batch_size=batch_size)
-
-
 def apply_delta(
     bundle_dir: Path,
     plan: DeltaPlan,
@@ -415,68 +349,63 @@ def apply_delta(
     teacher: TeacherConfig | None = None,
     batch_size: int = 1,
     base: DeltaBase | None = None,
-    features: TeacherFeatures | None = None,
-    vectors: Future[dict[str, np.ndarray]] | None = None,
+    worker: IndexWorker | None = None,
 ) -> ApplyResult:
     """Write the bundle for `plan.catalogue` into `out_dir`, starting from the bundle in `bundle_dir`.
 
     Args:
         bundle_dir: the serving bundle the plan was computed against (left untouched).
         plan: from `plan_delta(current content hashes or catalogue, new catalogue)`.
-        encoder: the bundle's int8 ONNX encoder (None: use the one loaded from the bundle).
+        encoder: an encoder to embed with instead of the bundle's model (its worker then runs in a
+            thread).
         out_dir: where the new bundle goes (replaced if it exists).
-        threads: onnxruntime / hnswlib threads.
+        threads: hnswlib threads.
         teacher: V2 formula configuration (must match the build's).
-        batch_size: encoder batch size (see `embed_touched`).
+        batch_size: encoder batch size (see `IndexJob`).
         base: `load_delta_base(bundle_dir)` when the caller loaded it already (e.g. while validating).
-            Its indexes are updated in place, so it cannot be used twice.
-        features: the new catalogue's `TeacherFeatures` (with `teacher`) when the caller built them
-            already (e.g. while the base loaded).
-        vectors: `embed_touched(this base's encoder, plan)`, when the caller started it already.
+        worker: an `IndexWorker` on `bundle_dir` started by the caller (it loads while the caller
+            validates); it takes this plan's job. None: one is started here.
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if base is None:
-        base = load_delta_base(bundle_dir, threads=threads, encoder=encoder)
+        base = load_delta_base(bundle_dir)
     if base.root != bundle_dir:
         raise DeltaApplyError(f"base was loaded from {base.root}, not {bundle_dir}")
     if base.data_version != plan.base_version:
         raise DeltaApplyError(f"plan is for data version {plan.base_version}, bundle is {base.data_version}")
-    spaces = list(base.manifest.indexes)
-    encoder = encoder or base.encoder
-    if encoder is None or any(encoder.dims.get(s) != base.manifest.indexes[s].dim for s in spaces):
-        raise DeltaApplyError(
-            f"encoder outputs {None if encoder is None else encoder.dims} do not match the indexes"
-        )
     timings["load_base"] = time.perf_counter() - t0
 
     catalogue = plan.catalogue
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
-    # The V2 lists (numpy and Python) are updated by a worker from the start, while this thread writes
-    # the catalogue (zlib) and embeds (onnxruntime releases the GIL; the delta's encoder runs one
-    # thread, see DELTA_ENCODER_THREADS) or waits for the caller's vectors; then each index is updated
-    # by a worker (hnswlib inserts and file writes release the GIL). They share no data.
-    with ThreadPoolExecutor(max_workers=1 + len(spaces), thread_name_prefix="delta-apply") as pool:
-        lists = pool.submit(_write_lists, base, plan, teacher, features, out_dir / NEIGHBOURS)
+    own_worker = worker is None
+    if worker is None:
+        worker = IndexWorker(bundle_dir, threads=threads, encoder=encoder)
+    try:
+        # The worker embeds and updates the indexes (its own process where it can) while this
+        # process writes the catalogue and updates the V2 lists; they write different files.
+        worker.submit(IndexJob.from_plan(plan, out_dir, batch_size))
         timings["catalogue"] = _write_catalogue(plan, out_dir)
+        update, timings["neighbours"] = _write_lists(base, plan, teacher, out_dir / NEIGHBOURS)
         t0 = time.perf_counter()
-        embedded = embed_touched(encoder, plan, batch_size) if vectors is None else vectors.result()
-        timings["embed"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        indexes = {
-            space: pool.submit(_update_index, base, plan, space, embedded[space], out_dir, threads)
-            for space in spaces
-        }
-        infos = {space: future.result() for space, future in indexes.items()}
-        timings["index"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        update, timings["neighbours_background"] = lists.result()
-        timings["wait_lists"] = time.perf_counter() - t0
+        try:
+            indexed = worker.result()
+        except IndexWorkerError as exc:
+            raise DeltaApplyError(str(exc)) from exc
+        timings["wait_index"] = time.perf_counter() - t0
+    finally:
+        if own_worker:
+            worker.close()
+    # The worker's own steps ran beside this process's (loading even beside validation): not additive.
+    timings.update({f"worker_{k}_background": v for k, v in indexed.timings_s.items()})
+    infos = indexed.infos
 
     t0 = time.perf_counter()
-    known = _link_unchanged(base, out_dir, _carried_files(base.manifest))
+    # Carried files were verified (release dates here, the model by the worker); the index files were
+    # hashed by the worker as it wrote them.
+    known = {**_link_unchanged(base, out_dir, _carried_files(base.manifest)), **indexed.files}
     old = base.manifest
     manifest = write_manifest(
         out_dir,

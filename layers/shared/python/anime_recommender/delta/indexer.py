@@ -1,0 +1,245 @@
+"""The index side of a delta update, beside the rest: the base's model and indexes, embedding, updates.
+
+Why apart: validating the new catalogue, diffing it and updating the V2 lists are Python and hold the
+GIL, and so do loading the tokenizer and the hnswlib indexes and inserting into them. In one process
+they take turns (measured on the default catalogue: validation 0.25 s alone, ~0.45 s beside the
+loads). An `IndexWorker` in a forked child process loads and verifies the model and both indexes
+while the parent validates, then embeds the added and changed anime and saves the updated indexes
+while the parent updates the V2 lists and writes the catalogue: two cores, two interpreters.
+
+Fork is used only while the process runs no other thread (forking a threaded process can deadlock on
+a lock another thread held) and when the caller does not hand in its own encoder; otherwise the same
+code runs in a thread. Either way the base bundle is only read, and files are written only into the
+job's `out_dir`; a worker that fails, dies or hangs makes `result` raise `IndexWorkerError`, so
+nothing is published.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from anime_recommender.artifacts import (
+    MODEL_DIR,
+    MODEL_FILES,
+    ArtifactIntegrityError,
+    FileEntry,
+    IndexInfo,
+    Manifest,
+    index_dir,
+    sha256_file,
+    verify,
+)
+from anime_recommender.delta.plan import DeltaPlan
+from anime_recommender.encoder import OnnxEncoder
+from anime_recommender.index import VectorIndex
+from anime_recommender.text import anime_text
+
+# The worker's encoder runs one onnxruntime thread: it embeds a few dozen short texts one at a time,
+# on its own core, while the parent works on the other (a one-thread session also has no thread pool
+# whose idle threads would spin). Vectors are bitwise the same for any thread count (checked on 200
+# catalogue texts).
+DELTA_ENCODER_THREADS = 1
+# A worker that gives no result for this long is treated as hung.
+JOB_TIMEOUT_S = 600.0
+
+
+class IndexWorkerError(RuntimeError):
+    """The worker could not load the base or apply the job (the message says why)."""
+
+
+def index_files(manifest: Manifest) -> list[str]:
+    """The base files an `IndexWorker` reads: the model and every index file."""
+    rels = list(MODEL_FILES)
+    for space in manifest.indexes:
+        prefix = index_dir(space) + "/"
+        rels += sorted(rel for rel in manifest.files if rel.startswith(prefix)) or [prefix + "index.bin"]
+    return rels
+
+
+@dataclass(frozen=True)
+class IndexJob:
+    """What the indexes need from a plan: the texts to embed, the ids to insert and to remove."""
+
+    ids: tuple[int, ...]  # added and changed, in `texts` order
+    texts: tuple[str, ...]
+    removed: tuple[int, ...]
+    catalogue_size: int
+    out_dir: Path
+    # 1, as the index stage embeds: dynamic int8 quantises activations per batch, so a vector would
+    # otherwise depend on its batch-mates and differ from the full rebuild's and the query's.
+    batch_size: int = 1
+
+    @classmethod
+    def from_plan(cls, plan: DeltaPlan, out_dir: Path, batch_size: int = 1) -> IndexJob:
+        """The job for `plan`, its indexes saved under `out_dir`."""
+        ids = plan.to_embed
+        return cls(
+            ids=ids,
+            texts=tuple(anime_text(plan.catalogue.by_id(i)) for i in ids),
+            removed=plan.removed,
+            catalogue_size=len(plan.catalogue),
+            out_dir=out_dir,
+            batch_size=batch_size,
+        )
+
+
+@dataclass(frozen=True)
+class IndexJobResult:
+    """The updated indexes' manifest info and file entries (hashed by the worker), and its timings."""
+
+    infos: dict[str, IndexInfo]
+    files: dict[str, FileEntry]
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Loaded:
+    manifest: Manifest
+    encoder: OnnxEncoder
+    indexes: dict[str, VectorIndex]
+    seconds: float
+
+
+def _load(bundle_dir: Path, threads: int, encoder: OnnxEncoder | None) -> _Loaded:
+    started = time.perf_counter()
+    try:
+        manifest = Manifest.read(bundle_dir)
+        failures = verify(bundle_dir, only=index_files(manifest))
+    except (ArtifactIntegrityError, OSError, ValueError) as exc:
+        raise IndexWorkerError(f"base bundle {bundle_dir} is unreadable: {exc}; rebuild it") from exc
+    if failures:
+        problems = "; ".join(f"{f.path}: {f.reason}" for f in failures[:5])
+        raise IndexWorkerError(f"base bundle is degraded: {problems}; rebuild it")
+    if encoder is None:
+        encoder = OnnxEncoder.load(bundle_dir / MODEL_DIR, threads=DELTA_ENCODER_THREADS)
+    if any(encoder.dims.get(space) != info.dim for space, info in manifest.indexes.items()):
+        raise IndexWorkerError(f"encoder outputs {encoder.dims} do not match the indexes")
+    indexes: dict[str, VectorIndex] = {}
+    for space, info in manifest.indexes.items():
+        index = VectorIndex.load(bundle_dir / index_dir(space), ef=info.ef, threads=threads)
+        if index.dim != info.dim or len(index) != info.count:
+            raise IndexWorkerError(f"index {space}: dim/count {index.dim}/{len(index)} != manifest")
+        indexes[space] = index
+    return _Loaded(manifest, encoder, indexes, time.perf_counter() - started)
+
+
+def _update_index(loaded: _Loaded, job: IndexJob, space: str, vectors: Any, threads: int) -> IndexJobResult:
+    """One index: removed anime marked deleted first (new ones reuse their slots), then the inserts."""
+    index = loaded.indexes[space]
+    index.mark_deleted(job.removed)
+    if job.ids:
+        index.add(job.ids, vectors, threads=threads)
+    if len(index) != job.catalogue_size:
+        raise IndexWorkerError(f"index {space} holds {len(index)} anime, catalogue {job.catalogue_size}")
+    written = index.save(job.out_dir / index_dir(space))
+    files = {
+        path.relative_to(job.out_dir).as_posix(): FileEntry(
+            sha256=sha256_file(path), bytes=path.stat().st_size
+        )
+        for path in written
+    }
+    info = loaded.manifest.indexes[space].model_copy(update={"count": len(index)})
+    return IndexJobResult(infos={space: info}, files=files)
+
+
+def _apply(loaded: _Loaded, job: IndexJob, threads: int) -> IndexJobResult:
+    t0 = time.perf_counter()
+    vectors = loaded.encoder.encode(list(job.texts), batch_size=job.batch_size)
+    embed_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    # The indexes side by side: hnswlib inserts and file writes release the GIL.
+    with ThreadPoolExecutor(max_workers=len(loaded.indexes), thread_name_prefix="delta-index") as pool:
+        parts = list(
+            pool.map(lambda s: _update_index(loaded, job, s, vectors[s], threads), list(loaded.indexes))
+        )
+    return IndexJobResult(
+        infos={s: i for part in parts for s, i in part.infos.items()},
+        files={rel: e for part in parts for rel, e in part.files.items()},
+        timings_s={"load": loaded.seconds, "embed": embed_s, "index": time.perf_counter() - t0},
+    )
+
+
+def _serve(conn: Connection, bundle_dir: Path, threads: int, encoder: OnnxEncoder | None) -> None:
+    """Load, wait for one job (None: stop), apply it, send ("ok", result) or ("error", message)."""
+    try:
+        loaded = _load(bundle_dir, threads, encoder)
+        job = conn.recv()
+        if job is not None:
+            conn.send(("ok", _apply(loaded, job, threads)))
+    except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent as a message
+        try:
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        except (OSError, ValueError):
+            pass  # the parent is gone or stopped listening: nothing to report to
+    finally:
+        conn.close()
+
+
+class IndexWorker:
+    """Loads the base's model and indexes (verified) at once, in a forked process where it can, and
+    applies one `IndexJob` (`submit`, then `result`). Use as a context manager (or call `close`)."""
+
+    def __init__(self, bundle_dir: Path, *, threads: int = 1, encoder: OnnxEncoder | None = None) -> None:
+        self.forked = encoder is None and threading.active_count() == 1
+        context = multiprocessing.get_context("fork")
+        self._conn, child = context.Pipe()
+        runner: Callable[..., Any] = context.Process if self.forked else threading.Thread
+        self._runner = runner(
+            target=_serve, args=(child, bundle_dir, threads, encoder), name="delta-indexer", daemon=True
+        )
+        self._runner.start()
+        if self.forked:
+            child.close()  # the child holds its own copy; EOF then means the child is gone
+        self._sent = False
+
+    def submit(self, job: IndexJob) -> None:
+        """Hand the worker its job (once); `result` waits for it."""
+        if self._sent:
+            raise IndexWorkerError("an index worker takes one job")
+        self._sent = True
+        try:
+            self._conn.send(job)
+        except OSError:
+            pass  # a worker that failed to load has closed its end: its error waits in `result`
+
+    def result(self, timeout_s: float = JOB_TIMEOUT_S) -> IndexJobResult:
+        """The submitted job's result; `IndexWorkerError` if the worker failed, died or hung."""
+        try:
+            if not self._conn.poll(timeout_s):
+                raise IndexWorkerError(f"index worker gave no result within {timeout_s:.0f} s")
+            status, payload = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            raise IndexWorkerError(f"index worker died ({exc or type(exc).__name__})") from exc
+        if status != "ok":
+            raise IndexWorkerError(str(payload))
+        assert isinstance(payload, IndexJobResult)
+        return payload
+
+    def close(self) -> None:
+        """Stop the worker (after its job, or at once when none was sent) and wait for it."""
+        if not self._sent:
+            try:
+                self._conn.send(None)
+            except (OSError, ValueError):
+                pass
+        self._conn.close()
+        self._runner.join(timeout=30)
+        if self.forked and self._runner.is_alive():
+            self._runner.terminate()
+
+    def __enter__(self) -> IndexWorker:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
