@@ -64,7 +64,13 @@ class DeltaSettings(StoreSettings):
     )
     max_removed_fraction: float = Field(default=0.10, ge=0, le=1)
     max_skipped_fraction: float = Field(default=0.05, ge=0, le=1)
-    onnx_threads: int = Field(default=2, ge=1, le=64)
+    onnx_threads: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="threads of the index worker's hnswlib inserts (it embeds the few added and changed "
+        "anime with one onnxruntime thread, beside the function's own work)",
+    )
     work_dir: Path = Field(default=Path("/tmp/anime-delta"))
     log_level: LogLevel = "INFO"
     powertools_service_name: str = Field(default="anime-delta-update", min_length=1)

@@ -109,7 +109,7 @@ def run_delta_update(
         layer_dir: the deployed bundle (the base when nothing was published yet).
         work_dir: scratch space (downloaded base, new bundle); Lambda: under /tmp.
         policy: refusal thresholds.
-        threads: onnxruntime / hnswlib threads.
+        threads: hnswlib insert threads (the index worker embeds with one onnxruntime thread).
     """
     started = time.perf_counter()
     timings: dict[str, float] = {}
