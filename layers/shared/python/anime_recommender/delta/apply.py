@@ -29,7 +29,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -53,8 +52,8 @@ from anime_recommender.artifacts import (
     write_manifest,
 )
 from anime_recommender.catalogue import Catalogue, saved_lines
-from anime_recommender.delta.indexer import IndexJob, IndexWorker, IndexWorkerError
-from anime_recommender.delta.plan import BaseRecords, DeltaPlan
+from anime_recommender.delta.indexer import IndexJob, IndexWorker, verified_manifest
+from anime_recommender.delta.plan import BaseRecords, DeltaApplyError, DeltaPlan
 from anime_recommender.delta.store import link_or_copy
 from anime_recommender.encoder import OnnxEncoder
 from anime_recommender.loaders import ReleaseDates
@@ -64,10 +63,6 @@ from anime_recommender.teacher import TeacherConfig, TeacherFeatures, top_k_neig
 # A delta writes its catalogue with gzip level 1: ~50 ms faster than level 6 for ~20 % more bytes. The
 # layer's bundle (size-bound) is written by the build at the default level.
 DELTA_COMPRESSLEVEL = 1
-
-
-class DeltaApplyError(RuntimeError):
-    """The base bundle cannot take a delta (degraded, or the plan does not match it)."""
 
 
 @dataclass
@@ -140,19 +135,6 @@ def _base_files(manifest: Manifest) -> list[str]:
     return [NEIGHBOURS, *(rel for rel in _carried_files(manifest) if rel not in MODEL_FILES)]
 
 
-def _verified(bundle_dir: Path, files: Callable[[Manifest], list[str]]) -> Manifest:
-    """The manifest, once the files it names for `files` match their sha256; `DeltaApplyError` otherwise."""
-    try:
-        manifest = Manifest.read(bundle_dir)
-        failures = verify(bundle_dir, only=files(manifest))
-    except (ArtifactIntegrityError, OSError, ValueError) as exc:
-        raise DeltaApplyError(f"base bundle {bundle_dir} is unreadable: {exc}; rebuild it") from exc
-    if failures:
-        problems = "; ".join(f"{f.path}: {f.reason}" for f in failures[:5])
-        raise DeltaApplyError(f"base bundle is degraded: {problems}; rebuild it")
-    return manifest
-
-
 def _carried_files(manifest: Manifest) -> tuple[str, ...]:
     """Base files the new version takes over unchanged (older bundles lack `release_dates.json`)."""
     return (*MODEL_FILES, RELEASE_DATES) if RELEASE_DATES in manifest.files else MODEL_FILES
@@ -188,7 +170,7 @@ def load_base_records(bundle_dir: Path) -> BaseRecords:
         DeltaApplyError: a file is missing or corrupt, or the content hashes do not give the
             manifest's data version.
     """
-    manifest = _verified(bundle_dir, _record_files)
+    manifest = verified_manifest(bundle_dir, _record_files)
     if CONTENT_HASHES in manifest.files:
         try:
             hashes = load_content_hashes(bundle_dir / CONTENT_HASHES)
@@ -221,7 +203,7 @@ def load_delta_base(bundle_dir: Path, *, records: BaseRecords | None = None) -> 
     started = time.perf_counter()
     if records is None:
         records = load_base_records(bundle_dir)
-    manifest = _verified(bundle_dir, _base_files)
+    manifest = verified_manifest(bundle_dir, _base_files)
     if records.data_version != manifest.data_version:
         raise DeltaApplyError(f"records of another version than {bundle_dir}'s {manifest.data_version}")
     return DeltaBase(
@@ -390,10 +372,7 @@ def apply_delta(
         timings["catalogue"] = _write_catalogue(plan, out_dir)
         update, timings["neighbours"] = _write_lists(base, plan, teacher, out_dir / NEIGHBOURS)
         t0 = time.perf_counter()
-        try:
-            indexed = worker.result()
-        except IndexWorkerError as exc:
-            raise DeltaApplyError(str(exc)) from exc
+        indexed = worker.result()  # IndexWorkerError (a DeltaApplyError) when it failed
         timings["wait_index"] = time.perf_counter() - t0
     finally:
         if own_worker:

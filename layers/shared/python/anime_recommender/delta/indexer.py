@@ -10,8 +10,8 @@ while the parent updates the V2 lists and writes the catalogue: two cores, two i
 Fork is used only while the process runs no other thread (forking a threaded process can deadlock on
 a lock another thread held) and when the caller does not hand in its own encoder; otherwise the same
 code runs in a thread. Either way the base bundle is only read, and files are written only into the
-job's `out_dir`; a worker that fails, dies or hangs makes `result` raise `IndexWorkerError`, so
-nothing is published.
+job's `out_dir`; a worker that fails, dies or hangs makes `result` raise `IndexWorkerError` (a
+`DeltaApplyError`), so nothing is published.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from anime_recommender.artifacts import (
     sha256_file,
     verify,
 )
-from anime_recommender.delta.plan import DeltaPlan
+from anime_recommender.delta.plan import DeltaApplyError, DeltaPlan
 from anime_recommender.encoder import OnnxEncoder
 from anime_recommender.index import VectorIndex
 from anime_recommender.text import anime_text
@@ -52,8 +52,25 @@ DELTA_ENCODER_THREADS = 1
 JOB_TIMEOUT_S = 600.0
 
 
-class IndexWorkerError(RuntimeError):
+class IndexWorkerError(DeltaApplyError):
     """The worker could not load the base or apply the job (the message says why)."""
+
+
+def verified_manifest(bundle_dir: Path, files: Callable[[Manifest], list[str]]) -> Manifest:
+    """The base's manifest, once the files `files` names in it match their sha256.
+
+    Raises:
+        DeltaApplyError: the manifest is unreadable or a file is missing or corrupt.
+    """
+    try:
+        manifest = Manifest.read(bundle_dir)
+        failures = verify(bundle_dir, only=files(manifest))
+    except (ArtifactIntegrityError, OSError, ValueError) as exc:
+        raise DeltaApplyError(f"base bundle {bundle_dir} is unreadable: {exc}; rebuild it") from exc
+    if failures:
+        problems = "; ".join(f"{f.path}: {f.reason}" for f in failures[:5])
+        raise DeltaApplyError(f"base bundle is degraded: {problems}; rebuild it")
+    return manifest
 
 
 def index_files(manifest: Manifest) -> list[str]:
@@ -111,14 +128,7 @@ class _Loaded:
 
 def _load(bundle_dir: Path, threads: int, encoder: OnnxEncoder | None) -> _Loaded:
     started = time.perf_counter()
-    try:
-        manifest = Manifest.read(bundle_dir)
-        failures = verify(bundle_dir, only=index_files(manifest))
-    except (ArtifactIntegrityError, OSError, ValueError) as exc:
-        raise IndexWorkerError(f"base bundle {bundle_dir} is unreadable: {exc}; rebuild it") from exc
-    if failures:
-        problems = "; ".join(f"{f.path}: {f.reason}" for f in failures[:5])
-        raise IndexWorkerError(f"base bundle is degraded: {problems}; rebuild it")
+    manifest = verified_manifest(bundle_dir, index_files)
     if encoder is None:
         encoder = OnnxEncoder.load(bundle_dir / MODEL_DIR, threads=DELTA_ENCODER_THREADS)
     if any(encoder.dims.get(space) != info.dim for space, info in manifest.indexes.items()):

@@ -35,6 +35,10 @@ class DeltaRefusedError(ValueError):
         self.reason = reason
 
 
+class DeltaApplyError(RuntimeError):
+    """The base bundle cannot take a delta (degraded, or the plan does not match it)."""
+
+
 @dataclass(frozen=True)
 class DeltaPolicy:
     """Guards against publishing a broken or truncated catalogue.
