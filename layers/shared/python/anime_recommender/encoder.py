@@ -78,14 +78,10 @@ class OnnxEncoder:
         self._tokenizer = tokenizer
 
     @classmethod
-    def load(
-        cls, model_dir: Path | str, threads: int, model_file: str = MODEL_FILE, *, spinning: bool = True
-    ) -> OnnxEncoder:
+    def load(cls, model_dir: Path | str, threads: int, model_file: str = MODEL_FILE) -> OnnxEncoder:
         """Load `model_dir/{model.onnx,tokenizer.json,encoder.json}` with an explicit thread count.
 
-        `threads` is required because Lambda's vCPUs are not `os.cpu_count()`. `spinning=False` stops
-        onnxruntime's idle threads from busy-waiting: slower single queries, but ~0.2 s less CPU taken
-        from other threads (the delta update embeds a few texts beside CPU-bound work).
+        `threads` is required because Lambda's vCPUs are not `os.cpu_count()`.
         """
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
@@ -95,8 +91,6 @@ class OnnxEncoder:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if not spinning:
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(
             str(model_dir / model_file), sess_options=options, providers=["CPUExecutionProvider"]
         )
