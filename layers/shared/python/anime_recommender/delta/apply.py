@@ -41,14 +41,12 @@ from anime_recommender.artifacts import (
     MODEL_FILES,
     NEIGHBOURS,
     RELEASE_DATES,
-    ArtifactIntegrityError,
     FileEntry,
     Manifest,
     data_version,
     load_content_hashes,
     load_release_dates,
     save_content_hashes,
-    verify,
     write_manifest,
 )
 from anime_recommender.catalogue import Catalogue, saved_lines
@@ -73,11 +71,6 @@ class DeltaBase:
     manifest: Manifest
     records: BaseRecords
     seconds: float = 0.0
-
-    @property
-    def hashes(self) -> dict[int, str]:
-        """id → content hash of the base catalogue."""
-        return self.records.hashes
 
     @property
     def data_version(self) -> str:
@@ -140,7 +133,7 @@ def _carried_files(manifest: Manifest) -> tuple[str, ...]:
     return (*MODEL_FILES, RELEASE_DATES) if RELEASE_DATES in manifest.files else MODEL_FILES
 
 
-def load_base_release_dates(bundle_dir: Path, manifest: Manifest | None = None) -> ReleaseDates | None:
+def load_base_release_dates(bundle_dir: Path) -> ReleaseDates | None:
     """The base's release dates (checked against the manifest first), or None when it has none.
 
     A delta validates the new catalogue with exactly these, so enriched years match the build's.
@@ -148,15 +141,9 @@ def load_base_release_dates(bundle_dir: Path, manifest: Manifest | None = None) 
     Raises:
         DeltaApplyError: the file is listed but missing, corrupt or malformed.
     """
-    try:
-        manifest = manifest or Manifest.read(bundle_dir)
-        if RELEASE_DATES not in manifest.files:
-            return None
-        failures = verify(bundle_dir, only=[RELEASE_DATES])
-    except (ArtifactIntegrityError, OSError, ValueError) as exc:
-        raise DeltaApplyError(f"base bundle {bundle_dir} is unreadable: {exc}; rebuild it") from exc
-    if failures:
-        raise DeltaApplyError(f"base bundle is degraded: {RELEASE_DATES}: {failures[0].reason}; rebuild it")
+    manifest = verified_manifest(bundle_dir, lambda m: [RELEASE_DATES] if RELEASE_DATES in m.files else [])
+    if RELEASE_DATES not in manifest.files:
+        return None
     try:
         return load_release_dates(bundle_dir / RELEASE_DATES)
     except (OSError, ValueError) as exc:

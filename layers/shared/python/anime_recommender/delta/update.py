@@ -171,7 +171,7 @@ def _update(
     """Validate → diff → apply → upload → flip; fills `summary` and `timings`, returns the status."""
     t0 = time.perf_counter()
     # The build's enrichment, verified against the base's manifest (DeltaApplyError when corrupt).
-    release_dates = load_base_release_dates(base_dir, base_manifest)
+    release_dates = load_base_release_dates(base_dir)
     try:
         new_catalogue, _report = load_new_catalogue(
             catalogue_path, policy, enrich=DEFAULT_ENRICH if release_dates is None else release_dates
