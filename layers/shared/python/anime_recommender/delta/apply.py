@@ -244,15 +244,9 @@ def update_neighbours(
     catalogue: Catalogue,
     plan: DeltaPlan,
     config: TeacherConfig | None = None,
-    *,
-    features: TeacherFeatures | None = None,
 ) -> NeighbourUpdate:
-    """V2 lists for the new catalogue, merging or recomputing only affected rows (module docstring).
-
-    `features`: `TeacherFeatures.from_catalogue(catalogue, config)` when the caller built them already.
-    """
-    if features is None:
-        features = TeacherFeatures.from_catalogue(catalogue, config or TeacherConfig())
+    """V2 lists for the new catalogue, merging or recomputing only affected rows (module docstring)."""
+    features = TeacherFeatures.from_catalogue(catalogue, config or TeacherConfig())
     k = old.k
     if len(catalogue) - 1 < k or len(old) == 0:
         # The lists cannot keep their length (tiny catalogues only): recompute everything.
@@ -324,7 +318,7 @@ def apply_delta(
 
     Args:
         bundle_dir: the serving bundle the plan was computed against (left untouched).
-        plan: from `plan_delta(current content hashes or catalogue, new catalogue)`.
+        plan: from `plan_delta(current records or catalogue, new catalogue)`.
         encoder: an encoder to embed with instead of the bundle's model (its worker then runs in a
             thread).
         out_dir: where the new bundle goes (replaced if it exists).

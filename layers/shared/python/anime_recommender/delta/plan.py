@@ -153,7 +153,7 @@ def load_new_catalogue(
 
 
 def plan_delta(
-    current: Catalogue | Mapping[int, str] | BaseRecords,
+    current: Catalogue | BaseRecords,
     new: Catalogue,
     policy: DeltaPolicy | None = None,
     *,
@@ -161,7 +161,7 @@ def plan_delta(
     new_lines: Sequence[bytes] | None = None,
     new_version: str | None = None,
 ) -> DeltaPlan:
-    """Diff `new` against `current` (a catalogue or its id → content-hash map) and apply the shrink guard.
+    """Diff `new` against `current` (a catalogue, or the serving version's records); the shrink guard.
 
     `new_hashes`: `new.content_hashes()` when the caller computed them already (hashing a catalogue is
     the costly part of a plan) and `new_version` their `data_version`; `new_lines`: `new.lines()`, kept
@@ -175,7 +175,7 @@ def plan_delta(
         old_hashes: Mapping[int, str] = current.hashes
         base_version = current.data_version
     else:
-        old_hashes = current.content_hashes() if isinstance(current, Catalogue) else current
+        old_hashes = current.content_hashes()
         base_version = data_version(old_hashes)
     new_hashes = new.content_hashes() if new_hashes is None else new_hashes
     if len(new_hashes) != len(new):
