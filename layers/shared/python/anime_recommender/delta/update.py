@@ -121,8 +121,8 @@ def run_delta_update(
     timings["base"] = time.perf_counter() - t0
 
     # The model and the indexes load in an `IndexWorker` (a forked process: started first, while this
-    # process runs no other thread), the base's records and lists in a background thread, all while the
-    # new catalogue is validated. Loading changes nothing; whatever the outcome, the worker and the
+    # process runs no other thread), the base's records load and its lists are checked in a background
+    # thread, all while the new catalogue is validated. Loading changes nothing; whatever the outcome, the worker and the
     # thread are done when this function returns.
     with (
         paused_gc(),
