@@ -68,7 +68,7 @@ bench-quick: setup ## The benchmark harness on a small synthetic catalogue (< 2 
 	$(BUILD) bench --quick --output bench-results.json
 
 bench-teacher: setup ## Teacher benchmark: all-pairs V2 top-100 on a synthetic 40k catalogue (one JSON line)
-	$(PY) -m anime_pipeline.bench_teacher -n 40000
+	$(PY) -m anime_pipeline.bench.teacher -n 40000
 
 build-layer: setup ## Write the Lambda layers and print their size breakdown
 	$(BUILD) layers

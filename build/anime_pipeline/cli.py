@@ -1,7 +1,8 @@
 """`anime-build`: one command, one subcommand per pipeline stage.
 
-Each stage module defines `register(subparsers)`, which adds its subcommand and
-sets `func` to a callable taking the parsed args and returning an exit code.
+The subcommands are `anime_pipeline.stages.STAGES`. Each stage module defines
+`register(subparsers)`, which adds its subcommand and sets `func` to a callable taking the
+parsed args and returning an exit code.
 """
 
 from __future__ import annotations
@@ -11,23 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-# Stage modules in pipeline order; `anime-build all` runs the ones marked as part of it.
-STAGE_MODULES: tuple[str, ...] = (
-    "ingest",
-    "teacher_stage",
-    "triplets",
-    "train",
-    "export",
-    "evaluate",
-    "index_stage",
-    "layers",
-    "deploy_check",
-    "delta_stage",
-    "serve",
-    "pipeline",
-    "bench",
-    "gpu_finetune",
-)
+from anime_pipeline.stages import STAGES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,8 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
         "V3/V4 embeddings → int8 ONNX → hnswlib index → Lambda layers.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
-    for name in STAGE_MODULES:
-        importlib.import_module(f"anime_pipeline.{name}").register(subparsers)
+    for stage in STAGES:
+        importlib.import_module(f"anime_pipeline.{stage.module}").register(subparsers)
     return parser
 
 

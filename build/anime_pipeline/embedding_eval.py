@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from anime_recommender.catalogue import Catalogue
+from anime_recommender.topk import top_k_inner_products
 
 SPLITS = {"train": 0, "validation": 1, "test": 2}
 
@@ -58,16 +59,9 @@ def triplet_accuracy(vectors: np.ndarray, a: np.ndarray, p: np.ndarray, n: np.nd
 
 
 def top_k_rows(vectors: np.ndarray, query_rows: np.ndarray, k: int, chunk: int = 1024) -> np.ndarray:
-    """Exact top-k rows by inner product for each query row, excluding the row itself."""
-    out = np.zeros((len(query_rows), k), dtype=np.int64)
-    for start in range(0, len(query_rows), chunk):
-        rows = query_rows[start : start + chunk]
-        sims = vectors[rows] @ vectors.T
-        sims[np.arange(len(rows)), rows] = -np.inf
-        part = np.argpartition(-sims, k, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(sims, part, axis=1), axis=1)
-        out[start : start + len(rows)] = np.take_along_axis(part, order, axis=1)
-    return out
+    """Exact top-k rows by inner product for each query row, excluding the row itself (ties: lower row)."""
+    rows = np.asarray(query_rows, dtype=np.int64)
+    return top_k_inner_products(vectors[rows], vectors, k, exclude=rows, block_size=chunk)[0]
 
 
 def recall_at_k(found: np.ndarray, truth: list[np.ndarray]) -> float:

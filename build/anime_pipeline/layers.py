@@ -570,27 +570,58 @@ def synthetic_bundle(
     return out_dir
 
 
+def default_deps_dir(arch: Arch) -> Path:
+    """The dependencies layer's python/ folder for `arch`."""
+    return REPO_ROOT / "layers" / ("dependencies" if arch == "x86_64" else f"dependencies-{arch}") / "python"
+
+
+def default_config(paths: BuildPaths) -> LayersConfig:
+    """`anime-build layers` without arguments: install, trim and measure for x86_64."""
+    return LayersConfig(deps_dir=default_deps_dir("x86_64"), artifacts_dir=paths.artifacts_dir)
+
+
+def config_from_args(args: argparse.Namespace, artifacts_dir: Path) -> LayersConfig:
+    """The layers configuration the CLI arguments describe, measuring the bundle in `artifacts_dir`."""
+    arch: Arch = args.arch
+    return LayersConfig(
+        deps_dir=Path(args.deps_dir) if args.deps_dir else default_deps_dir(arch),
+        artifacts_dir=artifacts_dir,
+        arch=arch,
+        install=not args.no_install,
+        strip=not args.no_strip,
+        limit=args.limit,
+    )
+
+
+def run_and_report(config: LayersConfig) -> LayersResult:
+    """Build the layers and print the size breakdown."""
+    result = build_layers(config, log=_say)
+    _say(result.sizes.render())
+    return result
+
+
+def run_default(paths: BuildPaths) -> LayersResult:
+    """The layers stage with its defaults (what `anime-build all` runs).
+
+    Raises:
+        LayerBudgetExceeded: a function with its layers is over Lambda's unzipped limit.
+    """
+    result = run_and_report(default_config(paths))
+    if not result.sizes.ok:
+        raise LayerBudgetExceeded(f"over the {result.sizes.limit:,}-byte unzipped limit (sizes above)")
+    return result
+
+
 def run(args: argparse.Namespace) -> int:
     """CLI entry of `anime-build layers`."""
     paths = BuildPaths.from_env()
-    arch: Arch = args.arch
-    default_deps = REPO_ROOT / "layers" / ("dependencies" if arch == "x86_64" else f"dependencies-{arch}")
     artifacts = Path(args.artifacts_dir) if args.artifacts_dir else paths.artifacts_dir
     if args.synthetic:
         model_dir = Path(args.model_dir) if args.model_dir else artifacts / "model"
         artifacts = paths.work / f"synthetic-{args.synthetic}" / "anime-artifacts"
         _say(f"synthetic {args.synthetic}-anime bundle (random unit vectors) -> {artifacts}")
         synthetic_bundle(args.synthetic, artifacts, model_dir, M=args.M)
-    config = LayersConfig(
-        deps_dir=Path(args.deps_dir) if args.deps_dir else default_deps / "python",
-        artifacts_dir=artifacts,
-        arch=arch,
-        install=not args.no_install,
-        strip=not args.no_strip,
-        limit=args.limit,
-    )
-    result = build_layers(config, log=_say)
-    _say(result.sizes.render())
+    result = run_and_report(config_from_args(args, artifacts))
     if args.json:
         Path(args.json).write_text(json.dumps(asdict(result), indent=2, default=str) + "\n")
     return 0 if result.sizes.ok else 1

@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     # Follow `anime-build delta`'s local pointer so published deltas are served without a restart.
     os.environ.setdefault("ARTIFACTS_LOCAL_STORE", str(local_store_dir(paths)))
     os.environ.setdefault("POINTER_CHECK_SECONDS", str(LOCAL_POINTER_CHECK_SECONDS))
-    settings = ApiSettings.from_env().model_copy(update={"artifacts_dir": artifacts})
+    os.environ["ARTIFACTS_DIR"] = str(artifacts)  # validated with the rest, as in Lambda
+    settings = ApiSettings.from_env()
     logging.basicConfig(level=settings.log_level)
     serving = load_serving(settings)
     logging.getLogger(__name__).info(

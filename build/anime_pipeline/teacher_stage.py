@@ -7,12 +7,12 @@ pairs, pairs/s, time, peak RSS and a few example lists so a reader can judge the
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from anime_pipeline.bench_teacher import peak_rss_mb
 from anime_pipeline.paths import BuildPaths
 from anime_recommender.catalogue import Catalogue
 from anime_recommender.neighbours import NeighbourLists
@@ -20,6 +20,11 @@ from anime_recommender.teacher import TeacherConfig, TeacherFeatures, top_k_neig
 
 # Cowboy Bebop, Fullmetal Alchemist: Brotherhood, K-On! (MyAnimeList ids).
 EXAMPLE_IDS: tuple[int, ...] = (1, 5114, 5680)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 @dataclass(frozen=True)
@@ -103,9 +108,9 @@ def format_examples(catalogue: Catalogue, lists: NeighbourLists, ids: tuple[int,
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> int:
-    """CLI entry point."""
-    config = TeacherStageConfig(
+def config_from_args(args: argparse.Namespace) -> TeacherStageConfig:
+    """The teacher-stage configuration the CLI arguments describe."""
+    return TeacherStageConfig(
         catalogue=args.catalogue,
         output=args.output,
         k=args.k,
@@ -113,9 +118,15 @@ def run(args: argparse.Namespace) -> int:
         teacher=TeacherConfig(tag_measure=args.tag_measure),
         show_progress=not args.quiet,
     )
-    if not config.catalogue.is_file():
-        sys.stderr.write(f"catalogue not found: {config.catalogue} (run `anime-build ingest` first)\n")
-        return 2
+
+
+def default_config(paths: BuildPaths) -> TeacherStageConfig:
+    """`anime-build teacher` without arguments."""
+    return TeacherStageConfig(catalogue=paths.catalogue, output=paths.neighbours)
+
+
+def run_and_report(config: TeacherStageConfig, example_ids: tuple[int, ...] = EXAMPLE_IDS) -> TeacherResult:
+    """Compute and save the lists, then print the timing and the example anime's top-10."""
     result = run_teacher(config)
     catalogue = Catalogue.load(config.catalogue)
     out = sys.stdout
@@ -125,9 +136,24 @@ def run(args: argparse.Namespace) -> int:
         f"peak RSS {result.peak_rss_mb:.0f} MiB\n"
     )
     out.write(f"neighbour lists: {config.output}\n")
-    examples = format_examples(catalogue, result.lists, tuple(args.example))
+    examples = format_examples(catalogue, result.lists, example_ids)
     if examples:
         out.write(examples + "\n")
+    return result
+
+
+def run_default(paths: BuildPaths) -> TeacherResult:
+    """The teacher stage with its defaults (what `anime-build all` runs)."""
+    return run_and_report(default_config(paths))
+
+
+def run(args: argparse.Namespace) -> int:
+    """CLI entry point."""
+    config = config_from_args(args)
+    if not config.catalogue.is_file():
+        sys.stderr.write(f"catalogue not found: {config.catalogue} (run `anime-build ingest` first)\n")
+        return 2
+    run_and_report(config, tuple(args.example))
     return 0
 
 
@@ -144,12 +170,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--catalogue", type=Path, default=paths.catalogue, help="input catalogue (.jsonl.gz)")
     parser.add_argument("--output", type=Path, default=paths.neighbours, help="output neighbour lists (.npz)")
-    parser.add_argument("-k", type=int, default=100, help="neighbours per anime (default 100)")
+    defaults = TeacherStageConfig(catalogue=paths.catalogue, output=paths.neighbours)
+    parser.add_argument("-k", type=int, default=defaults.k, help="neighbours per anime (default 100)")
     parser.add_argument(
-        "--block-size", type=int, default=1024, help="rows per vectorised block (memory knob)"
+        "--block-size", type=int, default=defaults.block_size, help="rows per vectorised block (memory knob)"
     )
     parser.add_argument(
-        "--tag-measure", choices=("jaccard", "cosine"), default="jaccard", help="IDF-weighted tag similarity"
+        "--tag-measure",
+        choices=("jaccard", "cosine"),
+        default=defaults.teacher.tag_measure,
+        help="IDF-weighted tag similarity",
     )
     parser.add_argument(
         "--example",

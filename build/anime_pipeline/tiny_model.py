@@ -19,7 +19,7 @@ from anime_recommender.artifacts import write_bundle
 from anime_recommender.catalogue import Catalogue
 from anime_recommender.encoder import EncoderConfig, OnnxEncoder
 from anime_recommender.index import VectorIndex
-from anime_recommender.loaders import ReleaseDates
+from anime_recommender.release_dates import ReleaseDates
 from anime_recommender.teacher import TeacherFeatures, top_k_neighbours
 from anime_recommender.text import anime_text
 

@@ -333,11 +333,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    """CLI entry of `anime-build train`."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    paths = BuildPaths.from_env()
-    config = TrainConfig(
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The training configuration the CLI arguments describe."""
+    return TrainConfig(
         base_model=args.base_model,
         out_dim=args.out_dim,
         hidden_dim=args.hidden_dim,
@@ -348,6 +346,11 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         seed=args.seed,
     )
+
+
+def run_and_report(paths: BuildPaths, config: TrainConfig) -> TrainResult:
+    """Train the head on the build's catalogue and triplets, then log the timing and metrics."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     result = train_v4(
         Catalogue.load(paths.catalogue),
         TripletSet.load(paths.triplets),
@@ -363,4 +366,15 @@ def run(args: argparse.Namespace) -> int:
         result.best_epoch,
         json.dumps(result.metrics),
     )
+    return result
+
+
+def run_default(paths: BuildPaths) -> TrainResult:
+    """`anime-build train` with its defaults (what `anime-build all` runs)."""
+    return run_and_report(paths, TrainConfig())
+
+
+def run(args: argparse.Namespace) -> int:
+    """CLI entry of `anime-build train`."""
+    run_and_report(BuildPaths.from_env(), config_from_args(args))
     return 0

@@ -256,16 +256,37 @@ def run_triplets(config: TripletStageConfig) -> tuple[Triplets, float]:
     return triplets, time.perf_counter() - started
 
 
+def config_from_args(args: argparse.Namespace) -> TripletStageConfig:
+    """The triplets-stage configuration the CLI arguments describe."""
+    mining = TripletConfig(n_triplets=args.n, seed=args.seed, hard_fraction=args.hard_fraction)
+    return TripletStageConfig(args.catalogue, args.neighbours, args.output, mining)
+
+
+def default_config(paths: BuildPaths) -> TripletStageConfig:
+    """`anime-build triplets` without arguments."""
+    return TripletStageConfig(paths.catalogue, paths.neighbours, paths.triplets)
+
+
+def run_and_report(config: TripletStageConfig) -> Triplets:
+    """Mine and save the triplets, then print their summary and timing."""
+    triplets, seconds = run_triplets(config)
+    sys.stdout.write(summarise(triplets) + "\n")
+    sys.stdout.write(f"mined in {seconds:.2f} s -> {config.output}\n")
+    return triplets
+
+
+def run_default(paths: BuildPaths) -> Triplets:
+    """The triplets stage with its defaults (what `anime-build all` runs)."""
+    return run_and_report(default_config(paths))
+
+
 def run(args: argparse.Namespace) -> int:
     """CLI entry point."""
     for path, stage in ((args.catalogue, "ingest"), (args.neighbours, "teacher")):
         if not path.is_file():
             sys.stderr.write(f"input not found: {path} (run `anime-build {stage}` first)\n")
             return 2
-    mining = TripletConfig(n_triplets=args.n, seed=args.seed, hard_fraction=args.hard_fraction)
-    triplets, seconds = run_triplets(TripletStageConfig(args.catalogue, args.neighbours, args.output, mining))
-    sys.stdout.write(summarise(triplets) + "\n")
-    sys.stdout.write(f"mined in {seconds:.2f} s -> {args.output}\n")
+    run_and_report(config_from_args(args))
     return 0
 
 
@@ -282,9 +303,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--catalogue", type=Path, default=paths.catalogue, help="input catalogue (.jsonl.gz)")
     parser.add_argument("--neighbours", type=Path, default=paths.neighbours, help="V2 neighbour lists (.npz)")
     parser.add_argument("--output", type=Path, default=paths.triplets, help="output triplets (.npz)")
-    parser.add_argument("-n", type=int, default=500_000, help="number of triplets (default 500000)")
-    parser.add_argument("--seed", type=int, default=13, help="random seed (default 13)")
+    defaults = TripletConfig()
     parser.add_argument(
-        "--hard-fraction", type=float, default=0.5, help="share of hard negatives (default 0.5)"
+        "-n", type=int, default=defaults.n_triplets, help="number of triplets (default 500000)"
+    )
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default 13)")
+    parser.add_argument(
+        "--hard-fraction",
+        type=float,
+        default=defaults.hard_fraction,
+        help="share of hard negatives (default 0.5)",
     )
     parser.set_defaults(func=run)

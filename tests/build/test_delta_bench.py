@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from anime_pipeline.delta_stage import bench_delta
+from anime_pipeline.bench.delta import bench_delta
 
 
 def test_delta_bench_times_weekly_deltas_and_the_hot_swap_of_a_separate_server(bundle_dir: Path) -> None:

@@ -12,9 +12,9 @@ from anime_pipeline.index_stage import IndexStageConfig, build_index_bundle
 from anime_pipeline.ingest import IngestConfig, default_bangumi, ingest, release_dates_from_report
 from anime_pipeline.paths import BuildPaths
 from anime_pipeline.synthetic import write_manami
-from anime_recommender.artifacts import RELEASE_DATES, Manifest, load_release_dates, verify
+from anime_recommender.artifacts import RELEASE_DATES, Manifest, verify
 from anime_recommender.catalogue import Catalogue
-from anime_recommender.loaders import load_bangumi_dates
+from anime_recommender.release_dates import load_bangumi_dates, load_release_dates
 from anime_recommender.teacher import TeacherFeatures, top_k_neighbours
 
 

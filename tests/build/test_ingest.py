@@ -62,7 +62,7 @@ def test_synthetic_round_trips_through_manami_forms(
     tmp_path: Path, small: Catalogue, name: str, form: str, pretty: bool
 ) -> None:
     path = write_manami(small, tmp_path / name, form=form, pretty=pretty)
-    result = load_catalogue(path, enrich=None)
+    result = load_catalogue(path)
     assert [a.to_dict() for a in result.catalogue] == [a.to_dict() for a in small]
     assert result.report.skipped == [] and result.report.duplicates == []
 

@@ -29,10 +29,10 @@ import uvicorn
 from fastapi import FastAPI
 
 from anime_recommender.api import create_app
-from anime_recommender.api.backend import BackendInfo, TieredBackend
 from anime_recommender.api.web import mount_web
 from anime_recommender.catalogue import Catalogue
 from anime_recommender.settings import ApiSettings
+from anime_recommender.similarity import BackendInfo, TieredBackend
 from anime_recommender.teacher import TeacherFeatures, top_k_neighbours
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))

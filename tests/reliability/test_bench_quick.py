@@ -15,7 +15,7 @@ from typing import Any
 
 from handler_support import REPO
 
-from anime_pipeline.bench import SECTIONS
+from anime_pipeline.bench.cli import SECTIONS
 
 
 def _figures(node: Any, where: str = "") -> list[tuple[str, dict[str, Any]]]:

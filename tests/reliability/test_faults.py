@@ -4,7 +4,7 @@ catalogue end to end.
 Already covered elsewhere (not repeated here): DynamoDB refusing connections
 (tests/functions/test_api_cache.py), one flipped byte in the V4 index or the model
 (tests/functions/test_api_tiers.py), S3 failing or unreachable during a delta update
-(tests/shared/test_delta.py), malformed/hostile catalogue files and 100k duplicate ids in the loaders
+(tests/shared/test_delta_run.py), malformed/hostile catalogue files and 100k duplicate ids in the loaders
 (tests/shared/test_loaders.py).
 """
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from reliability_support import SUMMARY_LINES
 
-from anime_pipeline.loadgen import LoadConfig, mix_for_bundle, run_load, serve_subprocess
+from anime_pipeline.bench.loadgen import LoadConfig, mix_for_bundle, run_load, serve_subprocess
 
 REQUESTS, CONNECTIONS, MAX_SECONDS = 2_000, 8, 120.0
 
@@ -43,7 +43,7 @@ def test_local_server_under_concurrent_load(bundle_template: Path, tmp_path: Pat
 
 def test_load_generator_counts_errors_and_stays_on_loopback(bundle_template: Path, tmp_path: Path) -> None:
     # The generator must report failures, or "zero errors" above would mean nothing.
-    from anime_pipeline.loadgen import Request, free_port
+    from anime_pipeline.bench.loadgen import Request, free_port
 
     bad = [Request("missing", "GET", "/anime/999999"), Request("ok", "GET", "/health")]
     with serve_subprocess(bundle_template, env={"ARTIFACTS_LOCAL_STORE": str(tmp_path / "s")}) as (port, _):

@@ -16,15 +16,13 @@ from anime_recommender.artifacts import (
     Manifest,
     data_version,
     load_bundle,
-    load_release_dates,
-    save_release_dates,
     verify,
     write_bundle,
 )
 from anime_recommender.catalogue import Catalogue
 from anime_recommender.index import VectorIndex
-from anime_recommender.loaders import ReleaseDates
 from anime_recommender.neighbours import NeighbourLists
+from anime_recommender.release_dates import ReleaseDates, load_release_dates, save_release_dates
 from anime_recommender.text import anime_text
 
 

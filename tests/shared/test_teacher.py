@@ -10,7 +10,7 @@ import pytest
 
 from anime_pipeline.synthetic import synthetic_catalogue
 from anime_recommender.catalogue import Anime, AnimeType, Catalogue
-from anime_recommender.neighbours import NeighbourLists, select_top_k
+from anime_recommender.neighbours import NeighbourLists
 from anime_recommender.teacher import (
     TeacherConfig,
     TeacherFeatures,
@@ -176,15 +176,6 @@ def test_ties_break_to_lower_id() -> None:
     assert [i for i, _ in lists.for_id(12)] == [10, 11, 13, 14]
 
 
-def test_select_top_k_tie_rank() -> None:
-    sim = np.array([[0.5, 0.9, 0.5, 0.5, 0.1]], dtype=np.float32)
-    cols, vals = select_top_k(sim, 3)
-    assert cols.tolist() == [[1, 0, 2]]
-    cols, _ = select_top_k(sim, 3, rank=np.array([4, 0, 3, 1, 2]))
-    assert cols.tolist() == [[1, 3, 2]]
-    assert vals.dtype == np.float32
-
-
 def test_neighbour_lists_save_load_for_id(tmp_path: Path, tiny_catalogue: Catalogue) -> None:
     lists = top_k_neighbours(TeacherFeatures.from_catalogue(tiny_catalogue), k=100)
     assert lists.k == len(tiny_catalogue) - 1
@@ -209,8 +200,9 @@ def test_neighbour_lists_save_load_for_id(tmp_path: Path, tiny_catalogue: Catalo
 def test_default_catalogue_examples_make_sense() -> None:
     # Full 17.5k catalogue: the teacher's lists for well-known titles start with their franchise.
     from anime_recommender.loaders import load_catalogue
+    from anime_recommender.release_dates import local_release_dates
 
-    catalogue = load_catalogue(None).catalogue
+    catalogue = load_catalogue(None, release_dates=local_release_dates()).catalogue
     features = TeacherFeatures.from_catalogue(catalogue)
     lists = top_k_neighbours(features, k=10, rows=[catalogue.row(i) for i in (1, 5114, 5680)])
     assert lists.for_id(5114)[0][0] == 121  # FMA:B -> FMA

@@ -21,17 +21,15 @@ cold start pays roughly max(hash, load) rather than their sum.
 from __future__ import annotations
 
 import hashlib
-import json
 import mmap
 import os
 import shutil
-import time
 from collections.abc import Collection, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,10 +38,8 @@ from anime_recommender.catalogue import Catalogue
 from anime_recommender.encoder import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, EncoderConfig, OnnxEncoder
 from anime_recommender.index import VectorIndex
 from anime_recommender.neighbours import NeighbourLists
-
-if TYPE_CHECKING:
-    # Imported where used: the loaders module costs ~20 ms of import, and the API never needs it.
-    from anime_recommender.loaders import ReleaseDates
+from anime_recommender.release_dates import ReleaseDates, save_release_dates
+from anime_recommender.timing import timed
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -51,7 +47,6 @@ CATALOGUE = "catalogue.jsonl.gz"
 NEIGHBOURS = "neighbours_v2.npz"
 CONTENT_HASHES = "content_hashes.npz"
 RELEASE_DATES = "release_dates.json"
-RELEASE_DATES_FORMAT = 1
 MODEL_DIR = "model"
 MODEL_FILES = (f"{MODEL_DIR}/{MODEL_FILE}", f"{MODEL_DIR}/{TOKENIZER_FILE}", f"{MODEL_DIR}/{CONFIG_FILE}")
 SPACES: tuple[str, ...] = ("v4", "v3")  # best first; also the encoder's output names
@@ -173,73 +168,6 @@ def load_content_hashes(path: Path) -> dict[int, str]:
     hex_digits = values.astype(">u8").tobytes().hex()
     return dict(
         zip(ids.tolist(), [hex_digits[i : i + 16] for i in range(0, len(hex_digits), 16)], strict=True)
-    )
-
-
-def save_release_dates(path: Path, release: ReleaseDates) -> None:
-    """Write release dates as compact, deterministic JSON: ids grouped by "<year>-<season>", sorted.
-
-    The source path is not written (it names the build machine's file): the same dates give the same
-    bytes anywhere. Reading back (`load_release_dates`) gives `source` = the file read.
-    """
-    from anime_recommender.loaders import SEASONS
-
-    groups: dict[tuple[int, int], list[int]] = {}
-    for anime_id, (year, season) in release.dates.items():
-        groups.setdefault((year, SEASONS.index(season)), []).append(anime_id)
-    doc = {
-        "format": RELEASE_DATES_FORMAT,
-        "package": "bangumi-data",
-        "version": release.version,
-        "licence": release.licence,
-        "attribution": release.attribution,
-        "count": len(release.dates),
-        "by_season": {f"{y}-{SEASONS[s]}": sorted(groups[(y, s)]) for y, s in sorted(groups)},
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
-
-
-def load_release_dates(path: Path) -> ReleaseDates:
-    """Read what `save_release_dates` wrote; ValueError naming the file when it is malformed."""
-    from anime_recommender.loaders import MAX_MAL_ID, SEASONS, YEAR_RANGE, ReleaseDates
-
-    def bad(reason: str) -> ValueError:
-        return ValueError(f"{path}: not a valid release-dates file ({reason})")
-
-    try:
-        doc = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise bad(str(exc)) from exc
-    if not isinstance(doc, dict) or doc.get("format") != RELEASE_DATES_FORMAT:
-        raise bad(f"expected an object with format {RELEASE_DATES_FORMAT}")
-    version, licence, attribution = doc.get("version"), doc.get("licence"), doc.get("attribution")
-    if not (version is None or isinstance(version, str)):
-        raise bad("version is not a string")
-    if not isinstance(licence, str) or not isinstance(attribution, str):
-        raise bad("licence and attribution must be strings")
-    groups = doc.get("by_season")
-    if not isinstance(groups, dict):
-        raise bad("by_season is not an object")
-    dates: dict[int, tuple[int, str]] = {}
-    for key, ids in groups.items():
-        year_text, _, season = key.partition("-")
-        year = int(year_text) if year_text.isdigit() else 0
-        if not (YEAR_RANGE[0] <= year <= YEAR_RANGE[1] and season in SEASONS):
-            raise bad(f"{key!r} is not '<year>-<season>'")
-        if not isinstance(ids, list):
-            raise bad(f"{key}: expected a list of ids")
-        for anime_id in ids:
-            # bool is an int subclass: `true` is no id.
-            if type(anime_id) is not int or not 1 <= anime_id <= MAX_MAL_ID:
-                raise bad(f"{key}: {anime_id!r} is not a MyAnimeList id")
-            if anime_id in dates:
-                raise bad(f"id {anime_id} has two dates")
-            dates[anime_id] = (year, season)
-    if doc.get("count") != len(dates):
-        raise bad(f"count {doc.get('count')!r} != {len(dates)} ids listed")
-    return ReleaseDates(
-        dates=dates, version=version, source=str(path), licence=licence, attribution=attribution
     )
 
 
@@ -514,8 +442,8 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
         threads: onnxruntime intra-op threads (Lambda vCPUs are not os.cpu_count()).
         all_tiers: also verify and load the fallback index when V4 is fine.
     """
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
+    seconds: dict[str, float] = {}
+    total = timed()
     manifest = _read_manifest(directory)
     components = _component_files(manifest)
     spaces = [s for s in SPACES if s in manifest.indexes]
@@ -528,28 +456,25 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
         verifier.submit(comp, components[comp])
     failures: list[ArtifactFailure] = []
 
-    def step(name: str, t0: float) -> None:
-        timings[name] = round((time.perf_counter() - t0) * 1000, 1)
-
     try:
-        t0 = time.perf_counter()
-        critical = verifier.check("catalogue") + verifier.check("neighbours")
-        if critical:
-            raise ArtifactIntegrityError(f"{directory}: catalogue or neighbour lists unusable", critical)
-        try:
-            catalogue = Catalogue.load(directory / CATALOGUE)
-            neighbours = NeighbourLists.load(directory / NEIGHBOURS)
-        except (OSError, ValueError, KeyError, EOFError) as exc:
-            failure = ArtifactFailure(CATALOGUE + " / " + NEIGHBOURS, f"failed to load: {exc}", "catalogue")
-            raise ArtifactIntegrityError(f"{directory}: {exc}", [failure]) from exc
-        step("catalogue_neighbours", t0)
+        with timed(seconds, "catalogue_neighbours"):
+            critical = verifier.check("catalogue") + verifier.check("neighbours")
+            if critical:
+                raise ArtifactIntegrityError(f"{directory}: catalogue or neighbour lists unusable", critical)
+            try:
+                catalogue = Catalogue.load(directory / CATALOGUE)
+                neighbours = NeighbourLists.load(directory / NEIGHBOURS)
+            except (OSError, ValueError, KeyError, EOFError) as exc:
+                failure = ArtifactFailure(
+                    CATALOGUE + " / " + NEIGHBOURS, f"failed to load: {exc}", "catalogue"
+                )
+                raise ArtifactIntegrityError(f"{directory}: {exc}", [failure]) from exc
 
         # The encoder loads after the catalogue, not beside it: onnxruntime holds the GIL while it
         # builds a session, so a parallel build only stalled the catalogue's parsing (measured:
         # load_bundle 0.9 s in parallel vs 0.6 s in sequence). Only sha256 (GIL-free) runs beside it.
-        t0 = time.perf_counter()
-        encoder = _load_encoder(directory, verifier, threads, failures)
-        step("model", t0)
+        with timed(seconds, "model"):
+            encoder = _load_encoder(directory, verifier, threads, failures)
 
         indexes: dict[str, VectorIndex] = {}
         for space in spaces:
@@ -557,14 +482,13 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
                 break
             if indexes and not all_tiers:
                 break
-            t0 = time.perf_counter()
             comp = index_dir(space)
-            if comp not in wanted:
-                verifier.submit(comp, components[comp])
-            index = _load_index(directory, manifest, space, encoder, verifier, failures)
-            if index is not None:
-                indexes[space] = index
-            step(comp, t0)
+            with timed(seconds, comp):
+                if comp not in wanted:
+                    verifier.submit(comp, components[comp])
+                index = _load_index(directory, manifest, space, encoder, verifier, failures)
+                if index is not None:
+                    indexes[space] = index
     finally:
         verifier.close()
 
@@ -575,7 +499,7 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
             break
     if tier == "v2":
         encoder = None  # without an index the encoder serves nothing; keep the tier contract simple
-    timings["total"] = round((time.perf_counter() - started) * 1000, 1)
+    seconds["total"] = total.seconds
     return ServingBundle(
         root=directory,
         manifest=manifest,
@@ -585,7 +509,7 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
         indexes=indexes,
         tier=tier,
         failures=failures,
-        timings_ms=timings,
+        timings_ms={name: round(s * 1000, 1) for name, s in seconds.items()},
     )
 
 

@@ -108,27 +108,3 @@ class NeighbourLists:
                 return cls(ids=data["ids"], neighbour_ids=data["neighbour_ids"], scores=data["scores"])
         except (KeyError, ValueError) as exc:
             raise ValueError(f"{path}: not a valid neighbour-list file ({exc})") from exc
-
-
-def select_top_k(sim: np.ndarray, k: int, rank: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Column indices and values of each row's k largest entries, best first.
-
-    Ties are broken by the lower `rank` of the column (default: the column index itself; pass the
-    catalogue row of each column when columns are permuted), also at the k-th place, so the result
-    is a pure function of the scores. Exclude entries by setting them to -inf first.
-    """
-    b, n = sim.shape
-    k = min(k, n)
-    if k == 0 or b == 0:
-        return np.empty((b, 0), dtype=np.int64), np.empty((b, 0), dtype=sim.dtype)
-    kth = np.partition(sim, n - k, axis=1)[:, n - k]
-    # Every entry >= the k-th largest value: exactly k per row unless values tie at the k-th place.
-    # flatnonzero + divmod is ~10x faster than 2-D nonzero
-    flat = np.flatnonzero(sim >= kth[:, None])
-    r, c = np.divmod(flat, n)
-    vals = sim.reshape(-1)[flat]
-    order = np.lexsort((c if rank is None else rank[c], -vals, r))
-    counts = np.bincount(r, minlength=b)
-    starts = np.cumsum(counts) - counts
-    pick = order[starts[:, None] + np.arange(k)[None, :]]
-    return c[pick], vals[pick]

@@ -1,7 +1,9 @@
-"""Settings of the API function, read from the environment once per container (cold start).
+"""Settings read from the environment once per container (cold start): the artifact store's
+(`StoreSettings`, both functions) and the API function's (`ApiSettings`, extending them).
 
 A missing, empty or malformed variable fails at import time with an error naming the variable,
-so a misconfigured deployment never starts serving.
+so a misconfigured deployment never starts serving. The delta function's settings extend
+`StoreSettings` in `delta/settings.py`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import BeforeValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from anime_recommender.store import ArtifactStore, LocalArtifactStore, S3ArtifactStore
 
 
 class SettingsError(RuntimeError):
@@ -35,8 +39,8 @@ def read_env_settings(cls: type[SettingsT], label: str) -> SettingsT:
         raise SettingsError(f"invalid {label} configuration: {describe_env_errors(exc)}") from None
 
 
-class ApiSettings(BaseSettings):
-    """Configuration of the recommendation API (one env var per field, upper-case names)."""
+class StoreSettings(BaseSettings):
+    """Where published versions and the pointer live; neither bucket nor local store = layer only."""
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True, case_sensitive=False)
 
@@ -44,6 +48,48 @@ class ApiSettings(BaseSettings):
         default=Path("/opt/anime-artifacts"),
         description="Folder with manifest.json, catalogue, model, indexes (the artifacts layer).",
     )
+    artifacts_bucket: str | None = Field(default=None, description="S3 bucket of published versions.")
+    artifacts_pointer_key: str = Field(default="current.json", min_length=1)
+    artifacts_prefix: str = Field(default="versions", min_length=1)
+    artifacts_endpoint_url: str | None = Field(default=None, description="S3 endpoint override (moto).")
+    artifacts_local_store: Path | None = Field(
+        default=None,
+        description="A local folder with the store's layout (local demo); used without a bucket.",
+    )
+    artifacts_cache_dir: Path = Field(
+        default=Path("/tmp/anime-artifacts"), description="Where downloaded versions are kept (Lambda: /tmp)."
+    )
+    pointer_check_seconds: float = Field(default=60.0, ge=0, description="0 = check on every request.")
+
+    @field_validator("artifacts_bucket", "artifacts_endpoint_url", "artifacts_local_store", mode="before")
+    @classmethod
+    def _empty_store_is_unset(cls, value: object) -> object:
+        # SAM passes optional parameters as empty strings; treat them as "not configured".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    def store(self) -> ArtifactStore | None:
+        """The configured store (S3 wins over a local folder), or None."""
+        if self.artifacts_bucket:
+            return S3ArtifactStore(
+                self.artifacts_bucket,
+                pointer_key=self.artifacts_pointer_key,
+                prefix=self.artifacts_prefix,
+                endpoint_url=self.artifacts_endpoint_url,
+            )
+        if self.artifacts_local_store is not None:
+            return LocalArtifactStore(
+                self.artifacts_local_store,
+                pointer_key=self.artifacts_pointer_key,
+                prefix=self.artifacts_prefix,
+            )
+        return None
+
+
+class ApiSettings(StoreSettings):
+    """Configuration of the recommendation API (one env var per field, upper-case names)."""
+
     cache_table_name: str | None = Field(
         default=None, description="DynamoDB cache table; unset or empty → in-process LRU cache."
     )
@@ -71,8 +117,8 @@ class ApiSettings(BaseSettings):
 
     @field_validator("cache_table_name", "cache_endpoint_url", mode="before")
     @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        # SAM passes optional parameters as empty strings; treat them as "not configured".
+    def _empty_cache_is_unset(cls, value: object) -> object:
+        # As StoreSettings' (SAM passes unset parameters as ""); its own name, or it would replace that one.
         if isinstance(value, str) and not value.strip():
             return None
         return value

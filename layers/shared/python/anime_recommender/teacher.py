@@ -39,7 +39,8 @@ from typing import Literal
 import numpy as np
 
 from anime_recommender.catalogue import Anime, AnimeType, Catalogue
-from anime_recommender.neighbours import NeighbourLists, select_top_k
+from anime_recommender.neighbours import NeighbourLists
+from anime_recommender.topk import top_k_blockwise
 
 # Types the matrix knows; UNKNOWN is "missing", not a type.
 KNOWN_TYPES: tuple[AnimeType, ...] = (
@@ -498,18 +499,17 @@ def top_k_arrays(
     if query.size and (query[0] < 0 or query[-1] >= n):
         raise IndexError("rows out of range")
     k = max(0, min(k, n - 1))
-    nb = np.empty((query.size, k), dtype=np.int64)
-    sc = np.empty((query.size, k), dtype=np.float32)
-    for start in range(0, query.size, block_size):
-        block = query[start : start + block_size]
-        sim = features.block_scores_cols(block)
-        sim[np.arange(block.size), features.col_position[block]] = -np.inf
-        cols, vals = select_top_k(sim, k, rank=features.col_order)
-        nb[start : start + block.size] = features.col_order[cols]
-        sc[start : start + block.size] = vals
-        if progress is not None:
-            progress(block.size)
-    return query, nb, sc
+    # Columns are permuted (`col_order`): exclude each query's own column, break ties by catalogue row.
+    cols, sc = top_k_blockwise(
+        features.block_scores_cols,
+        query,
+        k,
+        exclude=features.col_position[query],
+        rank=features.col_order,
+        block_size=block_size,
+        progress=progress,
+    )
+    return query, features.col_order[cols], sc.astype(np.float32, copy=False)
 
 
 def top_k_neighbours(

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from anime_recommender.api.backend import SimilarityBackend
 from anime_recommender.api.deps import ApiState
 from anime_recommender.api.errors import register_error_handlers
 from anime_recommender.api.middleware import (
@@ -26,6 +25,7 @@ from anime_recommender.api.service import ServiceProvider
 from anime_recommender.api.web import mount_web
 from anime_recommender.cache import ResponseCache, make_cache
 from anime_recommender.settings import ApiSettings
+from anime_recommender.similarity import SimilarityBackend
 
 DESCRIPTION = """
 Anime recommendations: similar anime with explanations, taste-profile recommendations,

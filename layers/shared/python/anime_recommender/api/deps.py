@@ -45,7 +45,7 @@ JSON_MEDIA_TYPE = "application/json"
 
 
 # Routes whose answer goes through the shared (DynamoDB) cache tier. Decided by measurement
-# (`python -m anime_pipeline.api_bench`, 17.5k-anime bundle, moto over HTTP, 2 shared cores):
+# (`python -m anime_pipeline.bench.api`, 17.5k-anime bundle, moto over HTTP, 2 shared cores):
 # a GetItem round trip costs ~5-7 ms p50 on its own (`dynamodb_getitem_floor`), while computing
 # /similar costs ~1.5-2 ms since the vectorised re-ranking, so even a DynamoDB *hit* (~8-10 ms
 # through the handler) was slower than not caching at all. /similar therefore uses only the

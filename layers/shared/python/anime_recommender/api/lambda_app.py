@@ -13,12 +13,11 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from anime_recommender.api.app import create_app
-from anime_recommender.api.backend import TieredBackend, backend_from_bundle
 from anime_recommender.api.middleware import RequestObserver
+from anime_recommender.api.refresh import RefreshingBundleProvider
 from anime_recommender.artifacts import load_bundle
-from anime_recommender.delta.refresh import RefreshingBundleProvider
-from anime_recommender.delta.settings import StoreSettings
 from anime_recommender.settings import ApiSettings
+from anime_recommender.similarity import TieredBackend, backend_from_bundle
 
 # Content types Mangum returns as text (anything else is base64-encoded for API Gateway).
 TEXT_MIME_TYPES: tuple[str, ...] = (
@@ -49,10 +48,8 @@ def load_serving(settings: ApiSettings, observer: RequestObserver | None = None)
         return backend_from_bundle(load_bundle(directory, threads=settings.onnx_threads, all_tiers=True))
 
     # Starts on the published version the store's pointer names (if a store is configured), else the
-    # layer's bundle, and hot-swaps when the pointer moves (delta updates; see anime_recommender.delta).
-    provider = RefreshingBundleProvider.from_settings(
-        StoreSettings(artifacts_dir=settings.artifacts_dir), load
-    )
+    # layer's bundle, and hot-swaps when the pointer moves (delta updates; see `api.refresh`).
+    provider = RefreshingBundleProvider.from_settings(settings, load)
     backend = provider.backend
     app = create_app(settings, provider, observer=observer)
     # The title index etc. are built by the first provider call; do it now, inside the timed init.

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from anime_recommender.artifacts import Tier
 from anime_recommender.catalogue import Anime, AnimeType
 
 AnimeId = Annotated[int, Field(ge=1, le=2**31 - 1, description="Anime id (MyAnimeList id where known).")]
@@ -230,7 +231,7 @@ class ScoredAnime(BaseModel):
 class PagePublic(BaseModel):
     """A page of ranked results."""
 
-    tier: Literal["v4", "v3", "v2"]
+    tier: Tier
     k: int
     offset: int
     next_offset: int | None = Field(description="Offset of the next page; null when this page is short.")
@@ -274,7 +275,7 @@ class HealthPublic(BaseModel):
     """Response of `GET /health`."""
 
     status: Literal["ok", "degraded"]
-    tier: Literal["v4", "v3", "v2"]
+    tier: Tier
     model_version: str
     data_version: str
     catalogue_size: int

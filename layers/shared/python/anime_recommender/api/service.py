@@ -12,7 +12,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from anime_recommender.api.backend import DISLIKE_WEIGHT, Hit, SimilarityBackend, TextSearchUnavailableError
 from anime_recommender.api.errors import AnimeNotFoundError, ServiceUnavailableError
 from anime_recommender.api.models import (
     AnimeRef,
@@ -31,6 +30,7 @@ from anime_recommender.api.models import (
 )
 from anime_recommender.api.titles import TitleIndex
 from anime_recommender.catalogue import Anime, AnimeType
+from anime_recommender.similarity import DISLIKE_WEIGHT, Hit, SimilarityBackend, TextSearchUnavailableError
 
 _W = DISLIKE_WEIGHT
 STRATEGY = (

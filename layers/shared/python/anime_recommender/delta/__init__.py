@@ -1,16 +1,16 @@
-"""Delta updates: validate and diff a new catalogue, apply it to a bundle, publish it, hot-swap it.
+"""Delta updates: validate and diff a new catalogue, apply it to a bundle, publish it.
 
 * `plan` — `load_new_catalogue`, `plan_delta` → `DeltaPlan`, `DeltaPolicy`, `DeltaRefusedError`;
-* `apply` — `load_base_records`, `load_delta_base` (the verified parts a delta reads), `apply_delta`
-  (merge the V2 lists, write the new version reusing unchanged files);
+* `base` — `load_base_records`, `load_delta_base`, `load_base_release_dates`: the verified parts of
+  the base bundle a delta reads;
+* `lists` — `update_neighbours`: the V2 lists, touched ones recomputed, the rest merged;
+* `apply` — `apply_delta`: write the new version (reusing unchanged files) from a plan;
 * `indexer` — `IndexWorker`: the model and indexes in a forked process (embed only added/changed
   anime, update the indexes) beside the Python work of validation and the V2 lists;
-* `store` — `ArtifactStore` (`S3ArtifactStore`, `LocalArtifactStore`), `Pointer`: versioned publish
-  and the atomic pointer flip;
 * `update` — `run_delta_update`, the one call of the Lambda handler and `anime-build delta`;
-* `refresh` — `RefreshingBundleProvider`, the API's hot-swapping `bundle_provider`;
-* `source` — fetch the catalogue from s3://, https:// or a path; `settings` — env configuration;
-* `runtime` — `paused_gc` for the allocation-heavy validate / load phases.
+* `source` — fetch the catalogue from s3://, https:// or a path; `settings` — env configuration.
 
-Import from the submodules: `refresh` pulls in the API package, which the delta function does not need.
+The domain holds what the API shares with it: `anime_recommender.store` (`ArtifactStore`, `Pointer`:
+versioned publish, the atomic pointer flip, `servable`), `anime_recommender.runtime` (`paused_gc`).
+The API's hot swap is `api/refresh.py`; this package never imports the API.
 """

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,18 +29,18 @@ from typing import Any
 from anime_recommender.artifacts import (
     MODEL_DIR,
     MODEL_FILES,
-    ArtifactIntegrityError,
     FileEntry,
     IndexInfo,
     Manifest,
     index_dir,
     sha256_file,
-    verify,
 )
+from anime_recommender.delta.base import verified_manifest
 from anime_recommender.delta.plan import DeltaApplyError, DeltaPlan
 from anime_recommender.encoder import OnnxEncoder
 from anime_recommender.index import VectorIndex
 from anime_recommender.text import anime_text
+from anime_recommender.timing import timed
 
 # The worker's encoder runs one onnxruntime thread: it embeds a few dozen short texts one at a time,
 # on its own core, while the parent works on the other (a one-thread session also has no thread pool
@@ -54,23 +53,6 @@ JOB_TIMEOUT_S = 600.0
 
 class IndexWorkerError(DeltaApplyError):
     """The worker could not load the base or apply the job (the message says why)."""
-
-
-def verified_manifest(bundle_dir: Path, files: Callable[[Manifest], list[str]]) -> Manifest:
-    """The base's manifest, once the files `files` names in it match their sha256.
-
-    Raises:
-        DeltaApplyError: the manifest is unreadable or a file is missing or corrupt.
-    """
-    try:
-        manifest = Manifest.read(bundle_dir)
-        failures = verify(bundle_dir, only=files(manifest))
-    except (ArtifactIntegrityError, OSError, ValueError) as exc:
-        raise DeltaApplyError(f"base bundle {bundle_dir} is unreadable: {exc}; rebuild it") from exc
-    if failures:
-        problems = "; ".join(f"{f.path}: {f.reason}" for f in failures[:5])
-        raise DeltaApplyError(f"base bundle is degraded: {problems}; rebuild it")
-    return manifest
 
 
 def index_files(manifest: Manifest) -> list[str]:
@@ -127,19 +109,19 @@ class _Loaded:
 
 
 def _load(bundle_dir: Path, threads: int, encoder: OnnxEncoder | None) -> _Loaded:
-    started = time.perf_counter()
-    manifest = verified_manifest(bundle_dir, index_files)
-    if encoder is None:
-        encoder = OnnxEncoder.load(bundle_dir / MODEL_DIR, threads=DELTA_ENCODER_THREADS)
-    if any(encoder.dims.get(space) != info.dim for space, info in manifest.indexes.items()):
-        raise IndexWorkerError(f"encoder outputs {encoder.dims} do not match the indexes")
-    indexes: dict[str, VectorIndex] = {}
-    for space, info in manifest.indexes.items():
-        index = VectorIndex.load(bundle_dir / index_dir(space), ef=info.ef, threads=threads)
-        if index.dim != info.dim or len(index) != info.count:
-            raise IndexWorkerError(f"index {space}: dim/count {index.dim}/{len(index)} != manifest")
-        indexes[space] = index
-    return _Loaded(manifest, encoder, indexes, time.perf_counter() - started)
+    with timed() as took:
+        manifest = verified_manifest(bundle_dir, index_files)
+        if encoder is None:
+            encoder = OnnxEncoder.load(bundle_dir / MODEL_DIR, threads=DELTA_ENCODER_THREADS)
+        if any(encoder.dims.get(space) != info.dim for space, info in manifest.indexes.items()):
+            raise IndexWorkerError(f"encoder outputs {encoder.dims} do not match the indexes")
+        indexes: dict[str, VectorIndex] = {}
+        for space, info in manifest.indexes.items():
+            index = VectorIndex.load(bundle_dir / index_dir(space), ef=info.ef, threads=threads)
+            if index.dim != info.dim or len(index) != info.count:
+                raise IndexWorkerError(f"index {space}: dim/count {index.dim}/{len(index)} != manifest")
+            indexes[space] = index
+    return _Loaded(manifest, encoder, indexes, took.seconds)
 
 
 def _update_index(loaded: _Loaded, job: IndexJob, space: str, vectors: Any, threads: int) -> IndexJobResult:
@@ -162,20 +144,18 @@ def _update_index(loaded: _Loaded, job: IndexJob, space: str, vectors: Any, thre
 
 
 def _apply(loaded: _Loaded, job: IndexJob, threads: int) -> IndexJobResult:
-    t0 = time.perf_counter()
-    vectors = loaded.encoder.encode(list(job.texts), batch_size=job.batch_size)
-    embed_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    # The indexes side by side: hnswlib inserts and file writes release the GIL.
-    with ThreadPoolExecutor(max_workers=len(loaded.indexes), thread_name_prefix="delta-index") as pool:
-        parts = list(
-            pool.map(lambda s: _update_index(loaded, job, s, vectors[s], threads), list(loaded.indexes))
-        )
-    return IndexJobResult(
-        infos={s: i for part in parts for s, i in part.infos.items()},
-        files={rel: e for part in parts for rel, e in part.files.items()},
-        timings_s={"load": loaded.seconds, "embed": embed_s, "index": time.perf_counter() - t0},
-    )
+    timings = {"load": loaded.seconds}
+    with timed(timings, "embed"):
+        vectors = loaded.encoder.encode(list(job.texts), batch_size=job.batch_size)
+    with timed(timings, "index"):
+        # The indexes side by side: hnswlib inserts and file writes release the GIL.
+        with ThreadPoolExecutor(max_workers=len(loaded.indexes), thread_name_prefix="delta-index") as pool:
+            parts = list(
+                pool.map(lambda s: _update_index(loaded, job, s, vectors[s], threads), list(loaded.indexes))
+            )
+        infos = {s: i for part in parts for s, i in part.infos.items()}
+        files = {rel: e for part in parts for rel, e in part.files.items()}
+    return IndexJobResult(infos=infos, files=files, timings_s=timings)
 
 
 def _serve(conn: Connection, bundle_dir: Path, threads: int, encoder: OnnxEncoder | None) -> None:

@@ -15,13 +15,8 @@ from typing import Literal
 
 from anime_recommender.artifacts import data_version
 from anime_recommender.catalogue import Catalogue
-from anime_recommender.loaders import (
-    DEFAULT_ENRICH,
-    CatalogueFormatError,
-    Enrichment,
-    LoadReport,
-    load_catalogue,
-)
+from anime_recommender.loaders import CatalogueFormatError, LoadReport, load_catalogue
+from anime_recommender.release_dates import ReleaseDates
 
 RefusalCode = Literal["invalid", "empty", "malformed_records", "shrink"]
 
@@ -124,16 +119,16 @@ class DeltaPlan:
 
 
 def load_new_catalogue(
-    path: Path, policy: DeltaPolicy | None = None, enrich: Enrichment = DEFAULT_ENRICH
+    path: Path, policy: DeltaPolicy | None = None, release_dates: ReleaseDates | None = None
 ) -> tuple[Catalogue, LoadReport]:
     """Load a candidate catalogue with the build's loaders; `DeltaRefusedError` when unusable.
 
-    `enrich` is passed to `load_catalogue`: the build's bangumi-data enrichment must match, or every
-    enriched anime would look changed; `run_delta_update` passes the base bundle's `ReleaseDates`.
+    `release_dates` are passed to `load_catalogue`: the build's bangumi-data enrichment must match, or
+    every enriched anime would look changed; `run_delta_update` passes the base bundle's dates.
     """
     policy = policy or DeltaPolicy()
     try:
-        result = load_catalogue(path, enrich=enrich)
+        result = load_catalogue(path, release_dates=release_dates)
     except CatalogueFormatError as exc:
         raise DeltaRefusedError("invalid", f"catalogue failed validation: {exc}") from exc
     except (OSError, UnicodeError, ValueError) as exc:

@@ -7,7 +7,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from anime_recommender.delta.store import s3_client
+from anime_recommender.store import s3_client
 
 # A manami release is ~40 MB as JSON, ~5 MB zstd; anything far larger is not a catalogue.
 MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024

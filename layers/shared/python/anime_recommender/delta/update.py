@@ -6,7 +6,7 @@ changes what is served unless every step succeeded: a refused catalogue returns 
 
 Enrichment: a base bundle with `release_dates.json` (the bangumi-data years the build's ingest
 filled in) validates the new catalogue with exactly those dates, and the new version carries the
-file on; a base without one falls back to `load_catalogue`'s default (a local bangumi-data file).
+file on; a base without one falls back to a local bangumi-data file (`local_release_dates`).
 Without this, every enriched anime would look changed (year lost) wherever no bangumi-data is
 installed, e.g. in Lambda.
 
@@ -22,16 +22,15 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from anime_recommender.artifacts import Manifest, data_version
-from anime_recommender.delta.apply import (
+from anime_recommender.delta.apply import apply_delta
+from anime_recommender.delta.base import (
     DeltaBase,
-    apply_delta,
     load_base_records,
     load_base_release_dates,
     load_delta_base,
@@ -39,15 +38,17 @@ from anime_recommender.delta.apply import (
 from anime_recommender.delta.indexer import IndexWorker
 from anime_recommender.delta.plan import (
     BaseRecords,
+    DeltaPlan,
     DeltaPolicy,
     DeltaRefusedError,
     hash_new_catalogue,
     load_new_catalogue,
     plan_delta,
 )
-from anime_recommender.delta.runtime import paused_gc
-from anime_recommender.delta.store import ArtifactStore, Pointer, version_id
-from anime_recommender.loaders import DEFAULT_ENRICH
+from anime_recommender.release_dates import local_release_dates
+from anime_recommender.runtime import paused_gc
+from anime_recommender.store import ArtifactStore, Pointer, servable, version_id
+from anime_recommender.timing import timed
 
 log = logging.getLogger(__name__)
 
@@ -75,20 +76,29 @@ class DeltaSummary:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class DeltaRun:
+    """What the steps of one run share: its inputs, the base it is applied to, the loads beside them."""
+
+    catalogue_path: Path
+    store: ArtifactStore
+    pointer: Pointer | None  # as read when the run started: the flip's precondition
+    base_dir: Path
+    base_manifest: Manifest
+    records: Future[BaseRecords]  # loading in a background thread
+    base: Future[DeltaBase]  # verified in that thread once the records are in
+    worker: IndexWorker  # loading the model and the indexes, a forked process where it can
+    policy: DeltaPolicy
+    threads: int
+    work_dir: Path
+
+
 def serving_base(store: ArtifactStore, layer_dir: Path, cache_dir: Path) -> tuple[Path, Pointer | None]:
     """The bundle readers serve now (pointer's version, unless it was built with another model than the
     deployed layer: a deploy wins) and the pointer as read (the flip's precondition)."""
     pointer = store.read_pointer()
-    layer_model = Manifest.read(layer_dir).model_version
-    if pointer is not None and pointer.model_version == layer_model:
+    if servable(pointer, Manifest.read(layer_dir).model_version):
         return store.fetch(pointer, cache_dir, reuse=[layer_dir]), pointer
-    if pointer is not None:
-        log.warning(
-            "pointer %s has model %s, layer has %s: basing on the layer",
-            pointer.version,
-            pointer.model_version,
-            layer_model,
-        )
     return layer_dir, pointer
 
 
@@ -111,19 +121,18 @@ def run_delta_update(
         policy: refusal thresholds.
         threads: hnswlib insert threads (the index worker embeds with one onnxruntime thread).
     """
-    started = time.perf_counter()
+    total = timed()
     timings: dict[str, float] = {}
 
-    t0 = time.perf_counter()
-    base_dir, pointer = serving_base(store, layer_dir, work_dir / "base")
-    base_manifest = Manifest.read(base_dir)
-    summary = DeltaSummary(status="unchanged", base_version=version_id(base_manifest))
-    timings["base"] = time.perf_counter() - t0
+    with timed(timings, "base"):
+        base_dir, pointer = serving_base(store, layer_dir, work_dir / "base")
+        base_manifest = Manifest.read(base_dir)
+        summary = DeltaSummary(status="unchanged", base_version=version_id(base_manifest))
 
     # The model and the indexes load in an `IndexWorker` (a forked process: started first, while this
     # process runs no other thread), the base's records load and its lists are checked in a background
-    # thread, all while the new catalogue is validated. Loading changes nothing; whatever the outcome, the worker and the
-    # thread are done when this function returns.
+    # thread, all while the new catalogue is validated. Loading changes nothing; whatever the outcome,
+    # the worker and the thread are done when this function returns.
     with (
         paused_gc(),
         IndexWorker(base_dir, threads=threads) as worker,
@@ -131,111 +140,104 @@ def run_delta_update(
     ):
         records = pool.submit(load_base_records, base_dir)
         base = pool.submit(lambda: load_delta_base(base_dir, records=records.result()))
-        status = _update(
-            catalogue_path,
-            store,
-            pointer,
-            base_manifest,
-            base_dir,
-            records,
-            base,
-            worker,
-            policy or DeltaPolicy(),
-            threads,
-            work_dir,
-            summary,
-            timings,
+        run = DeltaRun(
+            catalogue_path=catalogue_path,
+            store=store,
+            pointer=pointer,
+            base_dir=base_dir,
+            base_manifest=base_manifest,
+            records=records,
+            base=base,
+            worker=worker,
+            policy=policy or DeltaPolicy(),
+            threads=threads,
+            work_dir=work_dir,
         )
+        status = _update(run, summary, timings)
         base.cancel()
     summary.status = status
-    summary.duration_s = round(time.perf_counter() - started, 3)
+    summary.duration_s = round(total.seconds, 3)
     summary.timings_s = {k: round(v, 3) for k, v in timings.items()}
     return summary
 
 
-def _update(
-    catalogue_path: Path,
-    store: ArtifactStore,
-    pointer: Pointer | None,
-    base_manifest: Manifest,
-    base_dir: Path,
-    records: Future[BaseRecords],
-    base: Future[DeltaBase],
-    worker: IndexWorker,
-    policy: DeltaPolicy,
-    threads: int,
-    work_dir: Path,
-    summary: DeltaSummary,
-    timings: dict[str, float],
-) -> Status:
-    """Validate → diff → apply → upload → flip; fills `summary` and `timings`, returns the status."""
-    t0 = time.perf_counter()
-    # The build's enrichment, verified against the base's manifest (DeltaApplyError when corrupt).
-    release_dates = load_base_release_dates(base_dir)
+def _refused(summary: DeltaSummary, exc: DeltaRefusedError) -> Status:
+    summary.refusal_code, summary.refusal_reason = exc.code, exc.reason
+    return "refused"
+
+
+def _update(run: DeltaRun, summary: DeltaSummary, timings: dict[str, float]) -> Status:
+    """Validate → diff → apply → upload → flip; fills `summary` and `timings`, returns the status.
+
+    A step's time is recorded once it completed: a refused catalogue has no "validate" or "plan".
+    """
     try:
-        new_catalogue, _report = load_new_catalogue(
-            catalogue_path, policy, enrich=DEFAULT_ENRICH if release_dates is None else release_dates
-        )
+        with timed(timings, "validate"):
+            # The build's enrichment, verified against the base's manifest (DeltaApplyError when corrupt).
+            release_dates = load_base_release_dates(run.base_dir)
+            if release_dates is None:
+                release_dates = local_release_dates()
+            new_catalogue, _report = load_new_catalogue(run.catalogue_path, run.policy, release_dates)
     except DeltaRefusedError as exc:
-        summary.refusal_code, summary.refusal_reason = exc.code, exc.reason
-        return "refused"
-    timings["validate"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    # Once: the version, the diff and the new bundle use them. Anime whose saved line is the base's
-    # keep the base's hash (raises what loading the records raised: a degraded base).
-    new_lines = new_catalogue.lines()
-    base_records = records.result()
-    new_hashes = hash_new_catalogue(new_catalogue, new_lines, base_records)
-    new_data_version = data_version(new_hashes)
-    new_version = f"{new_data_version}-{base_manifest.model_version}"
-    timings["hash"] = time.perf_counter() - t0
+        return _refused(summary, exc)
+    with timed(timings, "hash"):
+        # Once: the version, the diff and the new bundle use them. Anime whose saved line is the base's
+        # keep the base's hash (raises what loading the records raised: a degraded base).
+        new_lines = new_catalogue.lines()
+        base_records = run.records.result()
+        new_hashes = hash_new_catalogue(new_catalogue, new_lines, base_records)
+        new_data_version = data_version(new_hashes)
+        new_version = f"{new_data_version}-{run.base_manifest.model_version}"
     summary.new_version = new_version
     if new_version == summary.base_version:
         summary.counts = {"added": 0, "changed": 0, "removed": 0, "unchanged": len(new_catalogue)}
         return "unchanged"
 
     # A previous run may have uploaded this very version and crashed before the flip: adopt it.
-    t0 = time.perf_counter()
-    existing = store.find_version(new_version)
+    adopting = timed()
+    existing = run.store.find_version(new_version)
     if existing is not None:
-        store.flip_pointer(existing, pointer)
+        run.store.flip_pointer(existing, run.pointer)
         summary.published_version = new_version
         summary.counts = dict(existing.manifest.extra.get("delta", {}))
-        timings["publish"] = time.perf_counter() - t0
+        timings["publish"] = adopting.seconds
         return "adopted"
 
-    t0 = time.perf_counter()
     try:
-        plan = plan_delta(
-            base_records,
-            new_catalogue,
-            policy,
-            new_hashes=new_hashes,
-            new_lines=new_lines,
-            new_version=new_data_version,
-        )
+        with timed(timings, "plan"):
+            plan = plan_delta(
+                base_records,
+                new_catalogue,
+                run.policy,
+                new_hashes=new_hashes,
+                new_lines=new_lines,
+                new_version=new_data_version,
+            )
+            summary.counts = plan.counts()
     except DeltaRefusedError as exc:
-        summary.refusal_code, summary.refusal_reason = exc.code, exc.reason
-        return "refused"
-    summary.counts = plan.counts()
-    timings["plan"] = time.perf_counter() - t0
+        return _refused(summary, exc)
+    return _publish(run, plan, new_version, summary, timings)
 
-    t0 = time.perf_counter()
-    loaded = base.result()  # raises what loading raised (a degraded base)
-    timings["wait_base"] = time.perf_counter() - t0
+
+def _publish(
+    run: DeltaRun, plan: DeltaPlan, new_version: str, summary: DeltaSummary, timings: dict[str, float]
+) -> Status:
+    """Apply `plan` to the base as `new_version`, upload it and flip the pointer to it."""
+    with timed(timings, "wait_base"):
+        loaded = run.base.result()  # raises what loading raised (a degraded base)
     timings["load_base_background"] = loaded.seconds
-    out_dir = work_dir / "new" / new_version
-    result = apply_delta(base_dir, plan, None, out_dir, threads=threads, base=loaded, worker=worker)
+    out_dir = run.work_dir / "new" / new_version
+    result = apply_delta(
+        run.base_dir, plan, None, out_dir, threads=run.threads, base=loaded, worker=run.worker
+    )
     timings.update({f"apply_{k}": v for k, v in result.timings_s.items() if k != "load_base"})
     summary.lists_recomputed = result.lists_recomputed
     summary.lists_merged = result.lists_merged
 
-    t0 = time.perf_counter()
-    ref = store.upload_version(out_dir)
-    timings["upload"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    store.flip_pointer(ref, pointer)
-    timings["flip"] = time.perf_counter() - t0
+    with timed(timings, "upload"):
+        ref = run.store.upload_version(out_dir)
+    with timed(timings, "flip"):
+        run.store.flip_pointer(ref, run.pointer)
     summary.published_version = ref.version
     shutil.rmtree(out_dir, ignore_errors=True)
     return "published"

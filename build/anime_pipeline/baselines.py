@@ -1,5 +1,7 @@
 """V1 baselines: tag-only similarities, kept for evaluation against the V2 teacher and the embeddings.
 
+Build-only (`anime-build evaluate` reads them); the API never ranks with V1, so it is not in the layer.
+
 * ``jaccard``: ``|A∩B| / |A∪B|`` on tag sets.
 * ``cosine``: binary tag vectors, ``|A∩B| / sqrt(|A| |B|)``.
 * ``tfidf``: cosine of TF-IDF vectors; a tag occurs at most once per anime, so tf = 1 and the
@@ -20,8 +22,9 @@ from typing import Literal
 import numpy as np
 
 from anime_recommender.catalogue import Catalogue
-from anime_recommender.neighbours import NeighbourLists, select_top_k
+from anime_recommender.neighbours import NeighbourLists
 from anime_recommender.teacher import tag_idf
+from anime_recommender.topk import top_k_blockwise
 
 V1Method = Literal["jaccard", "cosine", "tfidf"]
 V1PairFunction = Callable[[frozenset[str], frozenset[str], Mapping[str, float]], float]
@@ -116,11 +119,5 @@ class V1Model:
         n = len(self.ids)
         query = np.arange(n, dtype=np.int64) if rows is None else np.unique(np.asarray(rows, dtype=np.int64))
         k = max(0, min(k, n - 1))
-        nb = np.empty((query.size, k), dtype=np.int64)
-        sc = np.empty((query.size, k), dtype=np.float32)
-        for start in range(0, query.size, block_size):
-            block = query[start : start + block_size]
-            sim = self.block_scores(block)
-            sim[np.arange(block.size), block] = -np.inf
-            nb[start : start + block.size], sc[start : start + block.size] = select_top_k(sim, k)
+        nb, sc = top_k_blockwise(self.block_scores, query, k, exclude=query, block_size=block_size)
         return NeighbourLists(ids=self.ids[query], neighbour_ids=self.ids[nb], scores=sc.astype(np.float16))

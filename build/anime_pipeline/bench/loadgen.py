@@ -5,7 +5,7 @@ keep-alive connections, one thread each, using stdlib `http.client`; it returns 
 latency percentiles overall and per route, and every non-2xx status or connection error.
 `serve_subprocess(artifacts)` starts `anime-build serve` (the same app as Lambda, under uvicorn) in a
 separate process, so the load comes from another process than the server. Used by
-`anime-build bench` and the reliability tests; `python -m anime_pipeline.loadgen` runs it alone.
+`anime-build bench` and the reliability tests; `python -m anime_pipeline.bench.loadgen` runs it alone.
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ Sections (each `{"status": "ok" | "skipped" | "failed", ...}`; a section whose i
 - `embedding`: texts/s of the shipped int8 ONNX encoder with 1 and 2 threads;
 - `index`: hnswlib build time with the shipped parameters and the shipped index's recall@10;
 - `api`: cold-start init and p50/p95 per route through the real Lambda handler, uncached and cached
-  (DynamoDB served by moto over HTTP) — `anime_pipeline.api_bench`;
+  (DynamoDB served by moto over HTTP) — `anime_pipeline.bench.api`;
 - `load`: the local server (`anime-build serve`, another process) under bounded concurrent load;
-- `delta`: a weekly delta update against a full rebuild — `anime_pipeline.delta_stage.bench_delta`;
+- `delta`: a weekly delta update against a full rebuild — `anime_pipeline.bench.delta.bench_delta`;
 - `layers`: function + layer sizes against Lambda's 262,144,000-byte unzipped limit;
 - `quality`: the evaluation report's numbers (`.work/eval/report.json`).
 
@@ -135,8 +135,8 @@ def full_config(paths: BuildPaths) -> BenchConfig:
 
 def _teacher_child(catalogue_path: str | None, synthetic_n: int, runs: int, warmup: int) -> dict[str, Any]:
     """Runs in a spawned process: time the V2 top-100 and report this process's peak RSS."""
-    from anime_pipeline.bench_teacher import bench_teacher, peak_rss_mb
-    from anime_pipeline.teacher_stage import compute_neighbours
+    from anime_pipeline.bench.teacher import bench_teacher
+    from anime_pipeline.teacher_stage import compute_neighbours, peak_rss_mb
     from anime_recommender.catalogue import Catalogue
 
     samples: list[float] = []
@@ -289,7 +289,7 @@ def section_index(cfg: BenchConfig) -> dict[str, Any]:
 
 def section_api(cfg: BenchConfig) -> dict[str, Any]:
     """Cold-start init and p50/p95 per route through the real handler (`api_bench.run_api_bench`)."""
-    from anime_pipeline.api_bench import run_api_bench
+    from anime_pipeline.bench.api import run_api_bench
 
     _need(cfg.artifacts / "manifest.json", "anime-build index")
     raw = run_api_bench(cfg.artifacts, quick=cfg.mode == "quick")
@@ -317,13 +317,13 @@ def section_api(cfg: BenchConfig) -> dict[str, Any]:
         "routes": routes,
         "targets_p50_ms": raw["targets_p50_ms"],
         "meets_targets": raw["meets_targets"],
-        "source": "anime_pipeline.api_bench.run_api_bench",
+        "source": "anime_pipeline.bench.api.run_api_bench",
     }
 
 
 def section_load(cfg: BenchConfig) -> dict[str, Any]:
     """Bounded concurrent load on `anime-build serve` (another process) over loopback."""
-    from anime_pipeline.loadgen import LoadConfig, mix_for_bundle, run_load, serve_subprocess
+    from anime_pipeline.bench.loadgen import LoadConfig, mix_for_bundle, run_load, serve_subprocess
 
     _need(cfg.artifacts / "manifest.json", "anime-build index")
     mix = mix_for_bundle(cfg.artifacts)
@@ -364,7 +364,7 @@ def section_load(cfg: BenchConfig) -> dict[str, Any]:
 
 def section_delta(cfg: BenchConfig) -> dict[str, Any]:
     """Weekly deltas (10 changed + 10 added) end to end against a full rebuild of embeddings and indexes."""
-    from anime_pipeline.delta_stage import bench_delta
+    from anime_pipeline.bench.delta import bench_delta
 
     _need(cfg.artifacts / "manifest.json", "anime-build index")
     raw = bench_delta(

@@ -1,6 +1,6 @@
 """Teacher benchmark: all-pairs V2 top-K on a synthetic manami-shaped catalogue.
 
-`bench_teacher(n, seed)` is what the project benchmark calls; `python -m anime_pipeline.bench_teacher`
+`bench_teacher(n, seed)` is what the project benchmark calls; `python -m anime_pipeline.bench.teacher`
 runs it alone (use a fresh process: peak RSS is the process's high-water mark).
 """
 
@@ -8,18 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 from typing import Any
 
 from anime_pipeline.synthetic import synthetic_catalogue
+from anime_pipeline.teacher_stage import peak_rss_mb
 from anime_recommender.teacher import TeacherConfig, TeacherFeatures, top_k_neighbours
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def bench_teacher(n: int, seed: int = 0, k: int = 100, block_size: int = 1024) -> dict[str, Any]:

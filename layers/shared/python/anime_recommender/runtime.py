@@ -1,4 +1,4 @@
-"""Process-level helpers for the delta update's hot paths."""
+"""Process-level helpers for allocation-heavy phases (the delta update, the API's hot swap)."""
 
 from __future__ import annotations
 

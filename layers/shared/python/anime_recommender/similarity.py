@@ -1,4 +1,4 @@
-"""The similarity backend the API serves from, behind a small interface.
+"""The similarity backend the API serves from, behind a small interface (no HTTP here).
 
 `SimilarityBackend` is all the HTTP layer needs: the catalogue, which tier is active and the
 versions, by-id neighbours, profile recommendations and free-text search. `TieredBackend`
@@ -12,23 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Protocol
 
 import numpy as np
 
-from anime_recommender.artifacts import ServingBundle
-from anime_recommender.catalogue import Anime, Catalogue
-from anime_recommender.ranking import (
-    COMPONENTS,
-    FranchiseIndex,
-    RankingConfig,
-    popularity,
-    quality,
-    score_arrays,
-    year_proximity,
-)
+from anime_recommender.artifacts import ServingBundle, Tier
+from anime_recommender.catalogue import Catalogue
+from anime_recommender.ranking import COMPONENTS, RankingConfig, RerankFeatures, score_arrays, year_proximity
 
-Tier = Literal["v4", "v3", "v2"]
 Scored = tuple[int, float]
 
 # How much of the disliked direction a profile subtracts (see `TieredBackend.recommend`).
@@ -132,65 +123,6 @@ def _unit(vector: np.ndarray) -> np.ndarray | None:
     if not np.isfinite(norm) or norm < 1e-6:
         return None
     return (vector / norm).astype(np.float32)
-
-
-class RerankFeatures:
-    """Per-catalogue-row inputs of the re-ranking, computed once per bundle (not per request).
-
-    Columns in row order: the popularity and quality priors, years (NaN = unknown) and the tag
-    sets as CSR arrays of tag numbers, so one request's candidate features are a few gathers
-    and its tag Jaccards one vectorised pass. Franchise siblings come from `FranchiseIndex`
-    (exactly the anime `same_franchise` accepts) and are memoised per query anime.
-    """
-
-    def __init__(self, catalogue: Catalogue) -> None:
-        self.ids = np.fromiter((a.id for a in catalogue), dtype=np.int64, count=len(catalogue))
-        members = np.array([np.nan if a.members is None else a.members for a in catalogue], dtype=np.float64)
-        scores = np.array([np.nan if a.score is None else a.score for a in catalogue], dtype=np.float64)
-        self.pop = popularity(members)
-        self.qual = quality(scores)
-        self.years = np.array([np.nan if a.year is None else a.year for a in catalogue], dtype=np.float64)
-        tag_numbers: dict[str, int] = {}
-        flat: list[int] = []
-        counts = np.zeros(len(catalogue), dtype=np.int64)
-        for row, anime in enumerate(catalogue):
-            # Sets, as `ranking.tag_jaccard` counts them (a repeated tag counts once).
-            unique = {tag_numbers.setdefault(t, len(tag_numbers)) for t in anime.tags}
-            flat.extend(unique)
-            counts[row] = len(unique)
-        self.tag_count = counts
-        self.tag_start = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-        self.tag_ids = np.array(flat, dtype=np.int64)
-        self.n_tags = len(tag_numbers)
-        self.franchise = FranchiseIndex(catalogue)
-        self._siblings: dict[int, frozenset[int]] = {}
-
-    def rows(self, ids: np.ndarray) -> np.ndarray:
-        """Catalogue rows of anime ids that are in the catalogue (row order = sorted ids)."""
-        return np.searchsorted(self.ids, ids)
-
-    def siblings(self, anime: Anime) -> frozenset[int]:
-        """Ids of the anime's franchise siblings (memoised; the catalogue is immutable)."""
-        found = self._siblings.get(anime.id)
-        if found is None:
-            found = frozenset(self.franchise.siblings(anime))
-            self._siblings[anime.id] = found
-        return found
-
-    def tag_jaccard(self, query_row: int, rows: np.ndarray) -> np.ndarray:
-        """|A ∩ B| / |A ∪ B| of the query's tag set with each row's; 0 when both are empty."""
-        in_query = np.zeros(self.n_tags, dtype=bool)
-        start, count = self.tag_start[query_row], self.tag_count[query_row]
-        in_query[self.tag_ids[start : start + count]] = True
-        lengths = self.tag_count[rows]
-        total = int(lengths.sum())
-        # Flat positions of every candidate's tags: each row's start, then 0..length-1.
-        offsets = np.repeat(self.tag_start[rows] - np.cumsum(lengths) + lengths, lengths)
-        hits = in_query[self.tag_ids[offsets + np.arange(total)]]
-        owner = np.repeat(np.arange(len(rows)), lengths)
-        inter = np.bincount(owner, weights=hits, minlength=len(rows))
-        union = count + lengths - inter
-        return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The delta update's index worker: the same results forked or threaded, and failures that publish nothing."""
+"""The delta update's index worker (`delta/indexer.py`): the same results forked or threaded, and failures
+that publish nothing."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def test_forked_worker_gives_the_threaded_result(bundle_dir: Path, tmp_path: Pat
 import json, sys
 from pathlib import Path
 sys.path[:0] = {[str(Path(__file__).parent), *sys.path]!r}
-from test_indexer import job_for
+from test_delta_indexer import job_for
 from anime_recommender.delta.indexer import IndexWorker
 with IndexWorker(Path({str(bundle_dir)!r})) as worker:
     worker.submit(job_for(Path({str(bundle_dir)!r}), Path({str(tmp_path / "forked")!r})))

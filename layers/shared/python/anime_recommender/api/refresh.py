@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from anime_recommender.api.backend import SimilarityBackend
 from anime_recommender.artifacts import Manifest
-from anime_recommender.delta.runtime import paused_gc
-from anime_recommender.delta.settings import StoreSettings
-from anime_recommender.delta.store import ArtifactStore, Pointer, version_id
+from anime_recommender.runtime import paused_gc
+from anime_recommender.settings import StoreSettings
+from anime_recommender.similarity import SimilarityBackend
+from anime_recommender.store import ArtifactStore, Pointer, servable, version_id
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class RefreshingBundleProvider(Generic[B]):
         if store is not None:
             try:
                 pointer = store.read_pointer()
-                if pointer is not None and self._usable(pointer):
+                if servable(pointer, self._layer_model):
                     backend, version = self._load_version(pointer), pointer.version
             except Exception as exc:  # any store or load failure at cold start: serve the layer
                 self._record_failure(None, exc)
@@ -129,7 +129,7 @@ class RefreshingBundleProvider(Generic[B]):
             if (
                 pointer is None
                 or pointer.version in (self._version, self._failed)
-                or not self._usable(pointer)
+                or not servable(pointer, self._layer_model)
             ):
                 return False
             backend = self._load_version(pointer)
@@ -156,18 +156,6 @@ class RefreshingBundleProvider(Generic[B]):
         if self._on_swap is not None:
             self._on_swap(event)
         self._prune()
-        return True
-
-    def _usable(self, pointer: Pointer) -> bool:
-        if pointer.model_version != self._layer_model:
-            # A deploy brought another model; versions built with the old one are not served.
-            log.warning(
-                "pointer %s has model %s, layer %s: ignored",
-                pointer.version,
-                pointer.model_version,
-                self._layer_model,
-            )
-            return False
         return True
 
     def _load_version(self, pointer: Pointer) -> B:

@@ -17,7 +17,7 @@ What is measured, and how (a measurement, not a test):
   p50/p95 over `runs` timed calls after
   `warmup` calls; numbers from one run are comparable with each other, not across machines.
 
-`python -m anime_pipeline.api_bench --artifacts DIR [--quick]` prints one JSON document;
+`python -m anime_pipeline.bench.api --artifacts DIR [--quick]` prints one JSON document;
 `run_api_bench(artifacts_dir, quick)` returns the same dict (used by `make bench`).
 """
 
@@ -41,9 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from anime_pipeline.paths import REPO_ROOT
 from anime_pipeline.workers import run_json_worker
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_PYTHON = Path("layers") / "shared" / "python"
 HANDLER = Path("functions") / "api" / "app.py"
 EVENT_TEMPLATE = REPO_ROOT / "events" / "similar.json"
@@ -176,7 +176,7 @@ def _run_worker(config: BenchConfig, timeout_s: float) -> dict[str, Any]:
         env.pop(var, None)
     spawned = time.time()
     return run_json_worker(
-        [sys.executable, "-m", "anime_pipeline.api_bench", "--worker", json.dumps(config.__dict__)],
+        [sys.executable, "-m", "anime_pipeline.bench.api", "--worker", json.dumps(config.__dict__)],
         marker="API_BENCH_RESULT",
         env=env | {"API_BENCH_SPAWNED": repr(spawned)},
         timeout_s=timeout_s,
@@ -472,7 +472,7 @@ def worker(config: BenchConfig) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """CLI entry: print the benchmark JSON."""
     parser = argparse.ArgumentParser(
-        prog="python -m anime_pipeline.api_bench",
+        prog="python -m anime_pipeline.bench.api",
         description="Latency of the API Lambda handler (p50/p95 per route, cached and uncached; cold start).",
     )
     parser.add_argument("--artifacts", type=Path, help="artifact bundle directory (e.g. layers/artifacts/…)")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import shutil
 from abc import ABC, abstractmethod
@@ -30,11 +31,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from anime_recommender.artifacts import MANIFEST, Manifest, sha256_file, verify
+
+log = logging.getLogger(__name__)
 
 POINTER_SCHEMA = 1
 
@@ -71,6 +74,25 @@ class VersionRef:
     prefix: str
     manifest_sha256: str
     manifest: Manifest
+
+
+def servable(pointer: Pointer | None, layer_model_version: str) -> TypeGuard[Pointer]:
+    """Whether readers may serve the pointer's version: only one built with the deployed layer's model.
+
+    A deploy that brought another model wins over versions published with the old one (the API keeps
+    the layer's bundle, the delta update bases on it); a mismatch is logged.
+    """
+    if pointer is None:
+        return False
+    if pointer.model_version != layer_model_version:
+        log.warning(
+            "pointer %s has model %s, layer has %s: not served",
+            pointer.version,
+            pointer.model_version,
+            layer_model_version,
+        )
+        return False
+    return True
 
 
 def version_id(manifest: Manifest) -> str:

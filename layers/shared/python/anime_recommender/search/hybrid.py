@@ -1,0 +1,331 @@
+"""The one ranking code path of free-text search: dense + lexical + tags + priors, with explanations.
+
+For a `ParsedQuery` the ranker scores every catalogue row that passes the query's hard filters
+(vectorised numpy, a few ms at 40k rows) as a weighted blend of components in [0, 1]:
+
+* ``dense`` — the int8 ONNX encoder's similarity to the residual text (a pool from the vector
+  index, min–max scaled within the pool; rows outside the pool get 0);
+* ``lexical`` — BM25 over titles, synonyms, tags and story text, scaled by the best row's score;
+* ``tags`` — the weighted share of the query's genre boosts ("jazz" → music) the anime has;
+* ``anchor`` — similarity to the anime named after "like …" (pool from the vector index);
+* ``era`` — 1 inside a soft era preference ("old", "modern");
+* ``popularity`` / ``quality`` — the priors the similar lists use (`ranking.popularity/quality`).
+
+With no signal at all (empty text, only stop words, only a negation) only the priors rank, so
+the answer is "popular within the filters". Every hit carries explanation parts (matched
+genres, era, title words, story terms, dense similarity, "like" anchor, or "popular"): never empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from anime_recommender.catalogue import Anime, AnimeType, Catalogue
+from anime_recommender.ranking import popularity, quality
+from anime_recommender.search.lexical import LexicalIndex, document_fields, row_mask
+from anime_recommender.search.normalise import tokens
+from anime_recommender.search.query import ParsedQuery
+
+Scored = tuple[int, float]
+COMPONENTS: tuple[str, ...] = ("dense", "lexical", "tags", "anchor", "era", "popularity", "quality")
+
+
+class DenseSearch(Protocol):
+    """Free text → up to k (anime id, cosine) from the vector index, inside `allowed` ids if given."""
+
+    def __call__(self, text: str, k: int, allowed: set[int] | None) -> Sequence[Scored]: ...
+
+
+class AnchorSearch(Protocol):
+    """Anchor anime ids → up to k (anime id, cosine) most similar to them, inside `allowed` if given."""
+
+    def __call__(self, anchor_ids: Sequence[int], k: int, allowed: set[int] | None) -> Sequence[Scored]: ...
+
+
+class HybridWeights(BaseModel):
+    """Weights of the blend; defaults tuned on the TUNE half of the query set (`search_eval --tune`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dense: float = Field(0.25, ge=0.0, description="Dense (encoder) similarity, min–max scaled in the pool.")
+    lexical: float = Field(1.0, ge=0.0, description="BM25 score / best BM25 score.")
+    tags: float = Field(1.0, ge=0.0, description="Weighted share of the query's genre boosts matched.")
+    anchor: float = Field(1.0, ge=0.0, description="Similarity to the 'like …' anime, min–max scaled.")
+    era: float = Field(0.3, ge=0.0, description="Inside the soft era preference ('old', 'modern').")
+    popularity: float = Field(6.0, ge=0.0, description="Popularity prior log10(members)/7.")
+    quality: float = Field(1.0, ge=0.0, description="Score prior (score-5)/4.")
+    pool: int = Field(100, ge=1, description="Dense / anchor candidates fetched from the vector index.")
+
+
+@dataclass(frozen=True, slots=True)
+class ExplanationPart:
+    """Why a hit matched: kind ('genre', 'era', 'type', 'length', 'title_words', 'tag_words',
+    'story_terms', 'dense', 'like', 'popular'), a readable value and the query words involved."""
+
+    kind: str
+    value: str
+    terms: tuple[str, ...] = ()
+    weight: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One search result: the anime, its score, the weighted components and the explanation."""
+
+    anime_id: int
+    score: float
+    components: dict[str, float]
+    explanation: tuple[ExplanationPart, ...] = field(default=())
+
+
+_TYPE_CODES: dict[AnimeType, int] = {t: i for i, t in enumerate(AnimeType)}
+
+
+class HybridRanker:
+    """Per-catalogue columns for the blend (built once per bundle) and the ranking itself."""
+
+    def __init__(
+        self, catalogue: Catalogue, lexical: LexicalIndex, weights: HybridWeights | None = None
+    ) -> None:
+        if len(lexical) != len(catalogue) or not np.array_equal(lexical.ids, np.asarray(catalogue.ids)):
+            raise ValueError("lexical index rows do not match the catalogue")
+        self.catalogue = catalogue
+        self.lexical = lexical
+        self.weights = weights or HybridWeights()
+        self.ids = np.asarray(catalogue.ids, dtype=np.int64)
+        n = len(catalogue)
+        members = np.array([np.nan if a.members is None else a.members for a in catalogue], dtype=np.float64)
+        scores = np.array([np.nan if a.score is None else a.score for a in catalogue], dtype=np.float64)
+        self.pop = popularity(members)
+        self.qual = quality(scores)
+        self.years = np.array([np.nan if a.year is None else a.year for a in catalogue], dtype=np.float64)
+        self.episodes = np.array(
+            [np.nan if a.episodes is None else a.episodes for a in catalogue], dtype=float
+        )
+        self.type_codes = np.fromiter((_TYPE_CODES[a.type] for a in catalogue), dtype=np.int8, count=n)
+        rows_of: dict[str, list[int]] = {}
+        for row, anime in enumerate(catalogue):
+            for tag in set(anime.tags):
+                rows_of.setdefault(tag, []).append(row)
+        self._tag_rows = {tag: np.array(rows, dtype=np.int64) for tag, rows in rows_of.items()}
+
+    # -- filters -------------------------------------------------------------------------------
+    def filter_mask(self, parsed: ParsedQuery, allowed_rows: np.ndarray | None = None) -> np.ndarray:
+        """Rows passing the query's hard filters (and `allowed_rows`); like-anchors are excluded."""
+        n = len(self.ids)
+        given = row_mask(allowed_rows, n)
+        mask = np.ones(n, dtype=bool) if given is None else given.copy()
+        if parsed.types:
+            mask &= np.isin(self.type_codes, [_TYPE_CODES[t] for t in parsed.types])
+        if parsed.exclude_types:
+            mask &= ~np.isin(self.type_codes, [_TYPE_CODES[t] for t in parsed.exclude_types])
+        for tag in parsed.exclude_tags:
+            rows = self._tag_rows.get(tag)
+            if rows is not None:
+                mask[rows] = False
+        if parsed.year_min is not None or parsed.year_max is not None:
+            known = ~np.isnan(self.years)
+            years = np.nan_to_num(self.years, nan=0.0)
+            ok = known
+            if parsed.year_min is not None:
+                ok = ok & (years >= parsed.year_min)
+            if parsed.year_max is not None:
+                ok = ok & (years <= parsed.year_max)
+            mask &= ok
+        if parsed.episodes_min is not None or parsed.episodes_max is not None:
+            known = ~np.isnan(self.episodes)
+            episodes = np.nan_to_num(self.episodes, nan=0.0)
+            # Unknown counts (airing long-runners) pass a lower bound only, as `ParsedQuery.accepts`.
+            ok = np.ones(n, dtype=bool) if parsed.episodes_max is None else known
+            if parsed.episodes_min is not None:
+                ok = ok & (~known | (episodes >= parsed.episodes_min))
+            if parsed.episodes_max is not None:
+                ok = ok & (episodes <= parsed.episodes_max)
+            mask &= ok
+        for anchor in parsed.anchor_ids:
+            if anchor in self.catalogue:
+                mask[self.catalogue.row(anchor)] = False
+        return mask
+
+    def allowed_ids(self, mask: np.ndarray) -> set[int] | None:
+        """The mask as the id set a vector index filters on (None when every row passes)."""
+        return None if bool(mask.all()) else set(self.ids[mask].tolist())
+
+    # -- ranking -------------------------------------------------------------------------------
+    def search(
+        self,
+        parsed: ParsedQuery,
+        k: int,
+        dense: DenseSearch | None = None,
+        anchors: AnchorSearch | None = None,
+        allowed_rows: np.ndarray | None = None,
+    ) -> list[SearchHit]:
+        """Filter, fetch dense/anchor pools through the callables, then `rank`."""
+        mask = self.filter_mask(parsed, allowed_rows)
+        if k <= 0 or not mask.any():
+            return []
+        allowed = self.allowed_ids(mask)
+        dense_text = dense_query_text(parsed)
+        dense_hits = dense(dense_text, self.weights.pool, allowed) if dense is not None and dense_text else ()
+        anchor_hits: Sequence[Scored] = ()
+        if anchors is not None and parsed.anchor_ids:
+            anchor_hits = anchors(parsed.anchor_ids, self.weights.pool, allowed)
+        return self.rank(parsed, k, dense_hits, anchor_hits, mask=mask)
+
+    def rank(
+        self,
+        parsed: ParsedQuery,
+        k: int,
+        dense_hits: Sequence[Scored] = (),
+        anchor_hits: Sequence[Scored] = (),
+        *,
+        mask: np.ndarray | None = None,
+        weights: HybridWeights | None = None,
+        explain: bool = True,
+    ) -> list[SearchHit]:
+        """Blend precomputed dense/anchor pools with lexical, tag and prior scores; best first.
+
+        Args:
+            parsed: the parsed query.
+            k: how many hits.
+            dense_hits / anchor_hits: (anime id, cosine) pools (already inside the filters).
+            mask: `filter_mask(parsed)` when the caller has it.
+            weights: override the ranker's weights (tuning).
+            explain: build explanation parts (tuning skips them).
+        """
+        w = weights or self.weights
+        if mask is None:
+            mask = self.filter_mask(parsed)
+        if k <= 0 or not mask.any():
+            return []
+        n = len(self.ids)
+        terms = self.lexical.query_terms(parsed.residual)
+        lexical = self.lexical.scores(terms).astype(np.float64) if w.lexical > 0 else np.zeros(n)
+        best = float(lexical[mask].max(initial=0.0))
+        lexical = lexical / best if best > 0 else np.zeros(n)
+        tag_share = self._tag_share(parsed.boost_tags)
+        dense, dense_cos = self._pool_column(dense_hits)
+        anchor, anchor_cos = self._pool_column(anchor_hits)
+        era = self._era_column(parsed)
+        comps = {
+            "dense": w.dense * dense,
+            "lexical": w.lexical * lexical,
+            "tags": w.tags * tag_share,
+            "anchor": w.anchor * anchor,
+            "era": w.era * era,
+            "popularity": w.popularity * self.pop,
+            "quality": w.quality * self.qual,
+        }
+        total = np.sum([comps[name] for name in COMPONENTS], axis=0)
+        total = np.where(mask, total, -np.inf)
+        candidates = np.flatnonzero(mask)
+        if len(candidates) > k:
+            candidates = candidates[np.argpartition(-total[candidates], k - 1)[:k]]
+        order = candidates[np.lexsort((candidates, -total[candidates]))]
+        return [
+            SearchHit(
+                int(self.ids[row]),
+                float(total[row]),
+                {name: float(comps[name][row]) for name in COMPONENTS},
+                self._explain(int(row), parsed, terms, dense_cos, anchor_cos) if explain else (),
+            )
+            for row in order
+        ]
+
+    def _tag_share(self, boost_tags: Sequence[str]) -> np.ndarray:
+        share = np.zeros(len(self.ids))
+        if not boost_tags:
+            return share
+        for tag in boost_tags:
+            rows = self._tag_rows.get(tag)
+            if rows is not None:
+                share[rows] += 1.0
+        return share / len(boost_tags)
+
+    def _pool_column(self, hits: Sequence[Scored]) -> tuple[np.ndarray, dict[int, float]]:
+        column = np.zeros(len(self.ids))
+        cos = {int(a): float(s) for a, s in hits if a in self.catalogue}
+        if not cos:
+            return column, cos
+        ids = np.fromiter(cos, dtype=np.int64, count=len(cos))
+        values = np.fromiter(cos.values(), dtype=np.float64, count=len(cos))
+        low, high = float(values.min()), float(values.max())
+        # Min–max inside the pool: cosines of one query are comparable, across queries they are not.
+        scaled = (values - low) / (high - low) if high > low else np.ones(len(values))
+        column[np.searchsorted(self.ids, ids)] = scaled
+        return column, cos
+
+    def _era_column(self, parsed: ParsedQuery) -> np.ndarray:
+        low, high = parsed.prefer_year_min, parsed.prefer_year_max
+        if low is None and high is None:
+            return np.zeros(len(self.ids))
+        years = self.years
+        ok = ~np.isnan(years)
+        filled = np.nan_to_num(years, nan=0.0)
+        if low is not None:
+            ok &= filled >= low
+        if high is not None:
+            ok &= filled <= high
+        return ok.astype(np.float64)
+
+    # -- explanations --------------------------------------------------------------------------
+    def _explain(
+        self,
+        row: int,
+        parsed: ParsedQuery,
+        terms: Sequence[str],
+        dense_cos: dict[int, float],
+        anchor_cos: dict[int, float],
+    ) -> tuple[ExplanationPart, ...]:
+        anime = self.catalogue[row]
+        parts: list[ExplanationPart] = []
+        tags = set(anime.tags)
+        for item in parsed.understood:
+            if item.kind == "genre" and item.value in tags:
+                parts.append(ExplanationPart("genre", item.value, (item.text,)))
+            elif item.kind in {"era", "era_preference"} and anime.year is not None and _in_era(anime, parsed):
+                parts.append(ExplanationPart("era", str(anime.year), (item.text,)))
+            elif item.kind == "type" and anime.type.value == item.value:
+                parts.append(ExplanationPart("type", item.value, (item.text,)))
+            elif item.kind == "length" and anime.episodes is not None:
+                parts.append(ExplanationPart("length", f"{anime.episodes} episodes", (item.text,)))
+        parts = list(dict.fromkeys(parts))
+        matched = self.lexical.matched_terms(row, terms) if terms else ()
+        if matched:
+            fields = document_fields(anime)
+            title = set(fields["title"]) | set(fields["synonyms"])
+            tag_words = set(fields["tags"])
+            story = set(fields["synopsis"])
+            for kind, words in (("title_words", title), ("tag_words", tag_words), ("story_terms", story)):
+                found = tuple(t for t in matched if t in words)
+                if found:
+                    parts.append(ExplanationPart(kind, ", ".join(found), found))
+        if anime.id in dense_cos:
+            parts.append(ExplanationPart("dense", f"{dense_cos[anime.id]:.3f}", weight=dense_cos[anime.id]))
+        if anime.id in anchor_cos:
+            names = [self.catalogue.by_id(a).title for a in parsed.anchor_ids if a in self.catalogue]
+            parts.append(ExplanationPart("like", "; ".join(names), weight=anchor_cos[anime.id]))
+        if not parts:
+            parts.append(
+                ExplanationPart("popular", f"{anime.members or 0} members", weight=float(self.pop[row]))
+            )
+        return tuple(parts)
+
+
+def _in_era(anime: Anime, parsed: ParsedQuery) -> bool:
+    year = anime.year
+    if year is None:
+        return False
+    low = parsed.year_min if parsed.year_min is not None else parsed.prefer_year_min
+    high = parsed.year_max if parsed.year_max is not None else parsed.prefer_year_max
+    return (low is None or year >= low) and (high is None or year <= high)
+
+
+def dense_query_text(parsed: ParsedQuery) -> str:
+    """The text the dense encoder sees: the residual, or '' when it holds no content word."""
+    return parsed.residual if tokens(parsed.residual) else ""

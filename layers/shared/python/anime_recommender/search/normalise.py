@@ -1,0 +1,76 @@
+"""Text normalisation shared by the query parser and the lexical index (one tokenizer for both).
+
+Folding: Unicode NFKD with combining marks dropped, casefolded ('Pokémon' → 'pokemon'); words are
+runs of Unicode letters/digits, so Japanese and Cyrillic survive as words of their own script. A
+light plural stemmer ('vampires' → 'vampire', 'witches' → 'witch') lets "robots" match "robot"
+without a stemming library.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterator
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+# Function words that carry no topic: dropped from lexical queries and documents, and skipped
+# when the parser looks for titles. Kept small on purpose: "no", "not", "without" are negation
+# cues for the parser, and words like "like" are title cues, so those are handled there.
+STOPWORDS = frozenset(
+    """
+    a an and are as at be been but by can could did do does doing for from had has have he her his
+    i if in into is it its me my of on or our she so some something such than that the their them
+    then there these they this those to too very was we were what when where which while who whom
+    whose why will with would you your anime show shows about one ones want looking look find watch
+    recommend recommendation please any anything where get gets got
+    """.split()
+)
+
+
+# Accents are dropped only from Latin letters: kana voicing marks (ボ = ホ + ゙) are part of the word.
+_LATIN_END = 0x250
+
+
+def fold(text: str) -> str:
+    """Lower-case, accent-free text: 'Pokémon: XY!' → 'pokemon: xy!' (punctuation kept)."""
+    if text.isascii():
+        return text.lower()
+    decomposed = unicodedata.normalize("NFKD", text)
+    kept: list[str] = []
+    base = 0
+    for ch in decomposed:
+        if unicodedata.combining(ch):
+            if base < _LATIN_END:
+                continue
+        else:
+            base = ord(ch)
+        kept.append(ch)
+    return unicodedata.normalize("NFC", "".join(kept)).casefold()
+
+
+def stem(word: str) -> str:
+    """Strip an English plural: 'robots' → 'robot', 'witches' → 'witch', 'stories' → 'story'."""
+    if len(word) <= 3 or not word.isalpha() or not word.isascii():
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("ches", "shes", "xes", "sses")):
+        return word[:-2]
+    if word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def words(text: str) -> Iterator[tuple[str, int, int]]:
+    """(folded word, start, end) of each word of `fold(text)`; offsets index the folded text."""
+    for match in _WORD.finditer(fold(text)):
+        token = match.group().replace("_", "")
+        if token:
+            yield token, match.start(), match.end()
+
+
+def tokens(text: str, *, keep_stopwords: bool = False) -> list[str]:
+    """Stemmed word tokens of a text (stopwords dropped unless asked), in order, repeats kept."""
+    out = [stem(w) for w, _, _ in words(text)]
+    return out if keep_stopwords else [t for t in out if t not in STOPWORDS]

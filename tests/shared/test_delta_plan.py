@@ -1,0 +1,106 @@
+"""The delta plan (`delta/plan.py`): added / changed / removed by content hash, refusals, and
+hashing the new catalogue against the base's saved lines."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from delta_support import weekly_change
+
+from anime_recommender.artifacts import data_version
+from anime_recommender.catalogue import Anime, Catalogue, saved_lines
+from anime_recommender.delta.plan import (
+    BaseRecords,
+    DeltaPolicy,
+    DeltaRefusedError,
+    hash_new_catalogue,
+    plan_delta,
+)
+
+
+def test_plan_classifies_added_changed_removed(base_catalogue: Catalogue) -> None:
+    # Given a weekly change; When planned; Then each kind is found by content hash
+    plan = plan_delta(base_catalogue, Catalogue(weekly_change(base_catalogue)))
+    assert plan.added == (29277, 52991)
+    assert plan.changed == (1,)
+    assert plan.removed == (40000,)
+    assert plan.unchanged == len(base_catalogue) - 2
+    assert plan.base_version != plan.new_version
+    assert plan_delta(base_catalogue, base_catalogue).is_empty
+
+
+def test_suspicious_shrink_is_refused(base_catalogue: Catalogue) -> None:
+    smaller = Catalogue(list(base_catalogue)[:-4])  # 4 of 30 removed: 13 % > 10 %
+    with pytest.raises(DeltaRefusedError) as info:
+        plan_delta(base_catalogue, smaller)
+    assert info.value.code == "shrink" and "4 of 30" in info.value.reason
+    assert plan_delta(base_catalogue, smaller, DeltaPolicy(max_removed_share=0.2)).removed
+
+
+# ---------------------------------------------------------------------------------------------
+# content hashes: the new catalogue hashed against the base's saved lines
+# ---------------------------------------------------------------------------------------------
+
+
+def test_content_hash_is_sha256_of_sorted_compact_json(base_catalogue: Catalogue) -> None:
+    # The fast path must give the very hashes (and data versions) published bundles were built with.
+    odd = Anime(id=7, title='Ünïcode \u2028 "quoted"', synonyms=("x",), episodes=None, score=None)
+    for anime in [*base_catalogue, odd]:
+        payload = json.dumps(anime.to_dict(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        assert anime.content_hash() == hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def test_new_catalogue_hashes_reuse_the_base_only_for_identical_lines(
+    base_catalogue: Catalogue, tmp_path: Path
+) -> None:
+    # Given a saved base and a week's changes (Cowboy Bebop re-tagged, one anime removed, two added)
+    base_file = tmp_path / "base.jsonl.gz"
+    base_catalogue.save(base_file)
+    hashes = base_catalogue.content_hashes()
+    base = BaseRecords(hashes=hashes, lines=saved_lines(base_file), data_version=data_version(hashes))
+    new = Catalogue(weekly_change(base_catalogue))
+
+    # When hashed against the base, from the lines it will be saved with
+    lines = new.lines()
+    hashes = hash_new_catalogue(new, lines, base)
+
+    # Then every hash is the anime's own content hash (the reused ones included) ...
+    assert hashes == new.content_hashes()
+    assert hashes[1] != base.hashes[1]
+    # ... the lines are what `save` writes, and the saved file reads back as the new catalogue
+    new.save(tmp_path / "new.jsonl.gz", lines=lines)
+    assert gzip.decompress((tmp_path / "new.jsonl.gz").read_bytes()).split(b"\n")[1:-1] == lines
+    assert list(Catalogue.load(tmp_path / "new.jsonl.gz")) == list(new)
+
+
+def test_a_stale_base_hash_is_not_reused_when_the_line_differs(
+    base_catalogue: Catalogue, tmp_path: Path
+) -> None:
+    # Given base records whose hash for Cowboy Bebop is wrong but whose line is also different
+    base_file = tmp_path / "base.jsonl.gz"
+    base_catalogue.save(base_file)
+    lines = saved_lines(base_file)
+    lines[1] = lines[1].replace(b"Cowboy", b"Cowgirl")
+    stale = {**base_catalogue.content_hashes(), 1: "0" * 16}
+    base = BaseRecords(hashes=stale, lines=lines, data_version=data_version(stale))
+
+    # When the unchanged catalogue is hashed against it, Cowboy Bebop is hashed afresh
+    assert hash_new_catalogue(base_catalogue, base_catalogue.lines(), base) == base_catalogue.content_hashes()
+
+
+def test_lines_mapped_to_the_wrong_ids_are_never_reused(base_catalogue: Catalogue, tmp_path: Path) -> None:
+    # Given base lines read with a wrong id order (each line still starts with its own id)
+    base_file = tmp_path / "base.jsonl.gz"
+    base_catalogue.save(base_file)
+    hashes = base_catalogue.content_hashes()
+    wrong = saved_lines(base_file, ids=sorted(hashes, reverse=True))
+    assert wrong != saved_lines(base_file) == saved_lines(base_file, ids=sorted(hashes))
+    base = BaseRecords(hashes=hashes, lines=wrong, data_version=data_version(hashes))
+
+    # Then hashing against them still gives every anime its own hash: a line filed under another id
+    # never equals that anime's line, so no other anime's hash is taken
+    assert hash_new_catalogue(base_catalogue, base_catalogue.lines(), base) == hashes
