@@ -13,7 +13,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help setup tools browser demo build serve test test-slow bench bench-quick bench-teacher build-layer layers-arm64 layers-40k deploy-check delta validate lint clean
+.PHONY: help setup tools browser demo build serve test test-slow bench bench-quick bench-teacher build-layer layers-arm64 layers-40k deploy-check delta validate lint clean lambda-runtime invoke
 TOOLS_VENV := .work/tools-venv
 TOOLS_STAMP := $(TOOLS_VENV)/.installed
 TOOLS_PATH := PATH=$(CURDIR)/$(TOOLS_VENV)/bin:$$PATH SAM_CLI_TELEMETRY=0
@@ -39,6 +39,23 @@ $(TOOLS_STAMP):
 
 tools: $(TOOLS_STAMP) ## Install aws-sam-cli and checkov into .work/tools-venv
 
+# What Lambda's python3.12 runtime provides besides the layers: the runtime interface client and boto3.
+LAMBDA_PYTHON ?= python3.12
+LAMBDA_RUNTIME := .work/lambda-runtime
+LAMBDA_RUNTIME_STAMP := $(LAMBDA_RUNTIME)/.installed
+$(LAMBDA_RUNTIME_STAMP):
+	@command -v $(LAMBDA_PYTHON) >/dev/null || { echo "$(LAMBDA_PYTHON) not found: install Python 3.12 (e.g. pyenv install 3.12) or pass LAMBDA_PYTHON=/path/to/python3.12" >&2; exit 1; }
+	$(LAMBDA_PYTHON) -m venv $(LAMBDA_RUNTIME)
+	$(LAMBDA_RUNTIME)/bin/pip install -q awslambdaric==4.2.2 boto3==1.44.8
+	touch $(LAMBDA_RUNTIME_STAMP)
+
+lambda-runtime: $(LAMBDA_RUNTIME_STAMP) ## Python 3.12 with awslambdaric and boto3 in .work/lambda-runtime (for make invoke)
+
+FUNCTION ?= ApiFunction
+invoke: setup tools lambda-runtime ## Run an event as Lambda does, no Docker: make invoke EVENT=events/similar.json [FUNCTION=DeltaUpdateFunction]
+	@test -n "$(EVENT)" || { echo "usage: make invoke EVENT=events/<file>.json [FUNCTION=ApiFunction|DeltaUpdateFunction]" >&2; exit 2; }
+	$(BUILD) invoke $(EVENT) --function $(FUNCTION)
+
 tests/functions/browser/node_modules: tests/functions/browser/package-lock.json
 	npm ci --prefix tests/functions/browser --no-audit --no-fund --loglevel=error
 	touch $@
@@ -55,7 +72,7 @@ serve: setup ## Serve the built artifacts locally (uvicorn) on $(HOST):$(PORT)
 
 demo: build serve ## Main job: setup, full build of the default catalogue, then serve it locally
 
-test: setup tools browser ## Run the default (fast) test suite, as CI does
+test: setup tools validate lambda-runtime browser ## make validate, then the default (fast) test suite, as CI does
 	$(TOOLS_PATH) $(PY) -m pytest -q
 
 test-slow: setup ## Run the slow real-model / full-catalogue checks
@@ -84,10 +101,13 @@ deploy-check: setup tools ## sam validate --lint, checkov, sam build and the unz
 	$(TOOLS_PATH) checkov -f template.yaml --config-file infra/checkov.yaml
 	$(TOOLS_PATH) sam build && $(BUILD) sam-size
 
-validate: setup tools ## Lint and type-check the code; validate the SAM template
+# The handlers are all named app.py (what template.yaml's Handler strings name), so one mypy run over
+# them would see one module `app` twice: the packages in one run, then one run per handler.
+validate: setup tools ## Lint, format check, mypy (packages and functions/*/app.py), sam validate --lint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	@for handler in functions/*/app.py; do echo "$(VENV)/bin/mypy $$handler"; $(VENV)/bin/mypy $$handler || exit 1; done
 	$(TOOLS_PATH) sam validate --lint
 
 lint: validate

@@ -21,8 +21,8 @@ import boto3
 import pytest
 from handler_support import import_api_handler, invoke, load_event
 
-from anime_pipeline.deploy_check import table_key_schema
 from anime_pipeline.bench.loadgen import LOOPBACK, free_port
+from anime_pipeline.deploy_check import table_key_schema
 from anime_pipeline.tiny_model import make_tiny_bundle, make_tiny_model
 from anime_recommender.catalogue import Anime, AnimeType, Catalogue
 from anime_recommender.text import anime_text

@@ -31,7 +31,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from anime_pipeline.function_spec import FunctionSpec, LambdaLayout, assemble_layout, check_architecture
+from anime_pipeline.function_spec import (
+    FunctionSpec,
+    LambdaLayout,
+    assemble_layout,
+    check_architecture,
+    check_layers_built,
+)
 from anime_pipeline.paths import REPO_ROOT
 
 LOOPBACK = "127.0.0.1"
@@ -46,7 +52,7 @@ _RIE_BINARIES = {
 }
 
 # Lambda's bootstrap for Python, plus timestamps: it runs awslambdaric as `python -m awslambdaric` does.
-BOOTSTRAP = '''\
+BOOTSTRAP = """\
 import time
 _STARTED = time.monotonic()
 import os
@@ -87,7 +93,7 @@ def _timed_wait_next(self):
 bootstrap._get_handler = _timed_get_handler
 lambda_runtime_client.BaseLambdaRuntimeClient.wait_next_invocation = _timed_wait_next
 ric.main(sys.argv)
-'''
+"""
 
 
 class EmulatorSetupError(RuntimeError):
@@ -177,13 +183,19 @@ def lambda_environment(
     """The runtime's environment: Lambda's reserved variables, the template's, then `overrides`."""
     python = spec.python_version
     env = _passthrough_env() | {
-        "PATH": os.pathsep.join([str(runtime_python.parent), "/usr/local/bin", "/usr/bin", "/bin", f"{layout.opt}/bin"]),
+        "PATH": os.pathsep.join(
+            [str(runtime_python.parent), "/usr/local/bin", "/usr/bin", "/bin", f"{layout.opt}/bin"]
+        ),
         "LANG": "en_US.UTF-8",
         "TZ": ":UTC",
         "LD_LIBRARY_PATH": f"{layout.task}/lib:{layout.opt}/lib",
         # Lambda's search path: the code, then the layers, then the runtime's own packages (boto3).
         "PYTHONPATH": os.pathsep.join(
-            [str(layout.task), f"{layout.opt}/python/lib/python{python}/site-packages", f"{layout.opt}/python"]
+            [
+                str(layout.task),
+                f"{layout.opt}/python/lib/python{python}/site-packages",
+                f"{layout.opt}/python",
+            ]
         ),
         # /var/task and /opt are read-only on Lambda: .pyc files shipped in the layers are used,
         # nothing new is written (nor into this repository's folders behind the symlinks).
@@ -208,6 +220,25 @@ def lambda_environment(
     return env | {name: layout.localise(value) for name, value in overrides.items()}
 
 
+def _has_fileno(stream: IO[str] | None) -> bool:
+    try:
+        return stream is not None and stream.fileno() >= 0
+    except (OSError, ValueError):  # io.UnsupportedOperation is both
+        return False
+
+
+def _json_or_none(raw: bytes) -> Any:
+    try:
+        return json.loads(raw) if raw else None
+    except json.JSONDecodeError:
+        return raw.decode("utf-8", errors="replace")
+
+
+def _is_lambda_error(payload: Any) -> bool:
+    """Lambda's error object: what an invocation returns when the function raised or failed to init."""
+    return isinstance(payload, dict) and {"errorMessage", "errorType"} <= payload.keys()
+
+
 class LambdaEmulator:
     """One function's execution environment: start it, invoke it any number of times, stop it.
 
@@ -228,7 +259,7 @@ class LambdaEmulator:
         env: environment variables over the template's (e.g. endpoints, ARTIFACTS_DIR).
         layer_overrides: layer logical id → folder to use as its content (see `assemble_layout`).
         log: where the emulator's and the function's output goes (default: a file in the scratch
-            folder, read back with `log_text`).
+            folder, read back with `log_text`; a stream without a file descriptor gets it on stop).
         """
         self.spec = spec
         self._env = dict(env or {})
@@ -250,14 +281,20 @@ class LambdaEmulator:
             EmulatorSetupError: the emulator or the runtime is missing, or the emulator did not start.
         """
         check_architecture(self.spec)
+        check_layers_built(self.spec, self._layer_overrides)  # before the tools: the likelier miss
         rie = find_rie()
         python = find_runtime_python(self.spec.python_version)
         self._scratch = Path(tempfile.mkdtemp(prefix=f"lambda-{self.spec.logical_id}-"))
         try:
-            layout = assemble_layout(self.spec, self._scratch / "lambda", self._layer_overrides)
+            self._launch(rie, python)
         except BaseException:
-            self._remove_scratch()
+            self.stop()  # nothing left behind: no process, no scratch folder
             raise
+        return self
+
+    def _launch(self, rie: Path, python: Path) -> None:
+        assert self._scratch is not None
+        layout = assemble_layout(self.spec, self._scratch / "lambda", self._layer_overrides)
         bootstrap = self._scratch / "runtime" / "bootstrap.py"
         bootstrap.parent.mkdir()
         bootstrap.write_text(BOOTSTRAP, encoding="utf-8")
@@ -267,7 +304,8 @@ class LambdaEmulator:
             "ANIME_INVOKE_TRACED": "1" if self.spec.tracing else "0",
         }
         self.port, runtime_api_port = free_port(), free_port()
-        log = self._log_stream or (self._scratch / "emulator.log").open("w", encoding="utf-8")
+        log = self._log_stream if _has_fileno(self._log_stream) else None
+        log = log or (self._scratch / "emulator.log").open("w", encoding="utf-8")
         command = [
             str(rie),
             "--log-level",
@@ -287,7 +325,6 @@ class LambdaEmulator:
         if log is not self._log_stream:
             log.close()
         self._wait_listening(timeout_s=10.0)
-        return self
 
     def stop(self) -> None:
         """Stop the emulator and the runtime, and remove the scratch folder."""
@@ -299,6 +336,8 @@ class LambdaEmulator:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=5)
+        if self._log_stream is not None and not _has_fileno(self._log_stream):
+            self._log_stream.write(self.log_text())  # a stream without a file descriptor gets it now
         self._remove_scratch()
 
     def __enter__(self) -> LambdaEmulator:
@@ -334,17 +373,22 @@ class LambdaEmulator:
             with urllib.request.urlopen(request, timeout=self.spec.timeout_s + 15) as response:
                 raw = response.read()
                 error_header = response.headers.get("X-Amz-Function-Error")
+        except urllib.error.HTTPError as exc:
+            # A failed init comes back as 502 with Lambda's error object (errorType, errorMessage).
+            raw, error_header = exc.read(), f"HTTP {exc.code}"
+            if not _is_lambda_error(_json_or_none(raw)):
+                raise InvocationError(f"the emulator answered {exc}{self._log_tail()}") from exc
         except (urllib.error.URLError, TimeoutError) as exc:
             raise InvocationError(f"no answer from the emulator: {exc}{self._log_tail()}") from exc
         roundtrip_ms = (time.monotonic() - sent) * 1000.0
-        payload = json.loads(raw) if raw else None
-        function_error = bool(error_header) or (
-            isinstance(payload, dict) and {"errorMessage", "errorType"} <= payload.keys()
-        )
+        payload = _json_or_none(raw)
+        function_error = bool(error_header) or _is_lambda_error(payload)
         marks = self._new_marks(wait_for_next=not function_error)
         events = [t for name, t in marks if name == "event"]
         nexts = [t for name, t in marks if name == "next"]
-        duration_ms = (nexts[-1] - events[-1]) * 1000.0 if events and nexts and nexts[-1] > events[-1] else None
+        duration_ms = (
+            (nexts[-1] - events[-1]) * 1000.0 if events and nexts and nexts[-1] > events[-1] else None
+        )
         init = self._init_timings(marks, sent) if cold else None
         return Invocation(payload, function_error, roundtrip_ms, duration_ms, init)
 
@@ -377,7 +421,7 @@ class LambdaEmulator:
 
     @staticmethod
     def _init_timings(marks: list[tuple[str, float]], sent: float) -> InitTimings | None:
-        named = {name: t for name, t in reversed(marks)}  # first occurrence of each
+        named = dict(reversed(marks))  # the first occurrence of each name
         if not {"interpreter", "handler", "next"} <= named.keys():
             return None
         return InitTimings(
@@ -392,15 +436,15 @@ class LambdaEmulator:
             assert self._process is not None
             if self._process.poll() is not None:
                 code = self._process.returncode
-                self.stop()
-                raise EmulatorSetupError(f"aws-lambda-rie exited ({code}) before listening")
+                raise EmulatorSetupError(f"aws-lambda-rie exited ({code}) before listening{self._log_tail()}")
             try:
                 with socket.create_connection((LOOPBACK, self.port), timeout=0.2):
                     return
             except OSError:
                 time.sleep(0.01)
-        self.stop()
-        raise EmulatorSetupError(f"aws-lambda-rie did not listen on {LOOPBACK}:{self.port} within {timeout_s:.0f} s")
+        raise EmulatorSetupError(
+            f"aws-lambda-rie did not listen on {LOOPBACK}:{self.port} within {timeout_s:.0f} s"
+        )
 
     def _log_tail(self) -> str:
         tail = self.log_text()[-2000:]

@@ -12,7 +12,10 @@ V2 teacher, V3, V4 fp32, V4 int8, and the FINAL ranking):
   anime, targets with ≥ 2 votes that are *not* the same franchise (`same_franchise`); hits of
   those targets in the source's top-10 divided by their number (micro average over pairs);
 * **franchise siblings@10** — for each dev source anime with 1–10 franchise siblings
-  (`FranchiseIndex.siblings`), the share of its siblings in its top-10 (micro average).
+  (`FranchiseIndex.siblings`), the share of its siblings in its top-10 (micro average); 0 for
+  the final ranking by design, whose `items` never hold a sibling;
+* **franchise recall** — for the same sources (franchises of 2–11 entries), the share of their
+  siblings found in the `franchise` list the API returns beside `items` (`franchise_entries`).
 
 Vectors come as `.npy` files in catalogue row order (or `.npz` with `ids` + a key of the
 method's name, realigned by id): the embeddings stage writes them; `--vectors NAME=PATH` overrides.
@@ -33,22 +36,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
+from anime_pipeline import search_eval
 from anime_pipeline.baselines import V1Model
 from anime_pipeline.embedding_eval import TripletSet
 from anime_pipeline.paths import REPO_ROOT, BuildPaths
+from anime_pipeline.progress import progress
 from anime_recommender.catalogue import Catalogue
 from anime_recommender.ranking import (
     FranchiseIndex,
     RankingConfig,
+    franchise_entries,
     popularity,
     quality,
     same_franchise,
     score_arrays,
+    spread_franchises,
     year_proximity,
 )
-from anime_recommender.topk import top_k_inner_products, top_k_per_row
+from anime_recommender.similarity import SIMILAR_V2_POOL, SIMILAR_V3_POOL, SIMILAR_V4_POOL
+from anime_recommender.topk import top_k_inner_products
 
 DEFAULT_DEV_CSV = REPO_ROOT.parent / "shared" / "eval" / "mal_user_recommendations_dev.csv"
 # Vector files the embeddings stage writes (catalogue row order); missing ones are skipped.
@@ -57,24 +64,17 @@ DEFAULT_VECTOR_NAMES: tuple[str, ...] = ("v3_fp32", "v3", "v4_fp32", "v4_int8")
 K = 10
 MIN_VOTES = 2
 MAX_SIBLINGS = 10  # franchises up to 11 entries: every sibling could fit in a top-10
-SIBLING_TARGET = 0.65
-# Tuning demands this much sibling share on dev: a wide margin over the 65 % held-out target,
-# because the held-out check counts siblings with its own franchise heuristic, not ours, and a
-# recall plateau makes the margin cheap (~0.3 points of recall on dev).
-SIBLING_TUNE_FLOOR = 0.85
 
 TopK = Callable[[np.ndarray], np.ndarray]  # query rows [q] -> neighbour rows [q, K] (-1 = none)
 PairScore = Callable[[np.ndarray, np.ndarray], np.ndarray]  # rows a, rows b -> similarity [n]
 
 # The knobs searched by `--tune` (kept few on purpose: the dev set is small).
 TUNE_GRID: dict[str, tuple[float, ...]] = {
-    "w_v3": (0.25, 0.5, 1.0),
-    "w_tags": (0.25, 0.5, 1.0),
-    "w_popularity": (2.0, 3.0, 4.0),
-    "w_quality": (0.25, 0.5),
-    "w_year": (0.0, 0.25, 0.5),
-    "franchise_boost": (1.0, 3.0),
-    "franchise_slots": (3.0, 4.0, 5.0),
+    "w_v3": (0.5, 1.0),
+    "w_tags": (0.5, 1.0, 1.5),
+    "w_popularity": (3.0, 4.0, 5.0),
+    "w_quality": (0.0, 0.25, 0.5),
+    "w_year": (0.25, 0.5, 1.0),
 }
 
 
@@ -99,10 +99,13 @@ class EvaluateInputs:
     final_v3: str = "v3"
     ranking: RankingConfig = field(default_factory=RankingConfig)
     tune: bool = False
-    pool: int = 200
-    v3_pool: int = 100
+    pool: int = SIMILAR_V4_POOL
+    v3_pool: int = SIMILAR_V3_POOL
+    v2_pool: int = SIMILAR_V2_POOL
     seed: int = 13
     labels: dict[str, str] = field(default_factory=dict)
+    #: The serving bundle whose free-text search is evaluated (`search_eval`); None skips it.
+    bundle: Path | None = None
 
 
 @dataclass
@@ -213,6 +216,24 @@ def v2_method(neighbours: Path, catalogue: Catalogue, k: int = K) -> tuple[PairS
     return pairs, topk
 
 
+def v2_list_rows(neighbours: Path, catalogue: Catalogue, depth: int) -> TopK:
+    """The first `depth` entries of each anime's V2 list as catalogue rows (-1 = none)."""
+    with np.load(neighbours) as data:
+        ids = np.asarray(data["ids"], dtype=np.int64)
+        nids = np.asarray(data["neighbour_ids"][:, :depth], dtype=np.int64)
+    listed = {int(a): i for i, a in enumerate(ids.tolist())}
+    cat_ids = np.asarray(catalogue.ids, dtype=np.int64)
+    pos = np.clip(np.searchsorted(cat_ids, nids), 0, len(cat_ids) - 1)
+    rows_of = np.where(cat_ids[pos] == nids, pos, -1)
+    empty = np.full(nids.shape[1], -1, dtype=np.int64)
+
+    def topk(rows: np.ndarray) -> np.ndarray:
+        out = [rows_of[listed[cat_ids[int(r)]]] if int(cat_ids[int(r)]) in listed else empty for r in rows]
+        return np.stack(out) if out else np.zeros((0, nids.shape[1]), dtype=np.int64)
+
+    return topk
+
+
 def popularity_method(catalogue: Catalogue, k: int = K) -> TopK:
     """Reference: the same top-k most-members list for every query (the query itself excluded)."""
     members = np.array([a.members or 0 for a in catalogue], dtype=np.float64)
@@ -229,9 +250,25 @@ def popularity_method(catalogue: Catalogue, k: int = K) -> TopK:
 # ---------------------------------------------------------------------------------------------
 
 
+class RowSiblings:
+    """Catalogue row → rows of its franchise siblings (`FranchiseIndex.siblings`), memoised."""
+
+    def __init__(self, catalogue: Catalogue, franchise: FranchiseIndex) -> None:
+        self._catalogue, self._franchise = catalogue, franchise
+        self._memo: dict[int, frozenset[int]] = {}
+
+    def __call__(self, row: int) -> frozenset[int]:
+        found = self._memo.get(row)
+        if found is None:
+            cat = self._catalogue
+            found = frozenset(cat.row(i) for i in self._franchise.siblings(cat[row]))
+            self._memo[row] = found
+        return found
+
+
 @dataclass
 class CandidatePools:
-    """Per query row: over-fetched V4 candidates plus its franchise siblings, padded to [Q, C]."""
+    """Per query row: the API's candidates (its franchise siblings left out), padded to [Q, C]."""
 
     query_rows: np.ndarray
     rows: np.ndarray  # [Q, C] catalogue rows, -1 = padding
@@ -241,8 +278,8 @@ class CandidatePools:
     qual: np.ndarray
     years: np.ndarray
     query_years: np.ndarray
-    sibling: np.ndarray  # [Q, C] bool
     tags: np.ndarray  # [Q, C] tag Jaccard with the query
+    siblings: RowSiblings  # what one-per-franchise spreading asks of each listed row
 
     @property
     def valid(self) -> np.ndarray:
@@ -251,15 +288,16 @@ class CandidatePools:
 
 def build_pools(
     catalogue: Catalogue,
-    franchise: FranchiseIndex,
+    siblings: RowSiblings,
     v4: np.ndarray,
     v3: np.ndarray,
     query_rows: np.ndarray,
     pool: int,
     v3_pool: int = 0,
+    v2_top: TopK | None = None,
 ) -> CandidatePools:
     """What the API sees: top-`pool` by V4 ∪ top-`v3_pool` by V3 (as the two hnswlib searches
-    would return) ∪ the query's franchise siblings found by title."""
+    would return) ∪ the V2 list (`v2_top`, rows), minus the query's franchise siblings."""
     members = np.array([np.nan if a.members is None else a.members for a in catalogue], dtype=np.float64)
     years = np.array([np.nan if a.year is None else a.year for a in catalogue], dtype=np.float64)
     pop_all = popularity(members)
@@ -267,7 +305,6 @@ def build_pools(
         np.array([np.nan if a.score is None else a.score for a in catalogue], dtype=np.float64)
     )
     lists: list[np.ndarray] = []
-    sib_lists: list[set[int]] = []
     jaccard = V1Model.from_catalogue(catalogue, "jaccard")
 
     def top_rows(vectors: np.ndarray, rows: np.ndarray, depth: int) -> np.ndarray:
@@ -276,24 +313,21 @@ def build_pools(
             return np.zeros((len(rows), 0), dtype=np.int64)
         return top_k_inner_products(vectors[rows], vectors, depth, exclude=rows, block_size=512)[0]
 
-    for s in tqdm(range(0, len(query_rows), 512), desc="candidate pools", unit="chunk", leave=False):
+    for s in progress(range(0, len(query_rows), 512), desc="candidate pools", unit="chunk", leave=False):
         rows = query_rows[s : s + 512]
         top4, top3 = top_rows(v4, rows, pool), top_rows(v3, rows, v3_pool)
+        top2 = v2_top(rows) if v2_top is not None else np.zeros((len(rows), 0), dtype=np.int64)
         for q, r in enumerate(rows):
-            sibs = {catalogue.row(i) for i in franchise.siblings(catalogue[int(r)])}
-            sib_lists.append(sibs)
-            extra = sorted((sibs | set(top3[q].tolist())) - set(top4[q].tolist()))
-            lists.append(np.concatenate([top4[q], np.array(extra, dtype=np.int64)]))
+            banned = siblings(int(r)) | {int(r), -1}
+            first = [x for x in top4[q].tolist() if x not in banned]
+            extra = sorted((set(top3[q].tolist()) | set(top2[q].tolist())) - banned - set(first))
+            lists.append(np.array(first + extra, dtype=np.int64))
     width = max((len(x) for x in lists), default=1)
     rows_arr = np.full((len(lists), width), -1, dtype=np.int64)
     for q, cand in enumerate(lists):
         rows_arr[q, : len(cand)] = cand
     safe = np.maximum(rows_arr, 0)
     qv4, qv3 = v4[query_rows], v3[query_rows]
-    sibling = np.zeros(rows_arr.shape, dtype=bool)
-    for q, sibs in enumerate(sib_lists):
-        if sibs:
-            sibling[q] = np.isin(rows_arr[q], list(sibs))
     tag_overlap = jaccard.pair_scores(np.repeat(query_rows, safe.shape[1]), safe.ravel()).reshape(safe.shape)
     return CandidatePools(
         query_rows=query_rows,
@@ -304,30 +338,45 @@ def build_pools(
         qual=qual_all[safe],
         years=years[safe],
         query_years=years[query_rows][:, None],
-        sibling=sibling,
         tags=tag_overlap.astype(np.float64),
+        siblings=siblings,
     )
 
 
 def rank_pools(pools: CandidatePools, config: RankingConfig, k: int = K) -> np.ndarray:
-    """Top-k catalogue rows [Q, k] of the final ranking for each pooled query."""
+    """Top-k catalogue rows [Q, k] of the final ranking for each pooled query (-1 = none).
+
+    The API's order (`rank_candidates`): score, then V4 similarity, then id (= row order), with
+    one entry per franchise before any repeat (`spread_franchises`).
+    """
     score, _ = score_arrays(
         config,
         v4=pools.v4,
         v3=pools.v3,
         pop=pools.pop,
         year_prox=year_proximity(pools.query_years, pools.years, config.year_scale),
-        sibling=pools.sibling,
         valid=pools.valid,
         qual=pools.qual,
         tags=pools.tags,
     )
-    k_eff = min(k, score.shape[1])
-    best, best_scores = top_k_per_row(score, k_eff)
-    top = np.where(np.isfinite(best_scores), np.take_along_axis(pools.rows, best, axis=1), -1)
-    out = np.full((len(top), k), -1, dtype=np.int64)
-    out[:, :k_eff] = top
+    order = np.lexsort((pools.rows, -pools.v4, -score), axis=-1)
+    out = np.full((len(score), k), -1, dtype=np.int64)
+    for q in range(len(score)):
+        ranked = [int(pools.rows[q, j]) for j in order[q] if np.isfinite(score[q, j])]
+        top = spread_franchises(ranked, pools.siblings, k)
+        out[q, : len(top)] = top
     return out
+
+
+def franchise_recall(catalogue: Catalogue, franchise: FranchiseIndex, dev: DevSet) -> dict[str, float | int]:
+    """Share of the dev sources' siblings (franchises of 2–11) found in the API's `franchise` lists."""
+    hits = total = 0
+    for source, truth in dev.siblings.items():
+        query = catalogue[source]
+        listed, _ = franchise_entries(query, (catalogue.by_id(i) for i in franchise.siblings(query)))
+        total += len(truth)
+        hits += len(truth & {catalogue.row(e.anime.id) for e in listed})
+    return {"franchise_recall": hits / total if total else float("nan"), "sibling_pairs": total}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -441,18 +490,14 @@ def _configs(base: RankingConfig, grid: dict[str, tuple[float, ...]]) -> list[Ra
     out = []
     for values in itertools.product(*(grid[n] for n in names)):
         update: dict[str, Any] = dict(zip(names, values, strict=True))
-        if "franchise_slots" in update:
-            update["franchise_slots"] = int(update["franchise_slots"])
         out.append(base.model_copy(update=update))
     return out
 
 
-def _objective(m: dict[str, float | int]) -> tuple[int, float, float]:
-    # Feasible configs (enough siblings) first, then recall; among infeasible ones, more siblings.
-    sib, rec = float(m["siblings_at_10"]), float(m["recall_at_10"])
-    sib, rec = (0.0 if math.isnan(sib) else sib), (0.0 if math.isnan(rec) else rec)
-    feasible = sib >= SIBLING_TUNE_FLOOR
-    return (1, rec, sib) if feasible else (0, sib, rec)
+def _objective(m: dict[str, float | int]) -> float:
+    # Cross-franchise recall alone: siblings have their own list now, so nothing trades against it.
+    rec = float(m["recall_at_10"])
+    return 0.0 if math.isnan(rec) else rec
 
 
 def tune_ranking(
@@ -468,7 +513,7 @@ def tune_ranking(
     rng = np.random.default_rng(seed)
     fold_of = rng.permutation(len(pools.query_rows)) % folds
     results: list[list[dict[str, float | int]]] = []  # [config][fold]
-    for cfg in tqdm(configs, desc="tuning ranking", unit="config"):
+    for cfg in progress(configs, desc="tuning ranking", unit="config"):
         top = rank_pools(pools, cfg)
         results.append(
             [dev_metrics(top[fold_of == f], pools.query_rows[fold_of == f], dev) for f in range(folds)]
@@ -506,7 +551,6 @@ def tune_ranking(
     return {
         "grid": {k: list(v) for k, v in (grid or TUNE_GRID).items()},
         "configs_tried": len(configs),
-        "sibling_floor": SIBLING_TUNE_FLOOR,
         "best": configs[best].model_dump(),
         "best_dev": all_dev[best],
         "folds": fold_reports,
@@ -542,118 +586,203 @@ def _model_stats(model_dir: Path, catalogue: Catalogue, n_texts: int = 512) -> d
     }
 
 
-def evaluate(inputs: EvaluateInputs) -> EvaluateResult:
-    """Compute every section whose inputs exist and write report.json / report.md."""
-    catalogue = Catalogue.load(inputs.catalogue)
-    franchise = FranchiseIndex(catalogue)
-    report: dict[str, Any] = {"catalogue": {"path": str(inputs.catalogue), "size": len(catalogue)}, "k": K}
-    report["labels"] = dict(inputs.labels)
+def _v2_pool(inputs: EvaluateInputs, catalogue: Catalogue) -> TopK | None:
+    """The V2 lists the API's by-id pool includes (None without a neighbours file)."""
+    if inputs.neighbours is None or not inputs.neighbours.is_file() or inputs.v2_pool <= 0:
+        return None
+    return v2_list_rows(inputs.neighbours, catalogue, inputs.v2_pool)
 
-    pair_methods: dict[str, PairScore] = {}
-    topk_methods: dict[str, TopK] = {}
+
+@dataclass
+class _Methods:
+    """Every compared method's pair scorer and top-k, and the vectors loaded for them."""
+
+    pair: dict[str, PairScore] = field(default_factory=dict)
+    topk: dict[str, TopK] = field(default_factory=dict)
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _collect_methods(inputs: EvaluateInputs, catalogue: Catalogue) -> _Methods:
+    """The V1 baselines, V2 when its lists exist, and one method per vector file that exists."""
+    methods = _Methods()
     for name, (pair_fn, topk_fn) in v1_methods(catalogue).items():
-        pair_methods[name], topk_methods[name] = pair_fn, topk_fn
+        methods.pair[name], methods.topk[name] = pair_fn, topk_fn
     if inputs.neighbours is not None and inputs.neighbours.is_file():
-        pair_methods["v2"], topk_methods["v2"] = v2_method(inputs.neighbours, catalogue)
-    vectors: dict[str, np.ndarray] = {}
+        methods.pair["v2"], methods.topk["v2"] = v2_method(inputs.neighbours, catalogue)
     for name, path in inputs.vectors.items():
         if path.is_file():
-            vectors[name] = load_vectors(path, name, catalogue)
-            pair_methods[name], topk_methods[name] = vector_method(vectors[name])
-    report["methods"] = {name: {} for name in [*topk_methods, "final"]}
+            methods.vectors[name] = load_vectors(path, name, catalogue)
+            methods.pair[name], methods.topk[name] = vector_method(methods.vectors[name])
+    return methods
 
-    final_v4 = vectors.get(inputs.final_v4)
-    final_v3 = vectors.get(inputs.final_v3, final_v4)
-    report["final"] = {
-        "v4_vectors": inputs.final_v4 if final_v4 is not None else None,
-        "v3_vectors": inputs.final_v3 if inputs.final_v3 in vectors else None,
-        "pool": inputs.pool,
-        "v3_pool": inputs.v3_pool,
-        "config": inputs.ranking.model_dump(),
-    }
-    if final_v4 is None:
-        del report["methods"]["final"]
 
-    def final_topk(rows: np.ndarray, config: RankingConfig) -> np.ndarray:
-        assert final_v4 is not None and final_v3 is not None
-        pools = build_pools(catalogue, franchise, final_v4, final_v3, rows, inputs.pool, inputs.v3_pool)
-        return rank_pools(pools, config)
+@dataclass(frozen=True)
+class _FinalRanking:
+    """The API's ranking on the evaluated vectors: candidate pools as the API builds them, then the rerank."""
 
-    # -- development recommendations
-    chosen = inputs.ranking
-    dev_csv = inputs.dev_csv
-    if dev_csv is not None and dev_csv.is_file():
-        dev = build_dev_set(read_dev_pairs(dev_csv), catalogue, franchise)
-        report["dev"] = {
-            "path": str(dev_csv),
-            "sources": int(len(dev.sources)),
-            "pairs_min_votes": dev.pairs_total,
-            "pairs_same_franchise_excluded": dev.pairs_same_franchise,
-            "sources_with_targets": len(dev.targets),
-            "sources_with_siblings": len(dev.siblings),
-        }
-        rows = dev.sources
-        report.setdefault("references", {})["popularity"] = dev_metrics(
-            popularity_method(catalogue)(rows), rows, dev
+    catalogue: Catalogue
+    siblings: RowSiblings
+    v4: np.ndarray
+    v3: np.ndarray
+    inputs: EvaluateInputs
+    v2_top: TopK | None
+
+    def pools(self, rows: np.ndarray) -> CandidatePools:
+        """The candidate pools of these query rows."""
+        return build_pools(
+            self.catalogue,
+            self.siblings,
+            self.v4,
+            self.v3,
+            rows,
+            self.inputs.pool,
+            self.inputs.v3_pool,
+            self.v2_top,
         )
-        for name in tqdm(list(topk_methods), desc="dev recall", unit="method"):
-            report["methods"][name]["dev"] = dev_metrics(topk_methods[name](rows), rows, dev)
-        if final_v4 is not None and final_v3 is not None:
-            pools = build_pools(catalogue, franchise, final_v4, final_v3, rows, inputs.pool, inputs.v3_pool)
-            if inputs.tune:
-                tuning = tune_ranking(pools, dev, inputs.ranking, seed=inputs.seed)
-                report["tuning"] = tuning
-                chosen = RankingConfig.model_validate(tuning["best"])
-                report["final"]["config"] = chosen.model_dump()
-                report["final"]["config_source"] = "tuned in this run (--tune)"
-                # Reusable as `--ranking-json`, and what to copy into RankingConfig's defaults.
-                inputs.out_dir.mkdir(parents=True, exist_ok=True)
-                (inputs.out_dir / "ranking_tuned.json").write_text(chosen.model_dump_json(indent=2) + "\n")
-            else:
-                report["final"]["config_source"] = "RankingConfig defaults / --ranking-json"
-            top = rank_pools(pools, chosen)
-            report["methods"]["final"]["dev"] = dev_metrics(top, rows, dev)
-            # The same 2-fold split of source anime as the tuning uses.
-            fold_of = np.random.default_rng(inputs.seed).permutation(len(rows)) % 2
-            report["final"]["dev_folds"] = [
-                dev_metrics(top[fold_of == f], rows[fold_of == f], dev) for f in range(2)
-            ]
-    else:
+
+    def topk(self, rows: np.ndarray, config: RankingConfig) -> np.ndarray:
+        """The final top-k rows of these query rows under `config`."""
+        return rank_pools(self.pools(rows), config)
+
+
+def _choose_ranking(
+    report: dict[str, Any], inputs: EvaluateInputs, pools: CandidatePools, dev: DevSet
+) -> RankingConfig:
+    """The ranking config to report: tuned on dev with `--tune` (and saved), else the given one."""
+    if not inputs.tune:
+        report["final"]["config_source"] = "RankingConfig defaults / --ranking-json"
+        return inputs.ranking
+    tuning = tune_ranking(pools, dev, inputs.ranking, seed=inputs.seed)
+    report["tuning"] = tuning
+    chosen = RankingConfig.model_validate(tuning["best"])
+    report["final"]["config"] = chosen.model_dump()
+    report["final"]["config_source"] = "tuned in this run (--tune)"
+    # Reusable as `--ranking-json`, and what to copy into RankingConfig's defaults.
+    inputs.out_dir.mkdir(parents=True, exist_ok=True)
+    (inputs.out_dir / "ranking_tuned.json").write_text(chosen.model_dump_json(indent=2) + "\n")
+    return chosen
+
+
+def _dev_section(
+    report: dict[str, Any],
+    inputs: EvaluateInputs,
+    catalogue: Catalogue,
+    franchise: FranchiseIndex,
+    methods: _Methods,
+    final: _FinalRanking | None,
+) -> RankingConfig:
+    """Development recommendations: recall of every method and of the final ranking; returns its config."""
+    dev_csv = inputs.dev_csv
+    if dev_csv is None or not dev_csv.is_file():
         report["dev"] = {"skipped": f"no dev recommendations at {dev_csv}"}
+        return inputs.ranking
+    dev = build_dev_set(read_dev_pairs(dev_csv), catalogue, franchise)
+    report["dev"] = {
+        "path": str(dev_csv),
+        "sources": int(len(dev.sources)),
+        "pairs_min_votes": dev.pairs_total,
+        "pairs_same_franchise_excluded": dev.pairs_same_franchise,
+        "sources_with_targets": len(dev.targets),
+        "sources_with_siblings": len(dev.siblings),
+    }
+    rows = dev.sources
+    report.setdefault("references", {})["popularity"] = dev_metrics(
+        popularity_method(catalogue)(rows), rows, dev
+    )
+    for name in progress(list(methods.topk), desc="dev recall", unit="method"):
+        report["methods"][name]["dev"] = dev_metrics(methods.topk[name](rows), rows, dev)
+    report["franchise_list"] = franchise_recall(catalogue, franchise, dev)
+    if final is None:
+        return inputs.ranking
+    pools = final.pools(rows)
+    chosen = _choose_ranking(report, inputs, pools, dev)
+    top = rank_pools(pools, chosen)
+    report["methods"]["final"]["dev"] = dev_metrics(top, rows, dev)
+    # The same 2-fold split of source anime as the tuning uses.
+    fold_of = np.random.default_rng(inputs.seed).permutation(len(rows)) % 2
+    report["final"]["dev_folds"] = [dev_metrics(top[fold_of == f], rows[fold_of == f], dev) for f in range(2)]
+    return chosen
 
-    # -- held-out triplets and teacher agreement
-    if inputs.triplets is not None and inputs.triplets.is_file():
-        trip = TripletSet.load(inputs.triplets)
-        a, p, n = trip.rows(catalogue, "test")
-        anchors = np.unique(a)
-        report["triplets"] = {
-            "test_triplets": int(len(a)),
-            "test_anchors": int(len(anchors)),
-            "drawn": "split code 2 of the teacher's triplets file: anchors assigned to test by anchor id, "
-            "so no test anchor is an anchor in training; positive from the anchor's V2 top list, "
-            "negative with a lower V2 score (see the triplets stage)",
-        }
-        teacher_top = topk_methods["v2"](anchors) if "v2" in topk_methods else None
-        for name in tqdm(list(pair_methods), desc="triplets/teacher", unit="method"):
-            pair_score = pair_methods[name]
-            report["methods"][name]["triplet_accuracy"] = triplet_accuracy_ties(
-                pair_score(a, p), pair_score(a, n)
-            )
-            if teacher_top is not None:
-                report["methods"][name]["teacher_recall_at_10"] = teacher_agreement(
-                    topk_methods[name](anchors), teacher_top
-                )
-        if teacher_top is not None and "final" in report["methods"]:
-            report["methods"]["final"]["teacher_recall_at_10"] = teacher_agreement(
-                final_topk(anchors, chosen), teacher_top
-            )
 
+def _triplet_section(
+    report: dict[str, Any],
+    inputs: EvaluateInputs,
+    catalogue: Catalogue,
+    methods: _Methods,
+    final: _FinalRanking | None,
+    chosen: RankingConfig,
+) -> None:
+    """Held-out triplet accuracy of every method, and its agreement with the teacher's top-10."""
+    if inputs.triplets is None or not inputs.triplets.is_file():
+        return
+    trip = TripletSet.load(inputs.triplets)
+    a, p, n = trip.rows(catalogue, "test")
+    anchors = np.unique(a)
+    report["triplets"] = {
+        "test_triplets": int(len(a)),
+        "test_anchors": int(len(anchors)),
+        "drawn": "split code 2 of the teacher's triplets file: anchors assigned to test by anchor id, "
+        "so no test anchor is an anchor in training; positive from the anchor's V2 top list, "
+        "negative with a lower V2 score (see the triplets stage)",
+    }
+    teacher_top = methods.topk["v2"](anchors) if "v2" in methods.topk else None
+    for name in progress(list(methods.pair), desc="triplets/teacher", unit="method"):
+        pair_score = methods.pair[name]
+        report["methods"][name]["triplet_accuracy"] = triplet_accuracy_ties(
+            pair_score(a, p), pair_score(a, n)
+        )
+        if teacher_top is not None:
+            report["methods"][name]["teacher_recall_at_10"] = teacher_agreement(
+                methods.topk[name](anchors), teacher_top
+            )
+    if teacher_top is not None and final is not None:
+        report["methods"]["final"]["teacher_recall_at_10"] = teacher_agreement(
+            final.topk(anchors, chosen), teacher_top
+        )
+
+
+def _model_section(report: dict[str, Any], inputs: EvaluateInputs, catalogue: Catalogue) -> None:
+    """Runtime model size and throughput, and the ONNX variants' sizes, when they exist."""
     if inputs.model_dir is not None and (inputs.model_dir / "model.onnx").is_file():
         report["model"] = _model_stats(inputs.model_dir, catalogue)
     if inputs.onnx_dir is not None and inputs.onnx_dir.is_dir():
         report.setdefault("model", {})["onnx_variants_bytes"] = {
             p.name: p.stat().st_size for p in sorted(inputs.onnx_dir.glob("*.onnx"))
         }
+
+
+def evaluate(inputs: EvaluateInputs) -> EvaluateResult:
+    """Compute every section whose inputs exist and write report.json / report.md."""
+    catalogue = Catalogue.load(inputs.catalogue)
+    franchise = FranchiseIndex(catalogue)
+    report: dict[str, Any] = {"catalogue": {"path": str(inputs.catalogue), "size": len(catalogue)}, "k": K}
+    report["labels"] = dict(inputs.labels)
+    methods = _collect_methods(inputs, catalogue)
+    report["methods"] = {name: {} for name in [*methods.topk, "final"]}
+
+    final_v4 = methods.vectors.get(inputs.final_v4)
+    final_v3 = methods.vectors.get(inputs.final_v3, final_v4)
+    report["final"] = {
+        "v4_vectors": inputs.final_v4 if final_v4 is not None else None,
+        "v3_vectors": inputs.final_v3 if inputs.final_v3 in methods.vectors else None,
+        "pool": inputs.pool,
+        "v3_pool": inputs.v3_pool,
+        "config": inputs.ranking.model_dump(),
+    }
+    if final_v4 is None:
+        del report["methods"]["final"]
+    v2_top = _v2_pool(inputs, catalogue)
+    report["final"]["v2_pool"] = inputs.v2_pool if v2_top is not None else 0
+    final = (
+        None
+        if final_v4 is None or final_v3 is None
+        else _FinalRanking(catalogue, RowSiblings(catalogue, franchise), final_v4, final_v3, inputs, v2_top)
+    )
+
+    chosen = _dev_section(report, inputs, catalogue, franchise, methods, final)
+    _triplet_section(report, inputs, catalogue, methods, final, chosen)
+    _model_section(report, inputs, catalogue)
+    report["search"] = search_eval.report_section(inputs.bundle)
 
     inputs.out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = inputs.out_dir / "report.json", inputs.out_dir / "report.md"
@@ -719,12 +848,22 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"{dev['sources_with_siblings']} sources with 1–10 franchise siblings.",
             "",
         ]
+    fl = report.get("franchise_list")
+    if fl:
+        lines += [
+            f"Franchise lists (`franchise`, beside `items`): {_pct(fl['franchise_recall'])} of the "
+            f"{fl['sibling_pairs']} siblings of those sources (franchises of 2–11 entries) found. "
+            "The final ranking's `items` hold no sibling by design (its siblings@10 is 0).",
+            "",
+        ]
     final = report.get("final", {})
     if final.get("v4_vectors") is None:
         lines += ["Final ranking not evaluated: no V4 vectors.", ""]
     else:
         lines += [
-            f"Final ranking ({final.get('config_source', '')}): `{json.dumps(final.get('config'))}`",
+            f"Final ranking ({final.get('config_source', '')}): `{json.dumps(final.get('config'))}`; "
+            f"pool: V4 top-{final.get('pool')} ∪ V3 top-{final.get('v3_pool')} ∪ V2 list "
+            f"top-{final.get('v2_pool', 0)}, franchise siblings left out, one entry per franchise first.",
             "",
         ]
     for f, m in enumerate(final.get("dev_folds", [])):
@@ -751,6 +890,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     if "onnx_variants_bytes" in mod:
         lines += ["", "ONNX variants:", ""]
         lines += [f"- {name}: {size / 1e6:.1f} MB" for name, size in mod["onnx_variants_bytes"].items()]
+    lines += search_eval.markdown_lines(report.get("search"))
     return "\n".join(lines) + "\n"
 
 
@@ -792,7 +932,9 @@ def config_from_args(args: argparse.Namespace, paths: BuildPaths) -> EvaluateInp
         tune=args.tune,
         pool=args.pool,
         v3_pool=args.v3_pool,
+        v2_pool=args.v2_pool,
         labels=labels,
+        bundle=paths.artifacts_dir,
     )
 
 
@@ -807,6 +949,7 @@ def default_config(paths: BuildPaths) -> EvaluateInputs:
         dev_csv=DEFAULT_DEV_CSV,
         model_dir=paths.models / "runtime",
         onnx_dir=paths.models / "onnx",
+        bundle=paths.artifacts_dir,
     )
 
 
@@ -863,9 +1006,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--tune", action="store_true", help="grid-search RankingConfig on the dev set (2-fold check)"
     )
     p.add_argument(
-        "--pool", type=int, default=200, help="V4 candidates over-fetched per query before re-ranking"
+        "--pool",
+        type=int,
+        default=SIMILAR_V4_POOL,
+        help="V4 candidates over-fetched per query before re-ranking (default: the API's)",
     )
-    p.add_argument("--v3-pool", type=int, default=100, help="V3 candidates added to the pool (0 = none)")
+    p.add_argument(
+        "--v3-pool", type=int, default=SIMILAR_V3_POOL, help="V3 candidates added to the pool (0 = none)"
+    )
+    p.add_argument(
+        "--v2-pool", type=int, default=SIMILAR_V2_POOL, help="V2 list entries added to the pool (0 = none)"
+    )
     p.add_argument("--label", action="append", default=[], metavar="NAME=TEXT", help="describe a method")
     p.add_argument("--out", help="output folder (default: .work/eval)")
     p.set_defaults(func=run)

@@ -19,16 +19,17 @@ import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from anime_pipeline.embedding_eval import TripletSet, teacher_recall, top_k_rows, triplet_accuracy
 from anime_pipeline.models import resolve_base_model
 from anime_pipeline.paths import BuildPaths
+from anime_pipeline.progress import progress
 from anime_pipeline.train import HEAD_FILE, head_vectors, load_head
 from anime_recommender.catalogue import Catalogue
 from anime_recommender.encoder import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, EncoderConfig, OnnxEncoder
@@ -379,6 +380,169 @@ def _quality(
     return out
 
 
+@dataclass
+class _VariantFolders:
+    """What every exported variant's `encoder.json` shares; `dims` and `extra` change when V3 is projected."""
+
+    head: dict[str, Any]
+    base_name: str
+    tokenizer: Path
+    max_length: int
+    dims: dict[str, int]
+    quant_configs: dict[str, dict[str, Any]]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def encoder_config(self, variant: str) -> EncoderConfig:
+        """The runtime config of a variant ("fp32", "int8_avx2", ...)."""
+        return EncoderConfig(
+            outputs=self.dims,
+            max_length=self.max_length,
+            base_model=self.base_name,
+            text_version=TEXT_VERSION,
+            quantization=self.quant_configs.get(variant.removeprefix("int8_"), {"dtype": "float32"}),
+            extra={
+                "head": {k: self.head[k] for k in ("in_dim", "hidden_dim", "out_dim")},
+                "pooling": "mean",
+                **self.extra,
+            },
+        )
+
+    def write(self, folder: Path, onnx_file: Path, variant: str) -> None:
+        """One loadable model folder (graph, tokenizer, config) for a variant."""
+        _write_model_dir(folder, onnx_file, self.tokenizer, self.encoder_config(variant))
+
+
+def _export_graphs(
+    base_path: Path, head: dict[str, Any], onnx_dir: Path, config: ExportConfig
+) -> tuple[dict[str, Path], dict[str, dict[str, Any]]]:
+    """The fp32 graph and its int8 quantisations: variant name -> file, and each target's quant config."""
+    fp32_file = onnx_dir / FP32_FILE
+    export_fp32(base_path, head, fp32_file, config.opset)
+    quant_configs: dict[str, dict[str, Any]] = {}
+    for target in QUANT_TARGETS:
+        quant_configs[target] = quantise(
+            fp32_file, target, config.quant, onnx_dir / f"model_int8_{target}.onnx"
+        )
+    variants = {"fp32": fp32_file, **{f"int8_{t}": onnx_dir / f"model_int8_{t}.onnx" for t in QUANT_TARGETS}}
+    return variants, quant_configs
+
+
+def _embed_variants(
+    onnx_dir: Path, variants: Iterable[str], texts: list[str], outputs: Iterable[str], config: ExportConfig
+) -> dict[str, dict[str, np.ndarray]]:
+    """Each variant's vectors of `texts`, through the runtime encoder loaded from its folder."""
+    embedded: dict[str, dict[str, np.ndarray]] = {}
+    for name in variants:
+        encoder = OnnxEncoder.load(onnx_dir / name, threads=config.threads)
+        parts: list[dict[str, np.ndarray]] = []
+        for first in progress(range(0, len(texts), 1024), desc=f"embed {name}", unit="chunk"):
+            parts.append(encoder.encode(texts[first : first + 1024], batch_size=config.batch_size))
+        embedded[name] = {out: np.concatenate([p[out] for p in parts]) for out in outputs}
+    return embedded
+
+
+def _fold_v3_projection(
+    folders: _VariantFolders,
+    variants: dict[str, Path],
+    embedded: dict[str, dict[str, np.ndarray]],
+    onnx_dir: Path,
+    texts: list[str],
+    config: ExportConfig,
+    dim: int,
+) -> dict[str, Any]:
+    """Project V3 onto `dim` directions inside every graph; returns the parity record of it."""
+    # Fit on the fp32 catalogue vectors; every variant's catalogue vectors are projected exactly
+    # as the graphs will do it (appended below), so the parity numbers describe the shipped files.
+    projection, energy = fit_v3_projection(embedded["fp32"]["v3"], dim)
+    for vec in embedded.values():
+        vec["v3"] = project_unit(vec["v3"], projection)
+    for name, file in variants.items():
+        append_v3_projection(file, projection)
+        if name != "fp32" and config.quant.fp16_weight_storage:
+            folders.quant_configs[name.removeprefix("int8_")]["fp16_stored_weights"] += (
+                store_fp32_weights_as_fp16(file)
+            )
+    record: dict[str, Any] = {
+        "from": folders.dims["v3"],
+        "to": dim,
+        "energy_kept": energy,
+        "fit_rows": len(texts),
+    }
+    # The same dict object: the graph check below also lands in the runtime folder's encoder.json.
+    folders.extra["v3_projection"] = record
+    folders.dims["v3"] = dim
+    for name, file in variants.items():
+        folders.write(onnx_dir / name, file, name)
+    # The folded graph must give what the numpy projection gave (a few texts, the shipped variant).
+    check = OnnxEncoder.load(onnx_dir / "int8_avx2", threads=config.threads).encode(texts[:16], batch_size=1)
+    record["graph_vs_numpy_min_cosine"] = float(
+        np.min(np.einsum("ij,ij->i", check["v3"], embedded["int8_avx2"]["v3"][:16]))
+    )
+    return record
+
+
+def _agreement_with_fp32(
+    vec: dict[str, np.ndarray], fp32: dict[str, np.ndarray], rows: int
+) -> dict[str, Any]:
+    """Cosine and top-10 overlap of a quantised variant's vectors against the fp32 graph's."""
+    entry: dict[str, Any] = {}
+    for out in ("v3", "v4"):
+        cos = np.einsum("ij,ij->i", vec[out], fp32[out])
+        entry[f"{out}_mean_cosine_vs_fp32"] = float(cos.mean())
+        entry[f"{out}_min_cosine_vs_fp32"] = float(cos.min())
+        k = min(10, rows - 1)
+        if k > 0:
+            sample = np.arange(min(rows, 2000))
+            mine = top_k_rows(vec[out], sample, k)
+            ref = top_k_rows(fp32[out], sample, k)
+            entry[f"{out}_top10_overlap_vs_fp32"] = float(
+                np.mean([len(set(a) & set(b)) / k for a, b in zip(mine, ref, strict=True)])
+            )
+    return entry
+
+
+def _quality_gate_failures(parity: dict[str, Any], variants: Iterable[str], max_drop: float) -> list[str]:
+    """Every quality figure of an int8 variant more than `max_drop` below fp32's."""
+    failures: list[str] = []
+    for name in variants:
+        if name == "fp32":
+            continue
+        for key, ref in parity["fp32"].items():
+            got = parity[name].get(key)
+            if ref is not None and got is not None and got < ref - max_drop:
+                failures.append(f"{name} {key}: {got:.4f} < fp32 {ref:.4f} - {max_drop}")
+    return failures
+
+
+def _save_catalogue_vectors(vectors_dir: Path, embedded: dict[str, dict[str, np.ndarray]]) -> None:
+    """Catalogue vectors in row order for the evaluate stage (`.work/models/vectors/*.npy`).
+
+    "v3"/"v4_int8" are what the shipped int8 x86 graph serves; fp32 for comparison.
+    """
+    vectors_dir.mkdir(parents=True, exist_ok=True)
+    served, fp32 = embedded["int8_avx2"], embedded["fp32"]
+    for name, values in {
+        "v3": served["v3"],
+        "v4_int8": served["v4"],
+        "v3_fp32": fp32["v3"],
+        "v4_fp32": fp32["v4"],
+    }.items():
+        np.save(vectors_dir / f"{name}.npy", values)
+
+
+def _enforce_gate(gate_failures: list[str], enforce: bool) -> None:
+    """Warn about every failure; raise for the shipped model's when the gate is enforced.
+
+    The build fails only for the shipped (x86 avx2) model; the arm64 variant is recorded and
+    warned about, since the default deployment does not load it.
+    """
+    shipped = [f for f in gate_failures if f.startswith("int8_avx2 ")]
+    for failure in gate_failures:
+        log.warning("int8 parity gate: %s", failure)
+    if shipped and enforce:
+        raise ParityError("; ".join(shipped))
+
+
 def export_models(
     catalogue: Catalogue,
     head_path: Path,
@@ -388,53 +552,27 @@ def export_models(
     triplets: TripletSet | None = None,
     neighbours_path: Path | None = None,
     cache_dir: Path | None = None,
-    vectors_dir: Path | None = None,
 ) -> ExportResult:
     """Export fp32 + int8 (avx2, arm64) graphs, check parity, write the runtime model folder."""
     start = time.perf_counter()
     head = load_head(head_path)
     base = resolve_base_model(head["base_model_path"], cache_dir or onnx_dir / "cache")
-    max_length = int(head["config"]["max_length"])
-    fp32_file = onnx_dir / FP32_FILE
-    export_fp32(base.path, head, fp32_file, config.opset)
-
-    dims = {"v4": int(head["out_dim"]), "v3": int(head["in_dim"])}
-    extra_config: dict[str, Any] = {}
-    quant_configs: dict[str, dict[str, Any]] = {}
-    for target in QUANT_TARGETS:
-        quant_configs[target] = quantise(
-            fp32_file, target, config.quant, onnx_dir / f"model_int8_{target}.onnx"
-        )
-
-    def encoder_config(quantization: dict[str, Any]) -> EncoderConfig:
-        return EncoderConfig(
-            outputs=dims,
-            max_length=max_length,
-            base_model=base.name,
-            text_version=TEXT_VERSION,
-            quantization=quantization,
-            extra={
-                "head": {k: head[k] for k in ("in_dim", "hidden_dim", "out_dim")},
-                "pooling": "mean",
-                **extra_config,
-            },
-        )
-
+    variants, quant_configs = _export_graphs(base.path, head, onnx_dir, config)
+    folders = _VariantFolders(
+        head=head,
+        base_name=base.name,
+        tokenizer=base.tokenizer_file,
+        max_length=int(head["config"]["max_length"]),
+        dims={"v4": int(head["out_dim"]), "v3": int(head["in_dim"])},
+        quant_configs=quant_configs,
+    )
     # One loadable folder per variant (parity uses the runtime encoder itself: one code path).
-    variants = {"fp32": fp32_file, **{f"int8_{t}": onnx_dir / f"model_int8_{t}.onnx" for t in QUANT_TARGETS}}
     for name, file in variants.items():
-        quantization = quant_configs.get(name.removeprefix("int8_"), {"dtype": "float32"})
-        _write_model_dir(onnx_dir / name, file, base.tokenizer_file, encoder_config(quantization))
+        folders.write(onnx_dir / name, file, name)
 
     rows = len(catalogue) if config.parity_rows is None else min(config.parity_rows, len(catalogue))
     texts = [anime_text(a) for a in catalogue][:rows]
-    embedded: dict[str, dict[str, np.ndarray]] = {}
-    for name in variants:
-        encoder = OnnxEncoder.load(onnx_dir / name, threads=config.threads)
-        parts: list[dict[str, np.ndarray]] = []
-        for first in tqdm(range(0, rows, 1024), desc=f"embed {name}", unit="chunk"):
-            parts.append(encoder.encode(texts[first : first + 1024], batch_size=config.batch_size))
-        embedded[name] = {out: np.concatenate([p[out] for p in parts]) for out in dims}
+    embedded = _embed_variants(onnx_dir, variants, texts, list(folders.dims), config)
     fp32 = embedded["fp32"]
     # The fp32 graph must reproduce the torch head on its own V3 output (checks the appended ops).
     torch_v4 = head_vectors(head, fp32["v3"])
@@ -442,101 +580,35 @@ def export_models(
         "rows": rows,
         "fp32_graph_vs_torch_head_v4_min_cosine": float(np.min(np.einsum("ij,ij->i", fp32["v4"], torch_v4))),
     }
-    if config.v3_dim is not None and config.v3_dim < dims["v3"]:
-        # Fit on the fp32 catalogue vectors; every variant's catalogue vectors are projected exactly
-        # as the graphs will do it (appended below), so the parity numbers describe the shipped files.
-        projection, energy = fit_v3_projection(fp32["v3"], config.v3_dim)
-        for vec in embedded.values():
-            vec["v3"] = project_unit(vec["v3"], projection)
-        for name, file in variants.items():
-            append_v3_projection(file, projection)
-            if name != "fp32" and config.quant.fp16_weight_storage:
-                quant_configs[name.removeprefix("int8_")]["fp16_stored_weights"] += (
-                    store_fp32_weights_as_fp16(file)
-                )
-        parity["v3_projection"] = {
-            "from": dims["v3"],
-            "to": config.v3_dim,
-            "energy_kept": energy,
-            "fit_rows": rows,
-        }
-        extra_config["v3_projection"] = parity["v3_projection"]
-        dims["v3"] = config.v3_dim
-        for name, file in variants.items():
-            quantization = quant_configs.get(name.removeprefix("int8_"), {"dtype": "float32"})
-            _write_model_dir(onnx_dir / name, file, base.tokenizer_file, encoder_config(quantization))
-        # The folded graph must give what the numpy projection gave (a few texts, the shipped variant).
-        check = OnnxEncoder.load(onnx_dir / "int8_avx2", threads=config.threads).encode(
-            texts[:16], batch_size=1
+    if config.v3_dim is not None and config.v3_dim < folders.dims["v3"]:
+        parity["v3_projection"] = _fold_v3_projection(
+            folders, variants, embedded, onnx_dir, texts, config, config.v3_dim
         )
-        parity["v3_projection"]["graph_vs_numpy_min_cosine"] = float(
-            np.min(np.einsum("ij,ij->i", check["v3"], embedded["int8_avx2"]["v3"][:16]))
-        )
-    gate_failures: list[str] = []
     full = rows == len(catalogue)
     for name in variants:
-        vec = embedded[name]
-        entry: dict[str, Any] = {}
-        if name != "fp32":
-            for out in ("v3", "v4"):
-                cos = np.einsum("ij,ij->i", vec[out], fp32[out])
-                entry[f"{out}_mean_cosine_vs_fp32"] = float(cos.mean())
-                entry[f"{out}_min_cosine_vs_fp32"] = float(cos.min())
-                k = min(10, rows - 1)
-                if k > 0:
-                    sample = np.arange(min(rows, 2000))
-                    mine = top_k_rows(vec[out], sample, k)
-                    ref = top_k_rows(fp32[out], sample, k)
-                    entry[f"{out}_top10_overlap_vs_fp32"] = float(
-                        np.mean([len(set(a) & set(b)) / k for a, b in zip(mine, ref, strict=True)])
-                    )
+        entry = {} if name == "fp32" else _agreement_with_fp32(embedded[name], fp32, rows)
         if full:
-            entry.update(_quality(vec, catalogue, triplets, neighbours_path))
+            entry.update(_quality(embedded[name], catalogue, triplets, neighbours_path))
         parity[name] = entry
-    if full and triplets is not None:
-        for name in variants:
-            if name == "fp32":
-                continue
-            for key, ref in parity["fp32"].items():
-                got = parity[name].get(key)
-                if ref is not None and got is not None and got < ref - config.max_quality_drop:
-                    gate_failures.append(
-                        f"{name} {key}: {got:.4f} < fp32 {ref:.4f} - {config.max_quality_drop}"
-                    )
+    gate_failures = (
+        _quality_gate_failures(parity, variants, config.max_quality_drop)
+        if full and triplets is not None
+        else []
+    )
     parity["gate_failures"] = gate_failures
     parity["quantization"] = quant_configs
     parity["settings"] = asdict(config)
-
     if full:
-        # Catalogue vectors in row order for the evaluate stage (`.work/models/vectors/*.npy`):
-        # "v3"/"v4_int8" are what the shipped int8 x86 graph serves; fp32 for comparison.
-        vectors_dir = vectors_dir or onnx_dir.parent / "vectors"
-        vectors_dir.mkdir(parents=True, exist_ok=True)
-        served = embedded["int8_avx2"]
-        for name, values in {
-            "v3": served["v3"],
-            "v4_int8": served["v4"],
-            "v3_fp32": fp32["v3"],
-            "v4_fp32": fp32["v4"],
-        }.items():
-            np.save(vectors_dir / f"{name}.npy", values)
+        _save_catalogue_vectors(onnx_dir.parent / "vectors", embedded)
 
-    _write_model_dir(
-        runtime_dir, variants["int8_avx2"], base.tokenizer_file, encoder_config(quant_configs["avx2"])
-    )
+    folders.write(runtime_dir, variants["int8_avx2"], "int8_avx2")
     files = {p.name: p.stat().st_size for p in sorted(onnx_dir.glob("*.onnx"))}
     files.update({f"runtime/{p.name}": p.stat().st_size for p in sorted(runtime_dir.iterdir())})
     parity["files"] = files
     seconds = time.perf_counter() - start
     parity["seconds"] = seconds
     (onnx_dir / "parity.json").write_text(json.dumps(parity, indent=2) + "\n", encoding="utf-8")
-    # The build fails only for the shipped (x86 avx2) model; the arm64 variant is recorded and
-    # warned about, since the default deployment does not load it.
-    shipped = [f for f in gate_failures if f.startswith("int8_avx2 ")]
-    for failure in gate_failures:
-        log.warning("int8 parity gate: %s", failure)
-    if shipped and config.enforce_gate:
-        raise ParityError("; ".join(shipped))
+    _enforce_gate(gate_failures, config.enforce_gate)
     return ExportResult(
         onnx_dir=onnx_dir, runtime_dir=runtime_dir, files=files, parity=parity, seconds=seconds
     )

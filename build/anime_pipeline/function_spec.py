@@ -51,6 +51,7 @@ class LayerSpec:
     logical_id: str
     content: Path
     mount: str = ""
+    requirements: Path | None = None  # what a pip-built layer must hold (its requirements.txt)
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,9 @@ class _Resolver:
             if key == "Fn::Join":
                 separator, items = arg
                 resolved = self.resolve(items)
-                return separator.join(_scalar(v) for v in (resolved if isinstance(resolved, list) else [resolved]))
+                return separator.join(
+                    _scalar(v) for v in (resolved if isinstance(resolved, list) else [resolved])
+                )
             if key == "Fn::Select":
                 index, items = self.resolve(arg)
                 return items[int(index)]
@@ -258,21 +261,53 @@ def _layer(ref: Any, resources: Mapping[str, Any], base: Path) -> LayerSpec:
     if build_method == "makefile":
         # The layer's Makefile (layers/dependencies/Makefile) ships exactly its python/ folder,
         # built by `anime-build layers`; the Makefile and requirements.txt stay behind.
-        return LayerSpec(logical_id, content / "python", mount="python")
+        requirements = content / "requirements.txt"
+        return LayerSpec(
+            logical_id,
+            content / "python",
+            mount="python",
+            requirements=requirements if requirements.is_file() else None,
+        )
     if build_method is not None:
         raise FunctionSpecError(f"{logical_id}: BuildMethod {build_method!r} needs `sam build`")
     return LayerSpec(logical_id, content)
 
 
+def _normalised(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def missing_requirements(site: Path, requirements: Path) -> list[str]:
+    """The pinned `name==version` lines of `requirements` with no matching .dist-info in `site`."""
+    installed = set()
+    for info in site.glob("*.dist-info"):
+        name, _, version = info.name.removesuffix(".dist-info").rpartition("-")
+        installed.add((_normalised(name), version))
+    missing = []
+    for line in requirements.read_text(encoding="utf-8").splitlines():
+        requirement = line.split("#", 1)[0].strip()
+        name, sep, version = requirement.partition("==")
+        if sep and (_normalised(name.split("[", 1)[0].strip()), version.strip()) not in installed:
+            missing.append(requirement)
+    return missing
+
+
 def check_layers_built(spec: FunctionSpec, overrides: Mapping[str, Path] | None = None) -> None:
-    """LayersNotBuiltError naming the first layer whose content is missing or empty."""
+    """LayersNotBuiltError naming the first layer that is missing, empty or older than its requirements."""
     overrides = overrides or {}
+    hint = "run `make build` (or `anime-build layers` once the artifacts exist)"
     for layer in spec.layers:
         content = overrides.get(layer.logical_id, layer.content)
         if not content.is_dir() or not any(content.iterdir()):
             raise LayersNotBuiltError(
-                f"{spec.logical_id}: layer {layer.logical_id} is not built ({content} is missing or empty): "
-                "run `make build` (or `anime-build layers` once the artifacts exist)"
+                f"{spec.logical_id}: layer {layer.logical_id} is not built "
+                f"({content} is missing or empty): {hint}"
+            )
+        missing = missing_requirements(content, layer.requirements) if layer.requirements else []
+        if missing:
+            raise LayersNotBuiltError(
+                f"{spec.logical_id}: layer {layer.logical_id} in {content} is older than "
+                f"{layer.requirements}, it lacks {', '.join(missing)}: {hint}"
             )
 
 
@@ -281,7 +316,8 @@ def check_architecture(spec: FunctionSpec) -> None:
     machine = platform.machine().lower()
     if machine not in HOST_MACHINES.get(spec.architecture, ()):
         raise FunctionSpecError(
-            f"{spec.logical_id} runs on {spec.architecture} (its layers' native code too); this machine is {machine}"
+            f"{spec.logical_id} runs on {spec.architecture} (so does its layers' native code); "
+            f"this machine is {machine}"
         )
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from anime_pipeline.ingest import release_dates_from_report
 from anime_pipeline.paths import BuildPaths
+from anime_pipeline.progress import progress
 from anime_recommender.artifacts import bundle_sizes, write_bundle
 from anime_recommender.catalogue import Catalogue
 from anime_recommender.encoder import OnnxEncoder
@@ -131,8 +132,6 @@ def query_latency_ms(index: VectorIndex, queries: np.ndarray, k: int = 10) -> tu
 
 def build_index_bundle(config: IndexStageConfig) -> IndexStageResult:
     """Embed, index, gate on recall and write the bundle (see the module docstring)."""
-    from tqdm import tqdm
-
     catalogue = Catalogue.load(config.catalogue)
     release_dates, release_note = (
         release_dates_from_report(config.ingest_report, config.catalogue)
@@ -145,7 +144,7 @@ def build_index_bundle(config: IndexStageConfig) -> IndexStageResult:
     t0 = time.perf_counter()
     chunks: dict[str, list[np.ndarray]] = {space: [] for space in encoder.dims}
     step = config.batch_size * 16
-    for start in tqdm(range(0, len(texts), step), desc="embed (int8 onnx)", unit="chunk"):
+    for start in progress(range(0, len(texts), step), desc="embed (int8 onnx)", unit="chunk"):
         for space, vecs in encoder.encode(texts[start : start + step], batch_size=config.batch_size).items():
             chunks[space].append(vecs)
     vectors = {space: np.concatenate(parts) for space, parts in chunks.items()}
@@ -156,7 +155,7 @@ def build_index_bundle(config: IndexStageConfig) -> IndexStageResult:
     sample = rng.choice(len(ids), size=min(config.eval_queries, len(ids)), replace=False)
     indexes: dict[str, VectorIndex] = {}
     reports: dict[str, SpaceReport] = {}
-    for space in tqdm(list(vectors), desc="hnswlib indexes", unit="space"):
+    for space in progress(list(vectors), desc="hnswlib indexes", unit="space"):
         t0 = time.perf_counter()
         index = VectorIndex.build(
             ids, vectors[space], M=config.M, ef_construction=config.ef_construction, threads=config.threads

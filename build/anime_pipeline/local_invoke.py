@@ -52,7 +52,11 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
 
 def readable_response(payload: Any) -> Any:
     """The response with an API Gateway proxy body decoded when it is JSON text (for reading)."""
-    if isinstance(payload, dict) and isinstance(payload.get("body"), str) and not payload.get("isBase64Encoded"):
+    if (
+        isinstance(payload, dict)
+        and isinstance(payload.get("body"), str)
+        and not payload.get("isBase64Encoded")
+    ):
         try:
             return payload | {"body": json.loads(payload["body"])}
         except json.JSONDecodeError:
@@ -83,7 +87,9 @@ def run(args: argparse.Namespace) -> int:
         event = load_event_file(Path(args.event))
         spec = read_function(args.function, Path(args.template), parameters=_pairs(args.param, "--param"))
         layers = {name: Path(folder) for name, folder in _pairs(args.layer, "--layer").items()}
-        with LambdaEmulator(spec, env=_pairs(args.env, "--env"), layer_overrides=layers, log=sys.stderr) as emu:
+        with LambdaEmulator(
+            spec, env=_pairs(args.env, "--env"), layer_overrides=layers, log=sys.stderr
+        ) as emu:
             invocation = emu.invoke(event)
     except (EventError, FunctionSpecError, LayersNotBuiltError, EmulatorSetupError, InvocationError) as exc:
         sys.stderr.write(f"invoke: {exc}\n")
@@ -109,7 +115,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--function", default=DEFAULT_FUNCTION, help="logical id in the template (default: %(default)s)"
     )
-    parser.add_argument("--template", default=str(DEFAULT_TEMPLATE), help="SAM template (default: %(default)s)")
+    parser.add_argument(
+        "--template", default=str(DEFAULT_TEMPLATE), help="SAM template (default: %(default)s)"
+    )
     parser.add_argument(
         "--env",
         action="append",

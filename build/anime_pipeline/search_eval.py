@@ -5,8 +5,9 @@ Four systems on one bundle, each scored by hit@10 (a target in the top 10) and M
 * ``dense`` — today's search path (`similarity.backend_from_bundle(...).search_text`);
 * ``lexical`` — BM25 alone (`search.lexical`) on the raw query;
 * ``hybrid`` — `search.hybrid.HybridRanker` on the raw query (no query understanding);
-* ``hybrid_understanding`` — the same ranker on `search.query.QueryParser`'s parse (genre boosts,
-  filters, anchors, residual text).
+* ``hybrid_understanding`` — what `GET /search` serves: `api.service.RecommenderService.search`
+  (its `search.engine.SearchEngine`: the parser with the API's title index, the ranker, the bundle's
+  lexical index), called with the route's request model, so the figure is the served path's.
 
 `--tune` grid-searches the hybrid weights on the TUNE half only and reports both halves with the
 chosen weights, so the HOLDOUT figures are untouched by tuning. Prints one JSON object.
@@ -25,13 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from anime_pipeline.paths import BuildPaths
-from anime_recommender.artifacts import load_bundle
+from anime_recommender.api.models import SearchQuery
+from anime_recommender.api.service import RecommenderService
+from anime_recommender.artifacts import ArtifactIntegrityError, load_bundle
 from anime_recommender.catalogue import Catalogue
-from anime_recommender.ranking import RankingConfig
-from anime_recommender.search.dense import EncoderDense
-from anime_recommender.search.hybrid import HybridRanker, HybridWeights, Scored, dense_query_text
-from anime_recommender.search.lexical import LexicalIndex
-from anime_recommender.search.query import ParsedQuery, QueryParser
+from anime_recommender.search.hybrid import HybridWeights, Scored, dense_query_text
+from anime_recommender.search.query import ParsedQuery
 from anime_recommender.similarity import backend_from_bundle
 
 QUERIES_FILE = Path(__file__).resolve().parent / "data" / "search_queries.jsonl"
@@ -85,7 +85,8 @@ def score(ranked: Sequence[Sequence[int]], queries: Sequence[EvalQuery]) -> dict
 
 
 class SearchSystems:
-    """The four systems over one bundle; dense pools are cached per query so tuning is cheap."""
+    """The four systems over one bundle, sharing the API service's search engine (parser, ranker,
+    lexical index, dense pools); dense pools are cached per query so tuning is cheap."""
 
     def __init__(self, bundle_dir: Path, threads: int = 1) -> None:
         bundle = load_bundle(bundle_dir, threads=threads, all_tiers=True)
@@ -93,21 +94,21 @@ class SearchSystems:
             raise SystemExit(
                 f"{bundle_dir}: tier {bundle.tier} has no text encoder; search cannot be evaluated"
             )
+        if bundle.lexical is None:
+            problems = "; ".join(f"{f.path}: {f.reason}" for f in bundle.failures if f.component == "lexical")
+            raise SystemExit(f"{bundle_dir}: no usable lexical index ({problems}); run `anime-build index`")
         self.catalogue: Catalogue = bundle.catalogue
         self.backend = backend_from_bundle(bundle)
         started = time.perf_counter()
-        self.lexical = LexicalIndex.build(self.catalogue)
-        self.lexical_build_s = time.perf_counter() - started
-        self.parser = QueryParser.for_catalogue(self.catalogue)
-        self.ranker = HybridRanker(self.catalogue, self.lexical)
-        secondary = bundle.indexes.get("v3") if bundle.tier == "v4" else None
-        self.dense = EncoderDense(
-            bundle.encoder,
-            bundle.index,
-            space=bundle.tier,
-            secondary=secondary,
-            w_v3=RankingConfig().text_w_v3,
-        )
+        self.service = RecommenderService(self.backend)  # what the API builds at cold start
+        self.service_init_s = time.perf_counter() - started
+        engine = self.service.search_engine
+        self.lexical = bundle.lexical
+        self.parser = engine.parser
+        self.ranker = engine.ranker
+        assert engine.dense is not None and engine.anchors is not None  # the bundle has an encoder
+        self.dense = engine.dense
+        self.anchors = engine.anchors
         self._pools: dict[tuple[str, str], tuple[Sequence[Scored], Sequence[Scored]]] = {}
 
     def parse(self, text: str, understand: bool) -> ParsedQuery:
@@ -124,7 +125,7 @@ class SearchSystems:
             pool = self.ranker.weights.pool
             dense_text = dense_query_text(parsed)
             dense = self.dense(dense_text, pool, allowed) if dense_text else []
-            anchors = self.dense.anchors(parsed.anchor_ids, pool, allowed) if parsed.anchor_ids else []
+            anchors = self.anchors(parsed.anchor_ids, pool, allowed) if parsed.anchor_ids else []
             self._pools[key] = (dense, anchors)
         return self._pools[key]
 
@@ -136,11 +137,17 @@ class SearchSystems:
             return [a for a, _ in self.backend.search_text(text, K)]
         if mode == "lexical":
             return [h.anime_id for h in self.lexical.search(text, K)]
+        if mode == "hybrid_understanding" and weights is None:
+            return self.served(text)
         understand = mode == "hybrid_understanding"
         parsed = self.parse(text, understand)
         dense, anchors = self.pools(text, understand)
         hits = self.ranker.rank(parsed, K, dense, anchors, weights=weights, explain=explain)
         return [h.anime_id for h in hits]
+
+    def served(self, text: str) -> list[int]:
+        """Top-10 ids exactly as `GET /search?q=text&k=10` ranks them (the service, minus HTTP)."""
+        return [item.anime.id for item in self.service.search(SearchQuery(q=text, k=K)).items]
 
 
 def _evaluate_mode(
@@ -188,7 +195,7 @@ def evaluate(
         "bundle": str(bundle_dir),
         "queries": len(queries),
         "k": K,
-        "lexical_build_s": round(systems.lexical_build_s, 3),
+        "service_init_s": round(systems.service_init_s, 3),
         "modes": {},
     }
     weights: dict[str, HybridWeights | None] = {"hybrid": None, "hybrid_understanding": None}
@@ -218,9 +225,43 @@ def evaluate(
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m anime_pipeline.search_eval [--artifacts DIR] [--tune]`: print the JSON report."""
-    parser = argparse.ArgumentParser(prog="anime_pipeline.search_eval", description=__doc__.split("\n")[0])
+def report_section(bundle_dir: Path | None, queries_file: Path = QUERIES_FILE) -> dict[str, Any]:
+    """The evaluation report's search section: the four systems' rows, or why they were skipped."""
+    if bundle_dir is None:
+        return {"skipped": "no bundle given"}
+    if not (bundle_dir / "manifest.json").is_file():
+        return {"skipped": f"no bundle at {bundle_dir}"}
+    try:
+        return evaluate(bundle_dir, load_queries(queries_file))
+    except SystemExit as exc:  # no encoder / lexical index / targets: a skipped section, not a failed stage
+        return {"skipped": str(exc.code)}
+    except ArtifactIntegrityError as exc:  # e.g. a bundle being rebuilt right now
+        return {"skipped": f"bundle unusable: {exc}"}
+
+
+def markdown_lines(section: dict[str, Any] | None) -> list[str]:
+    """The search section as Markdown lines (a table of hit@10 / MRR per system and split)."""
+    if not section:
+        return []
+    if "skipped" in section:
+        return ["", "## Free-text search", "", f"Skipped: {section['skipped']}"]
+    lines = [
+        "",
+        "## Free-text search",
+        "",
+        f"{section['queries']} descriptive queries (`{QUERIES_FILE.name}`), hit@{K} / MRR@{K}; "
+        "`hybrid_understanding` is the served `/search` path.",
+        "",
+        "| system | all hit@10 | all MRR | tune hit@10 | tune MRR | holdout hit@10 | holdout MRR |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for mode, rows in section["modes"].items():
+        cells = [f"{rows[s]['hit@10'] * 100:.1f} % | {rows[s]['mrr']:.3f}" for s in ("all", *SPLITS)]
+        lines.append(f"| {mode} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--artifacts", type=Path, help="bundle folder (default: layers/artifacts/anime-artifacts)"
     )
@@ -228,7 +269,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tune", action="store_true", help="grid-search hybrid weights on the tune half")
     parser.add_argument("--misses", action="store_true", help="list the queries hybrid+understanding misses")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate the bundle's search and print the JSON report."""
     bundle_dir = args.artifacts or BuildPaths.from_env().artifacts_dir
     report = evaluate(
         bundle_dir,
@@ -240,6 +284,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(json.dumps(report, indent=2, ensure_ascii=False))  # noqa: T201 - the report is the output
     return 0
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `anime-build search-eval`."""
+    p = subparsers.add_parser(
+        "search-eval",
+        help="hit@10 / MRR of free-text search on the descriptive query set (dense, lexical, hybrid, served)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m anime_pipeline.search_eval [--artifacts DIR] [--tune]`: print the JSON report."""
+    parser = argparse.ArgumentParser(prog="anime_pipeline.search_eval", description=__doc__.split("\n")[0])
+    _add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

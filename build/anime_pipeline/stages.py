@@ -37,6 +37,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("export", "export", export.run_default),
     Stage("index", "index_stage", index_stage.run_default),
     Stage("evaluate", "evaluate", evaluate.run_default),
+    Stage("search-eval", "search_eval"),
     Stage("layers", "layers", layers.run_default),
     Stage("sam-size", "deploy_check"),
     Stage("delta", "delta_stage"),

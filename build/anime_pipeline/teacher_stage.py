@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from anime_pipeline.paths import BuildPaths
+from anime_pipeline.progress import progress_bar
 from anime_recommender.catalogue import Catalogue
 from anime_recommender.neighbours import NeighbourLists
 from anime_recommender.teacher import TeacherConfig, TeacherFeatures, top_k_neighbours
@@ -64,11 +65,9 @@ def compute_neighbours(
     show_progress: bool = False,
 ) -> TeacherResult:
     """All-pairs V2 top-k of a catalogue, timed."""
-    from tqdm import tqdm
-
     started = time.perf_counter()
     features = TeacherFeatures.from_catalogue(catalogue, config or TeacherConfig())
-    with tqdm(total=len(catalogue), desc="teacher", unit="anime", disable=not show_progress) as bar:
+    with progress_bar(total=len(catalogue), desc="teacher", unit="anime", disable=not show_progress) as bar:
         lists = top_k_neighbours(features, k=k, block_size=block_size, progress=bar.update)
     seconds = time.perf_counter() - started
     n = len(catalogue)

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from tqdm import tqdm
 
 from anime_pipeline.embedding_eval import TripletSet, teacher_recall, triplet_accuracy
 from anime_pipeline.models import MINILM, BaseModel, resolve_base_model
 from anime_pipeline.paths import BuildPaths
+from anime_pipeline.progress import progress
 from anime_recommender.catalogue import Catalogue
 from anime_recommender.text import TEXT_VERSION, anime_text
 
@@ -95,7 +95,7 @@ def embed_frozen(
     order = np.argsort([len(e.ids) for e in encodings], kind="stable")
     out: np.ndarray | None = None
     with torch.inference_mode():
-        for start in tqdm(range(0, len(texts), batch_size), desc=f"embed {model.name}", unit="batch"):
+        for start in progress(range(0, len(texts), batch_size), desc=f"embed {model.name}", unit="batch"):
             rows = order[start : start + batch_size]
             length = max(len(encodings[i].ids) for i in rows)
             ids = torch.zeros((len(rows), length), dtype=torch.long)
@@ -178,6 +178,119 @@ def _head_vectors(head: torch.nn.Module, vectors: torch.Tensor) -> np.ndarray:
         return torch.nn.functional.normalize(head(vectors), dim=-1).numpy()
 
 
+def _train_epoch(
+    head: torch.nn.Module,
+    optimiser: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    vectors: torch.Tensor,
+    train: tuple[np.ndarray, np.ndarray, np.ndarray],
+    order: np.ndarray,
+    config: TrainConfig,
+    epoch: int,
+) -> float:
+    """One pass over the train triplets in `order`; returns the mean batch loss."""
+    import torch
+
+    a_tr, p_tr, n_tr = train
+    head.train()
+    total, batches = 0.0, 0
+    for s in progress(
+        range(0, len(order), config.batch_size), desc=f"epoch {epoch}", unit="batch", leave=False
+    ):
+        idx = order[s : s + config.batch_size]
+        za = torch.nn.functional.normalize(head(vectors[a_tr[idx]]), dim=-1)
+        zp = torch.nn.functional.normalize(head(vectors[p_tr[idx]]), dim=-1)
+        zn = torch.nn.functional.normalize(head(vectors[n_tr[idx]]), dim=-1)
+        # InfoNCE: each anchor against every positive and every hard negative in the batch.
+        logits = za @ torch.cat([zp, zn]).T / config.temperature
+        loss = torch.nn.functional.cross_entropy(logits, torch.arange(len(idx)))
+        if config.triplet_weight:
+            gap = (za * zp).sum(-1) - (za * zn).sum(-1)
+            loss = loss + config.triplet_weight * torch.relu(config.triplet_margin - gap).mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        scheduler.step()
+        total += float(loss.detach())
+        batches += 1
+    head.eval()
+    return total / max(batches, 1)
+
+
+def _fit_head(
+    head: torch.nn.Module,
+    vectors: torch.Tensor,
+    rows: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    config: TrainConfig,
+    rng: np.random.Generator,
+) -> tuple[dict[str, torch.Tensor], int, list[dict[str, float]]]:
+    """Train the head (AdamW, one-cycle LR); returns the best-validation state, its epoch and the history."""
+    import torch
+
+    n_train = len(rows["train"][0])
+    optimiser = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps = config.epochs * ((n_train + config.batch_size - 1) // config.batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=max(steps, 1))
+
+    def val_accuracy() -> float:
+        return triplet_accuracy(_head_vectors(head, vectors), *rows["validation"])
+
+    history: list[dict[str, float]] = []
+    best_acc = val_accuracy()
+    best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
+    best_epoch = 0
+    history.append({"epoch": 0, "loss": float("nan"), "val_accuracy": best_acc})
+    for epoch in range(1, config.epochs + 1):
+        order = rng.permutation(n_train)
+        loss = _train_epoch(head, optimiser, scheduler, vectors, rows["train"], order, config, epoch)
+        acc = val_accuracy()
+        history.append({"epoch": epoch, "loss": loss, "val_accuracy": acc})
+        log.info("epoch %d loss %.4f val acc %.4f", epoch, loss, acc)
+        if acc > best_acc:
+            best_acc, best_epoch = acc, epoch
+            best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
+    return best_state, best_epoch, history
+
+
+def _split_metrics(
+    frozen: np.ndarray,
+    v4: np.ndarray,
+    catalogue: Catalogue,
+    rows: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    neighbours_path: Path | None,
+) -> dict[str, float | None]:
+    """V3 (frozen) and V4 triplet accuracy on validation and test, and teacher recall@10 on test."""
+    metrics: dict[str, float | None] = {}
+    for split in ("validation", "test"):
+        metrics[f"v3_{split}_accuracy"] = triplet_accuracy(frozen, *rows[split])
+        metrics[f"v4_{split}_accuracy"] = triplet_accuracy(v4, *rows[split])
+    metrics["v3_test_teacher_recall@10"] = teacher_recall(frozen, catalogue, rows["test"][0], neighbours_path)
+    metrics["v4_test_teacher_recall@10"] = teacher_recall(v4, catalogue, rows["test"][0], neighbours_path)
+    return metrics
+
+
+def _save_head(
+    path: Path, state: dict[str, torch.Tensor], in_dim: int, config: TrainConfig, base: BaseModel
+) -> None:
+    """The checkpoint `load_head` reads: weights, dims, config and the base model it sits on."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {
+            "state_dict": state,
+            "in_dim": in_dim,
+            "hidden_dim": config.hidden_dim,
+            "out_dim": config.out_dim,
+            "config": asdict(config),
+            "base_model": base.name,
+            "base_model_path": str(base.path),
+            "text_version": TEXT_VERSION,
+        },
+        path,
+    )
+
+
 def train_v4(
     catalogue: Catalogue,
     triplets: TripletSet,
@@ -197,80 +310,17 @@ def train_v4(
     frozen, frozen_path, embed_seconds = cached_frozen_embeddings(base, catalogue, config, cache_dir)
     torch.set_num_threads(config.train_threads)
     rows = {split: triplets.rows(catalogue, split) for split in ("train", "validation", "test")}
-    a_tr, p_tr, n_tr = rows["train"]
-    if len(a_tr) == 0:
+    if len(rows["train"][0]) == 0:
         raise ValueError("no training triplets name anime of this catalogue")
 
     vectors = torch.from_numpy(frozen)
     head = make_head(frozen.shape[1], config.hidden_dim, config.out_dim)
-    optimiser = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps = config.epochs * ((len(a_tr) + config.batch_size - 1) // config.batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=max(steps, 1))
-
-    def val_accuracy() -> float:
-        return triplet_accuracy(_head_vectors(head, vectors), *rows["validation"])
-
-    history: list[dict[str, float]] = []
-    best_acc = val_accuracy()
-    best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
-    best_epoch = 0
-    history.append({"epoch": 0, "loss": float("nan"), "val_accuracy": best_acc})
-    for epoch in range(1, config.epochs + 1):
-        head.train()
-        perm = rng.permutation(len(a_tr))
-        total, batches = 0.0, 0
-        for s in tqdm(
-            range(0, len(perm), config.batch_size), desc=f"epoch {epoch}", unit="batch", leave=False
-        ):
-            idx = perm[s : s + config.batch_size]
-            za = torch.nn.functional.normalize(head(vectors[a_tr[idx]]), dim=-1)
-            zp = torch.nn.functional.normalize(head(vectors[p_tr[idx]]), dim=-1)
-            zn = torch.nn.functional.normalize(head(vectors[n_tr[idx]]), dim=-1)
-            # InfoNCE: each anchor against every positive and every hard negative in the batch.
-            logits = za @ torch.cat([zp, zn]).T / config.temperature
-            loss = torch.nn.functional.cross_entropy(logits, torch.arange(len(idx)))
-            if config.triplet_weight:
-                gap = (za * zp).sum(-1) - (za * zn).sum(-1)
-                loss = loss + config.triplet_weight * torch.relu(config.triplet_margin - gap).mean()
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            scheduler.step()
-            total += float(loss.detach())
-            batches += 1
-        head.eval()
-        acc = val_accuracy()
-        history.append({"epoch": epoch, "loss": total / max(batches, 1), "val_accuracy": acc})
-        log.info("epoch %d loss %.4f val acc %.4f", epoch, total / max(batches, 1), acc)
-        if acc > best_acc:
-            best_acc, best_epoch = acc, epoch
-            best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
-
+    best_state, best_epoch, history = _fit_head(head, vectors, rows, config, rng)
     head.load_state_dict(best_state)
     head.eval()
-    v4 = _head_vectors(head, vectors)
-    metrics: dict[str, float | None] = {}
-    for split in ("validation", "test"):
-        metrics[f"v3_{split}_accuracy"] = triplet_accuracy(frozen, *rows[split])
-        metrics[f"v4_{split}_accuracy"] = triplet_accuracy(v4, *rows[split])
-    metrics["v3_test_teacher_recall@10"] = teacher_recall(frozen, catalogue, rows["test"][0], neighbours_path)
-    metrics["v4_test_teacher_recall@10"] = teacher_recall(v4, catalogue, rows["test"][0], neighbours_path)
-
-    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = _split_metrics(frozen, _head_vectors(head, vectors), catalogue, rows, neighbours_path)
     head_path = out_dir / HEAD_FILE
-    torch.save(
-        {
-            "state_dict": best_state,
-            "in_dim": int(frozen.shape[1]),
-            "hidden_dim": config.hidden_dim,
-            "out_dim": config.out_dim,
-            "config": asdict(config),
-            "base_model": base.name,
-            "base_model_path": str(base.path),
-            "text_version": TEXT_VERSION,
-        },
-        head_path,
-    )
+    _save_head(head_path, best_state, int(frozen.shape[1]), config, base)
     seconds = time.perf_counter() - start
     result = TrainResult(
         head_path=head_path,

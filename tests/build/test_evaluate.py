@@ -11,15 +11,18 @@ import pytest
 from anime_pipeline.evaluate import (
     DevSet,
     EvaluateInputs,
+    RowSiblings,
     build_dev_set,
     build_pools,
     evaluate,
+    franchise_recall,
     hit_share,
     rank_pools,
     register,
     teacher_agreement,
     triplet_accuracy_ties,
     tune_ranking,
+    v2_list_rows,
 )
 from anime_recommender.catalogue import Catalogue
 from anime_recommender.ranking import Candidate, FranchiseIndex, RankingConfig, rank_candidates
@@ -111,6 +114,11 @@ def test_evaluate_writes_every_section(inputs: EvaluateInputs) -> None:
         assert 0.0 <= dev["recall_at_10"] <= 1.0
         assert dev["target_pairs"] == 3
     assert len(report["final"]["dev_folds"]) == 2
+    # The final items never hold a sibling; the franchise list holds them all (Bebop's movie, ...).
+    assert methods["final"]["dev"]["siblings_at_10"] == 0.0
+    assert report["franchise_list"]["franchise_recall"] == 1.0
+    assert report["franchise_list"]["sibling_pairs"] >= 1
+    assert report["final"]["v2_pool"] == 100
     assert report["model"] == {"onnx_variants_bytes": {"model_int8.onnx": 1234}}
     md = result.md_path.read_text(encoding="utf-8")
     assert "| v4_int8 |" in md and "| final |" in md and "model_int8.onnx" in md
@@ -146,43 +154,57 @@ def test_metrics_on_hand_made_lists() -> None:
     assert triplet_accuracy_ties(np.array([1.0, 0.5, 0.2]), np.array([0.0, 0.5, 0.9])) == pytest.approx(0.5)
 
 
-def test_final_ranking_protects_siblings_and_tuning_reports_two_folds(tiny_catalogue: Catalogue) -> None:
-    franchise = FranchiseIndex(tiny_catalogue)
+def test_final_ranking_leaves_siblings_out_and_tuning_reports_two_folds(tiny_catalogue: Catalogue) -> None:
+    siblings = RowSiblings(tiny_catalogue, FranchiseIndex(tiny_catalogue))
     n = len(tiny_catalogue)
     v = _unit(n, 8, 4)
     rows = np.arange(n)
-    pools = build_pools(tiny_catalogue, franchise, v, v, rows, pool=5)
+    pools = build_pools(tiny_catalogue, siblings, v, v, rows, pool=n)
     # A V3 pool widens the candidates with the V3 search's own neighbours.
     v3 = _unit(n, 8, 5)
-    wide = build_pools(tiny_catalogue, franchise, v, v3, rows, pool=5, v3_pool=5)
+    wide = build_pools(tiny_catalogue, siblings, v, v3, rows, pool=5, v3_pool=5)
     sims3 = v3 @ v3.T
     np.fill_diagonal(sims3, -np.inf)
-    assert int(np.argmax(sims3[0])) in wide.rows[0]
+    best3 = int(np.argmax(sims3[0]))
+    assert best3 in wide.rows[0] or best3 in siblings(0)
     assert np.all((wide.tags >= 0) & (wide.tags <= 1))
-    # Siblings are added to the pool even when the vector search misses them.
+    # Siblings are never candidates, even with the whole catalogue in the pool.
     naruto, shippuuden = tiny_catalogue.row(20), tiny_catalogue.row(1735)
-    assert shippuuden in pools.rows[naruto]
-    plain = rank_pools(pools, RankingConfig(franchise_boost=0.0, w_popularity=0.0, w_v3=0.0), k=3)
-    boosted = rank_pools(pools, RankingConfig(franchise_boost=5.0, franchise_slots=3), k=3)
-    dev = build_dev_set([(20, 11061, 5), (1, 6, 5)], tiny_catalogue, franchise)
+    assert shippuuden not in pools.rows[naruto] and naruto not in pools.rows[naruto]
+    top = rank_pools(pools, RankingConfig(), k=10)
+    dev = build_dev_set([(20, 11061, 5), (1, 6, 5)], tiny_catalogue, FranchiseIndex(tiny_catalogue))
     assert isinstance(dev, DevSet)
-    assert hit_share(boosted, rows, dev.siblings)[0] == 1.0
-    assert hit_share(boosted, rows, dev.siblings)[0] >= hit_share(plain, rows, dev.siblings)[0]
+    assert hit_share(top, rows, dev.siblings)[0] == 0.0
+    assert franchise_recall(tiny_catalogue, FranchiseIndex(tiny_catalogue), dev)["franchise_recall"] == 1.0
     tuning = tune_ranking(
-        pools, dev, RankingConfig(), grid={"w_popularity": (0.0, 0.5), "franchise_slots": (1, 3)}
+        pools, dev, RankingConfig(), grid={"w_popularity": (0.0, 0.5), "w_year": (0.0, 1.0)}
     )
     assert tuning["configs_tried"] == 4
     assert [f["held_out_fold"] for f in tuning["folds"]] == [0, 1]
     RankingConfig.model_validate(tuning["best"])
 
 
+def test_v2_lists_join_the_pool(inputs: EvaluateInputs, tiny_catalogue: Catalogue) -> None:
+    # Given a pool with no vector candidates at all, the V2 list still supplies them
+    assert inputs.neighbours is not None
+    v2 = v2_list_rows(inputs.neighbours, tiny_catalogue, 5)
+    siblings = RowSiblings(tiny_catalogue, FranchiseIndex(tiny_catalogue))
+    v = _unit(len(tiny_catalogue), 8, 4)
+    rows = np.arange(len(tiny_catalogue))
+    pools = build_pools(tiny_catalogue, siblings, v, v, rows, pool=0, v2_top=v2)
+    listed = v2(rows)
+    for q in rows:
+        expected = {int(r) for r in listed[q] if r >= 0} - siblings(int(q))
+        assert {int(r) for r in pools.rows[q] if r >= 0} == expected
+
+
 def test_pool_ranking_matches_the_api_path(tiny_catalogue: Catalogue) -> None:
     # The evaluation's vectorised ranking and the API's `rank_candidates` must agree exactly.
-    franchise = FranchiseIndex(tiny_catalogue)
+    siblings = RowSiblings(tiny_catalogue, FranchiseIndex(tiny_catalogue))
     n = len(tiny_catalogue)
     v4, v3 = _unit(n, 8, 6), _unit(n, 8, 7)
     rows = np.arange(n)
-    pools = build_pools(tiny_catalogue, franchise, v4, v3, rows, pool=8, v3_pool=4)
+    pools = build_pools(tiny_catalogue, siblings, v4, v3, rows, pool=8, v3_pool=4)
     config = RankingConfig(w_year=0.1)
     top = rank_pools(pools, config, k=5)
     for q, row in enumerate(rows):

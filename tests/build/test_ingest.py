@@ -152,3 +152,71 @@ def test_cli_explicit_missing_bangumi_exits_2(tmp_path: Path, paths: BuildPaths)
 def test_cli_enrich_options_are_exclusive(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         main(["ingest", "--bangumi", str(tmp_path), "--no-enrich"])
+
+
+# ---- story text (`--synopses`) ----------------------------------------------------------------------
+
+SYNOPSES = Path(__file__).parent.parent / "data" / "synopses.csv"
+
+
+def test_ingest_merges_a_synopsis_file_and_reports_it(
+    tmp_path: Path, paths: BuildPaths, tiny_catalogue: Catalogue
+) -> None:
+    # Given the tiny catalogue as a manami release and the fixture synopsis CSV
+    source = write_manami(tiny_catalogue, tmp_path / "release.json", form="json")
+    # When ingest merges them
+    result = ingest(
+        IngestConfig(paths=paths, source=source, bangumi=None, synopses=SYNOPSES, show_progress=False)
+    )
+    # Then the saved catalogue carries the text, manami tags still flow, and the report counts rows
+    saved = Catalogue.load(paths.catalogue)
+    assert saved.by_id(1535).synopsis is not None and "notebook" in saved.by_id(1535).synopsis
+    assert saved.by_id(1).tags == tiny_catalogue.by_id(1).tags
+    report = json.loads(paths.ingest_report.read_text(encoding="utf-8"))["synopses"]
+    assert (report["rows_read"], report["merged"], report["skipped_count"]) == (32, 28, 4)
+    assert report["skipped_by_reason"] == {
+        "bad id": 1,
+        "empty synopsis": 1,
+        "duplicate id": 1,
+        "unknown id": 1,
+    }
+    assert result.synopses is not None and result.synopses.merged == 28
+
+
+def test_ingest_without_synopses_writes_the_catalogue_as_before(
+    tmp_path: Path, paths: BuildPaths, tiny_catalogue: Catalogue
+) -> None:
+    import gzip
+
+    source = write_manami(tiny_catalogue, tmp_path / "release.json", form="json")
+    result = ingest(IngestConfig(paths=paths, source=source, bangumi=None, show_progress=False))
+    header = gzip.decompress(paths.catalogue.read_bytes()).split(b"\n", 1)[0]
+    assert b"synopsis" not in header and result.synopses is None
+    assert "synopses" not in json.loads(paths.ingest_report.read_text(encoding="utf-8"))
+
+
+def test_cli_synopses_option(
+    tmp_path: Path, paths: BuildPaths, tiny_catalogue: Catalogue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_manami(tiny_catalogue, tmp_path / "release.json", form="json")
+    argv = ["ingest", "--source", str(source), "--no-enrich", "--no-progress", "--synopses"]
+    assert main([*argv, str(SYNOPSES)]) == 0
+    assert "28 synopses merged" in capsys.readouterr().out
+    assert main([*argv, str(tmp_path / "missing.csv")]) == 2
+    bad = tmp_path / "bad.csv"
+    bad.write_text("Name,Score\nCowboy Bebop,8.78\n", encoding="utf-8")
+    assert main([*argv, str(bad)]) == 2
+    assert f"{bad}: line 1: header" in capsys.readouterr().err
+
+
+def test_synthetic_synopses_are_shaped_like_an_export_and_change_nothing_else() -> None:
+    import statistics
+
+    plain, told = synthetic_catalogue(2000, seed=4), synthetic_catalogue(2000, seed=4, synopses=True)
+    assert [a.to_dict() for a in plain] == [
+        {k: v for k, v in a.to_dict().items() if k != "synopsis"} for a in told
+    ]
+    lengths = [len(a.synopsis) for a in told if a.synopsis]
+    assert 0.8 < len(lengths) / len(told) < 0.9 and 500 < statistics.mean(lengths) < 700
+    words = Counter(w.strip(".").lower() for a in told if a.synopsis for w in a.synopsis.split())
+    assert words.most_common(1)[0][0] == "the" and sum(c == 1 for c in words.values()) > 300  # long tail

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -230,3 +231,22 @@ def test_real_dependencies_layer_is_trimmed_and_under_budget(tmp_path: Path) -> 
     assert all(elf_segments_loadable(so) for so in site.rglob("*.so*"))
     if find_python312():
         assert any(line.startswith("layer imports ok") for line in logged)
+
+
+def test_the_synthetic_budget_bundle_carries_story_text_and_its_lexical_index(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    from anime_pipeline.layers import synthetic_bundle
+    from anime_recommender.artifacts import load_bundle
+
+    bundle = load_bundle(synthetic_bundle(300, tmp_path / "anime-artifacts", tiny_model_dir, M=8))
+    told = [a for a in bundle.catalogue if a.synopsis]
+    assert 0.7 < len(told) / len(bundle.catalogue) < 0.95
+    assert bundle.lexical is not None
+    # a made-up word of one synopsis (the tail of the vocabulary) finds that anime
+    counts = Counter(w.strip(".").lower() for a in told for w in set(a.synopsis.split()))
+    rare = next(
+        w for a in told for w in a.synopsis.split() if counts[w.strip(".").lower()] == 1 and len(w) > 6
+    )
+    owner = next(a.id for a in told if rare in a.synopsis.split())
+    assert bundle.lexical.search(rare.strip(".").lower(), 1)[0].anime_id == owner

@@ -110,3 +110,33 @@ def test_tiered_cache_mirrors_only_successful_writes(moto_endpoint: str, cache_t
     down.put("k", b'{"a":1}')
     assert down.flush(10.0)
     assert down.local.get("k").status == "miss" and down.get("k").status == "error"
+
+
+def test_l1_never_serves_an_entry_across_a_hot_swap(moto_endpoint: str, cache_table: str) -> None:
+    from types import SimpleNamespace
+
+    from pydantic import BaseModel
+
+    from anime_recommender.api.deps import ApiState, cached_json
+    from anime_recommender.similarity import BackendInfo
+
+    class Body(BaseModel):
+        version: str
+
+    shared = DynamoDBCache(cache_table, ttl_seconds=60, endpoint_url=moto_endpoint, region_name="us-east-1")
+    state = ApiState(settings=None, services=None, cache=TieredCache(shared, LocalLRUCache(16, 60)))  # type: ignore[arg-type]
+
+    def serve(data_version: str) -> tuple[str, bytes]:
+        info = BackendInfo(tier="v4", model_version="m1", data_version=data_version)
+        service = SimpleNamespace(backend=SimpleNamespace(info=info))
+        response = cached_json(state, service, "search", {"q": "mecha"}, lambda: Body(version=data_version))  # type: ignore[arg-type]
+        state.cache.flush()  # type: ignore[attr-defined]
+        return response.headers["X-Cache"], bytes(response.body)
+
+    # Given an answer cached in L1 (and DynamoDB) for data version d1
+    assert serve("d1")[0] == "miss" and serve("d1")[0] == "hit"
+    # When the container swaps to d2 (the service's backend reports the new version)
+    status, body = serve("d2")
+    # Then the same request is computed again on d2, never read from d1's entry
+    assert status == "miss" and b'"d2"' in body
+    assert serve("d2") == ("hit", body) and b'"d1"' in serve("d1")[1]

@@ -196,6 +196,9 @@ def test_api_hot_swaps_and_cache_keys_follow_the_data_version(
         "http": {**frieren["requestContext"]["http"], "path": "/anime/52991"},
     }
     assert call(api, frieren)[0] == 404
+    by_words = {**load_event("search"), "rawQueryString": "q=sousou%20frieren&k=3"}
+    by_words["queryStringParameters"] = {"q": "sousou frieren", "k": "3"}
+    assert 52991 not in [i["anime"]["id"] for i in call(api, by_words)[2]["items"]]
 
     delta = load_delta_handler(ARTIFACTS_DIR=str(bundle_dir), CATALOGUE_SOURCE_URL=url, **s3_setup)
     assert delta.handler(load_event("delta_update_scheduled"), DELTA_CONTEXT)["status"] == "published"
@@ -207,4 +210,9 @@ def test_api_hot_swaps_and_cache_keys_follow_the_data_version(
     assert health["data_version"] != old_version
     status, _, body = call(api, frieren)
     assert status == 200 and body["title"] == "Sousou no Frieren"
+    # The added anime is found by /search through the delta's rebuilt lexical index, by its title words
+    status, _, body = call(api, by_words)
+    assert status == 200 and body["items"][0]["anime"]["id"] == 52991
+    matched = {m["kind"]: m["value"] for m in body["items"][0]["explanation"]["matched"]}
+    assert matched["title_words"] == "sousou, frieren"
     assert call(api, "similar")[1]["x-cache"] == "hit"

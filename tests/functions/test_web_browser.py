@@ -31,6 +31,7 @@ from fastapi import FastAPI
 from anime_recommender.api import create_app
 from anime_recommender.api.web import mount_web
 from anime_recommender.catalogue import Catalogue
+from anime_recommender.search.lexical import build_lexical_index
 from anime_recommender.settings import ApiSettings
 from anime_recommender.similarity import BackendInfo, TieredBackend
 from anime_recommender.teacher import TeacherFeatures, top_k_neighbours
@@ -71,10 +72,13 @@ def _start(app: FastAPI) -> LiveServer:
 
 
 def _v2_backend(catalogue: Catalogue) -> TieredBackend:
-    """The real last-resort tier: V2 teacher neighbour lists computed over the tiny catalogue."""
+    """The real last-resort tier: V2 teacher neighbour lists computed over the tiny catalogue, and the
+    lexical index (search answers without the encoder)."""
     lists = top_k_neighbours(TeacherFeatures.from_catalogue(catalogue), k=len(catalogue) - 1)
     info = BackendInfo(tier="v2", model_version="teacher-v2", data_version="tiny", failures=())
-    return TieredBackend(catalogue=catalogue, info=info, neighbours=lists)
+    return TieredBackend(
+        catalogue=catalogue, info=info, neighbours=lists, lexical=build_lexical_index(list(catalogue))
+    )
 
 
 @pytest.fixture(scope="module")
@@ -126,10 +130,12 @@ def _scenario(report: dict[str, Any], name: str) -> dict[str, Any]:
 SCENARIOS = [
     "home",
     "autocomplete_pick",
+    "franchise_apart",
     "type_filter",
     "more_pagination",
     "like_and_for_you",
     "degraded_tier",
+    "search_understood",
     "not_found_state",
     "empty_filter_state",
     "invalid_filter_message",

@@ -16,6 +16,7 @@ from typing import Any
 from handler_support import REPO
 
 from anime_pipeline.bench.cli import SECTIONS
+from anime_pipeline.bench.summary import CACHE_TIERS, ROUTE_STATES, SUMMARY_KEYS
 
 
 def _figures(node: Any, where: str = "") -> list[tuple[str, dict[str, Any]]]:
@@ -74,3 +75,27 @@ def test_bench_quick_prints_and_writes_one_json_document(tmp_path: Path) -> None
     assert sections["layers"]["limit"]["value"] == 262_144_000
     assert isinstance(sections["layers"]["within_limit"], bool)
     assert sections["quality"]["methods"]
+
+    # The flat summary: exactly the documented keys, in order; numbers where --quick measures them.
+    summary = doc["summary"]
+    assert list(summary) == list(SUMMARY_KEYS)
+    not_in_quick = {"int8_cosine", "layer_bytes_40k"}  # no fp32 export, no 40k bundle in --quick
+    for key, value in summary.items():
+        if key in not_in_quick:
+            assert value is None, key
+        else:
+            assert isinstance(value, int | float) and value >= 0, key
+    assert summary["init_ms"] == api["init"]["value"]
+    assert summary["cache_l1_hit_p50_ms"] == api["cache_tiers"]["l1_hit"]["p50"]["value"]
+    assert api["cold_start_init"]["runs"] >= 5  # medians of at least five fresh starts
+
+
+def test_readme_documents_every_summary_key() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    route_keys = {f"{r}_{s}_{q}_ms" for r, s in ROUTE_STATES for q in ("p50", "p95")}
+    tier_keys = {f"cache_{t}_{q}_ms" for t in CACHE_TIERS for q in ("p50", "p95")}
+    for key in set(SUMMARY_KEYS) - route_keys - tier_keys:
+        assert f"`{key}`" in readme, key
+    assert "`{route}_{state}_p50_ms`" in readme and "`cache_{tier}_p50_ms`" in readme
+    for route, state in ROUTE_STATES:
+        assert f"`{route}`" in readme and f"`{state}`" in readme, (route, state)

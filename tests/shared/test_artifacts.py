@@ -16,6 +16,7 @@ from anime_recommender.artifacts import (
     Manifest,
     data_version,
     load_bundle,
+    sha256_file,
     verify,
     write_bundle,
 )
@@ -64,6 +65,28 @@ def test_intact_bundle_serves_v4(bundle_dir: Path, tiny_catalogue: Catalogue) ->
 def test_all_tiers_loads_both_indexes(bundle_dir: Path) -> None:
     bundle = load_bundle(bundle_dir, all_tiers=True)
     assert bundle.tier == "v4" and set(bundle.indexes) == {"v4", "v3"}
+
+
+def test_lexical_index_is_a_component_of_its_own(bundle_dir: Path, tiny_catalogue: Catalogue) -> None:
+    # Given an intact bundle: its lexical index is listed with checksums and loads for the catalogue
+    listed = [rel for rel in Manifest.read(bundle_dir).files if rel.startswith("lexical/")]
+    assert "lexical/lexical.json" in listed and "lexical/ids.npy" in listed
+    bundle = load_bundle(bundle_dir)
+    assert bundle.lexical is not None and bundle.lexical.ids.tolist() == list(tiny_catalogue.ids)
+    assert bundle.lexical.search("cowboy bebop", 1)[0].anime_id == 1
+    assert bundle.timings_ms["lexical"] >= 0
+    # When one of its files is corrupt, the tier stays V4 and the failure is reported
+    corrupt_file(bundle_dir / "lexical" / "ids.npy", "flip")
+    bundle = load_bundle(bundle_dir)
+    assert bundle.tier == "v4" and bundle.lexical is None
+    assert [(f.component, f.path) for f in bundle.failures] == [("lexical", "lexical/ids.npy")]
+    # And a bundle built before the lexical index (no files listed) loads the same way
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    manifest["files"] = {rel: e for rel, e in manifest["files"].items() if not rel.startswith("lexical/")}
+    (bundle_dir / "manifest.json").write_text(json.dumps(manifest))
+    bundle = load_bundle(bundle_dir)
+    assert bundle.tier == "v4" and bundle.lexical is None
+    assert [f.reason for f in bundle.failures] == ["not listed in the manifest"]
 
 
 @pytest.mark.parametrize("mode", ["flip", "truncate", "delete"])
@@ -231,3 +254,34 @@ def test_bundle_lists_and_verifies_its_release_dates(
     assert load_bundle(out).tier == "v4"
     # A bundle written without dates has no such file
     assert RELEASE_DATES not in Manifest.read(bundle_template).files
+
+
+def _replace_and_resign(bundle_dir: Path, rel: str, content: bytes) -> None:
+    """Overwrite a bundle file and make the manifest vouch for it (a broken build, not corruption)."""
+    (bundle_dir / rel).write_bytes(content)
+    data = json.loads((bundle_dir / "manifest.json").read_text())
+    data["files"][rel] = {"sha256": sha256_file(bundle_dir / rel), "bytes": len(content)}
+    (bundle_dir / "manifest.json").write_text(json.dumps(data))
+
+
+def test_verified_but_unreadable_neighbour_lists_raise(bundle_dir: Path) -> None:
+    # Given lists that pass their checksum but are no .npz (read in a loader thread)
+    _replace_and_resign(bundle_dir, "neighbours_v2.npz", b"not a zip file")
+    # Then nothing is served, exactly as when they were read on the main thread
+    with pytest.raises(ArtifactIntegrityError) as info:
+        load_bundle(bundle_dir, all_tiers=True)
+    assert info.value.failures[0].component == "catalogue"
+    assert "failed to load" in info.value.failures[0].reason
+
+
+@pytest.mark.parametrize(("space", "tier", "kept"), [("v3", "v4", {"v4"}), ("v4", "v3", {"v3"})])
+def test_index_read_in_the_background_degrades_before_serving(
+    bundle_dir: Path, space: str, tier: str, kept: set[str]
+) -> None:
+    # Given a verified index file that hnswlib cannot read, and another that fails its checksum
+    _replace_and_resign(bundle_dir, f"index_{space}/index.bin", b"\0" * 64)
+    # When both tiers load (indexes are read beside the catalogue parse)
+    bundle = load_bundle(bundle_dir, all_tiers=True)
+    # Then the broken index is never part of the bundle and its failure is reported
+    assert bundle.tier == tier and set(bundle.indexes) == kept
+    assert [f.component for f in bundle.failures if f.component.startswith("index")] == [f"index_{space}"]

@@ -61,3 +61,87 @@ def test_with_fields_is_dataclasses_replace() -> None:
         assert changed == replace(anime, **changes) and changed.related == anime.related
     with pytest.raises(KeyError):
         with_fields(anime, not_a_field=1)
+
+
+# ---- story text (`synopsis`): optional, and invisible to data versions while absent ------------------
+
+# A fully populated record and a bare one, with the content hashes and the saved file that the code
+# before the `synopsis` field produced for them (commit b67d90c): bundles built then must not see
+# every anime as changed, nor stop loading.
+_BEBOP = Anime(
+    id=1,
+    title="Cowboy Bebop",
+    type=AnimeType.TV,
+    synonyms=("カウボーイビバップ",),
+    episodes=26,
+    status="FINISHED",
+    year=1998,
+    season="spring",
+    score=8.78,
+    tags=("action", "space"),
+    members=1251960,
+    sources=("https://myanimelist.net/anime/1",),
+    picture="p",
+    related=("https://myanimelist.net/anime/5",),
+    thumbnail="t",
+    duration_s=1440,
+)
+_BARE = Anime(id=40000, title="Mystery Short Without Data")
+_HASHES_BEFORE_SYNOPSIS = {1: "9bfb8225cfc0874a", 40000: "628b8ca90a951110"}
+_SAVED_BEFORE_SYNOPSIS = (
+    '{"format":"anime-catalogue-rows","version":1,"fields":["id","title","type","synonyms","episodes",'
+    '"status","year","season","score","tags","members","sources","picture","related","thumbnail",'
+    '"duration_s"]}\n'
+    '[1,"Cowboy Bebop","TV",["カウボーイビバップ"],26,"FINISHED",1998,"spring",8.78,["action","space"],'
+    '1251960,["https://myanimelist.net/anime/1"],"p",["https://myanimelist.net/anime/5"],"t",1440]\n'
+    '[40000,"Mystery Short Without Data","UNKNOWN",[],null,null,null,null,null,[],null,[],'
+    "null,[],null,null]\n"
+)
+
+
+def test_a_record_without_synopsis_hashes_as_before_the_field_existed() -> None:
+    assert Catalogue([_BEBOP, _BARE]).content_hashes() == _HASHES_BEFORE_SYNOPSIS
+    assert "synopsis" not in _BEBOP.to_dict()
+
+
+def test_a_synopsis_changes_the_hash_and_is_hashed_like_to_dict() -> None:
+    import hashlib
+    import json
+
+    told = with_fields(_BEBOP, synopsis="Bounty hunters drift through the solar system.")
+    assert told.content_hash() != _BEBOP.content_hash()
+    assert told.content_hash() != with_fields(_BEBOP, synopsis="Something else.").content_hash()
+    compact = json.dumps(told.to_dict(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    assert told.content_hash() == hashlib.sha256(compact.encode()).hexdigest()[:16]
+
+
+def test_a_catalogue_without_synopses_saves_byte_for_byte_as_before(tmp_path) -> None:
+    import gzip
+
+    from anime_recommender.catalogue import saved_lines
+
+    path = tmp_path / "c.jsonl.gz"
+    Catalogue([_BEBOP, _BARE]).save(path)
+    assert gzip.decompress(path.read_bytes()).decode() == _SAVED_BEFORE_SYNOPSIS
+    old = tmp_path / "old.jsonl.gz"
+    old.write_bytes(gzip.compress(_SAVED_BEFORE_SYNOPSIS.encode()))
+    loaded = Catalogue.load(old)
+    assert list(loaded) == [_BEBOP, _BARE] and loaded.by_id(1).synopsis is None
+    assert list(saved_lines(old).values()) == Catalogue([_BEBOP, _BARE]).lines()
+
+
+def test_synopses_round_trip_and_their_lines_never_equal_lines_without(tmp_path) -> None:
+    from anime_recommender.catalogue import saved_lines
+
+    told = Catalogue([with_fields(_BEBOP, synopsis="Bounty hunters, jazz\nand a corgi."), _BARE])
+    assert told.has_synopses and not Catalogue([_BEBOP, _BARE]).has_synopses
+    path = tmp_path / "c.jsonl.gz"
+    told.save(path)
+    loaded = Catalogue.load(path)
+    assert list(loaded) == list(told) and loaded.by_id(40000).synopsis is None
+    assert loaded.content_hashes() == told.content_hashes()
+    # A delta compares saved lines to skip hashing: the bare record's line gained a column, so it
+    # is hashed again (and gets the same hash) instead of being wrongly matched.
+    lines = saved_lines(path)
+    assert lines[40000] != Catalogue([_BEBOP, _BARE]).lines()[1]
+    assert list(lines.values()) == told.lines()

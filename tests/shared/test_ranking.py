@@ -11,11 +11,14 @@ from anime_recommender.ranking import (
     Candidate,
     FranchiseIndex,
     RankingConfig,
+    franchise_entries,
     popularity,
     quality,
     rank_candidates,
+    relation_guess,
     same_franchise,
     score_arrays,
+    spread_franchises,
     title_key,
 )
 
@@ -135,7 +138,7 @@ def test_components_sum_to_score_and_query_is_excluded() -> None:
 
 
 def test_popularity_prior_lifts_the_popular_candidate() -> None:
-    plain = RankingConfig(w_v3=0.0, w_tags=0.0, w_popularity=0.0, w_quality=0.0, franchise_boost=0.0)
+    plain = RankingConfig(w_v3=0.0, w_tags=0.0, w_popularity=0.0, w_quality=0.0)
     assert _position(plain, 11) > _position(plain, 10)
     with_prior = plain.model_copy(update={"w_popularity": 0.3})
     assert _position(with_prior, 11) < _position(with_prior, 10)
@@ -146,33 +149,78 @@ def test_popularity_prior_lifts_the_popular_candidate() -> None:
     [
         ("w_popularity", (0.0, 0.05, 0.1, 0.2, 0.4, 0.8), 11),
         ("w_v3", (0.0, 0.1, 0.3, 0.6, 1.0, 2.0), 13),
-        ("franchise_boost", (0.0, 0.05, 0.1, 0.2, 0.5, 1.0), 12),
-        ("franchise_slots", (0, 1, 2), 12),
         ("w_quality", (0.0, 0.05, 0.1, 0.2, 0.5, 1.0), 14),
         ("w_tags", (0.0, 0.05, 0.1, 0.2, 0.5, 1.0), 15),
     ],
 )
 def test_ranking_is_monotonic_in_each_knob(knob: str, values: tuple[float, ...], aid: int) -> None:
-    base = RankingConfig(
-        w_v3=0.0, w_tags=0.0, w_popularity=0.0, w_quality=0.0, franchise_boost=0.5, franchise_slots=0
-    )
-    if knob == "franchise_slots":
-        base = base.model_copy(update={"franchise_boost": 1.0})
-    if knob == "franchise_boost":
-        base = base.model_copy(update={"franchise_slots": 3})
+    base = RankingConfig(w_v3=0.0, w_tags=0.0, w_popularity=0.0, w_quality=0.0)
     positions = [_position(base.model_copy(update={knob: v}), aid) for v in values]
     assert positions == sorted(positions, reverse=True), positions
     assert positions[-1] < positions[0]
 
 
-def test_franchise_slots_cap_the_boost() -> None:
-    v4 = np.array([[0.9, 0.8, 0.7, 0.6]])
-    sib = np.array([[False, True, True, True]])
-    cfg = RankingConfig(w_v3=0.0, w_popularity=0.0, franchise_boost=1.0, franchise_slots=2)
-    score, comps = score_arrays(cfg, v4, v4, np.zeros_like(v4), np.zeros_like(v4), sib)
-    # The two best siblings get the boost; the third competes on similarity alone.
-    assert comps["franchise"].tolist() == [[0.0, 1.0, 1.0, 0.0]]
-    assert np.argsort(-score[0]).tolist() == [1, 2, 0, 3]
+def test_franchise_siblings_never_take_a_slot() -> None:
+    # Given the query's movie as the candidate with the highest V3 similarity
+    ranked = rank_candidates(QUERY, _cands(), RankingConfig(w_v3=5.0), k=10)
+    # Then it is not ranked at all (the API lists it under `franchise`)
+    assert 12 not in [r.id for r in ranked] and len(ranked) == len(_cands()) - 1
+
+
+def test_invalid_candidates_score_minus_infinity() -> None:
+    v4 = np.array([[0.9, 0.8, 0.7]])
+    valid = np.array([[True, False, True]])
+    score, comps = score_arrays(RankingConfig(), v4, v4, np.zeros_like(v4), np.zeros_like(v4), valid)
+    assert np.isneginf(score[0, 1]) and np.isfinite(score[0, [0, 2]]).all()
+    assert set(comps) == set(COMPONENTS)
+
+
+def test_spread_franchises_shows_each_franchise_once_before_repeats() -> None:
+    franchise = {1: {2}, 2: {1}, 3: set(), 4: {5}, 5: {4}}
+    # 2 repeats 1's franchise: it waits until the distinct franchises run out.
+    assert spread_franchises([1, 2, 3, 4, 5], franchise.__getitem__, 3) == [1, 3, 4]
+    assert spread_franchises([1, 2, 3, 4, 5], franchise.__getitem__, 5) == [1, 3, 4, 2, 5]
+    # Pages cut from longer lists never overlap: the short list is a prefix of the long one.
+    assert spread_franchises([1, 2, 3], franchise.__getitem__, 10) == [1, 3, 2]
+    assert spread_franchises([1, 2], franchise.__getitem__, 0) == []
+
+
+@pytest.mark.parametrize(
+    ("query", "sibling", "relation"),
+    [
+        ((AnimeType.TV, 1998), (AnimeType.MOVIE, 2001), "movie"),
+        ((AnimeType.MOVIE, 2001), (AnimeType.TV, 1998), "parent story"),
+        ((AnimeType.TV, 1998), (AnimeType.SPECIAL, None), "side story"),
+        ((AnimeType.TV, 2002), (AnimeType.TV, 2007), "sequel"),
+        ((AnimeType.TV, 2007), (AnimeType.TV, 2002), "prequel"),
+        ((AnimeType.MOVIE, 2010), (AnimeType.MOVIE, 2012), "sequel"),
+        ((AnimeType.TV, None), (AnimeType.TV, 2002), "same franchise"),
+        ((AnimeType.TV, 2002), (AnimeType.TV, 2002), "same franchise"),
+    ],
+)
+def test_relation_guess_from_formats_and_release_order(
+    query: tuple[AnimeType, int | None], sibling: tuple[AnimeType, int | None], relation: str
+) -> None:
+    a = _a(1, "Work", type=query[0], year=query[1])
+    b = _a(2, "Work 2", type=sibling[0], year=sibling[1])
+    assert relation_guess(a, b) == relation
+
+
+def test_franchise_entries_are_in_release_order_and_bounded() -> None:
+    query = _a(1, "Work", type=AnimeType.TV, year=2005)
+    siblings = [
+        _a(2, "Work Movie", type=AnimeType.MOVIE, year=2008),
+        _a(3, "Work Zero", type=AnimeType.TV, year=2001, season="fall"),
+        _a(4, "Work Special", type=AnimeType.SPECIAL, year=None),
+        _a(5, "Work Zero 2", type=AnimeType.TV, year=2001, season="spring"),
+    ]
+    entries, total = franchise_entries(query, siblings)
+    assert [e.anime.id for e in entries] == [5, 3, 2, 4] and total == 4
+    assert [e.relation for e in entries] == ["prequel", "prequel", "movie", "side story"]
+    # A long franchise keeps its best-known entries, still in release order.
+    many = [_a(10 + i, f"Work {i}", members=i, year=2000 + i) for i in range(30)]
+    kept, total = franchise_entries(query, many, limit=5)
+    assert total == 30 and [e.anime.id for e in kept] == [35, 36, 37, 38, 39]
 
 
 def test_year_proximity_prefers_nearby_years_and_ignores_unknown() -> None:
@@ -207,16 +255,16 @@ def test_rank_candidates_handles_empty_and_duplicates() -> None:
     assert [r.id for r in rank_candidates(QUERY, dup, k=10)] == [10]
 
 
-def test_sequel_stays_in_top_list_on_tiny_catalogue(tiny_catalogue: Catalogue) -> None:
-    # Given similarities that rank the sequel last, the franchise boost still keeps it in the top 3.
+def test_sequel_is_never_in_the_list_on_tiny_catalogue(tiny_catalogue: Catalogue) -> None:
+    # Given Naruto, with Shippuuden the most similar candidate of all
     query = tiny_catalogue.by_id(20)
     rng = np.random.default_rng(0)
-    cands = [
-        Candidate(a, v4=0.5 + 0.3 * float(rng.random()), v3=0.5)
-        for a in tiny_catalogue
-        if a.id not in (20, 1735)
-    ]
-    cands.append(Candidate(tiny_catalogue.by_id(1735), v4=0.1, v3=0.5))
-    ranked = rank_candidates(query, cands, RankingConfig(), k=3)
-    assert 1735 in [r.id for r in ranked]
-    assert AnimeType.TV == tiny_catalogue.by_id(1735).type
+    cands = [Candidate(a, v4=0.5 + 0.3 * float(rng.random()), v3=0.5) for a in tiny_catalogue if a.id != 20]
+    cands = [Candidate(c.anime, v4=0.99, v3=0.99) if c.anime.id == 1735 else c for c in cands]
+    # And both K-On! seasons next
+    cands = [Candidate(c.anime, v4=0.95, v3=0.9) if c.anime.id in (5680, 7791) else c for c in cands]
+    similarity_only = RankingConfig(w_v3=0.0, w_tags=0.0, w_popularity=0.0, w_quality=0.0, w_year=0.0)
+    ranked = [r.id for r in rank_candidates(query, cands, similarity_only, k=5)]
+    # Then the sequel takes no slot, and K-On! takes one slot, not two
+    assert 1735 not in ranked and len(ranked) == 5
+    assert len({5680, 7791} & set(ranked)) == 1

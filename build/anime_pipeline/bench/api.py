@@ -6,14 +6,18 @@ What is measured, and how (a measurement, not a test):
   HTTP; the cache table is created from template.yaml's own key schema (`deploy_check.table_key_schema`).
 - The handler (`functions/api/app.py`) is imported in a fresh worker process, as Lambda's init phase
   does: `handler_import_ms` is that import (settings, artifact verification, ONNX session, indexes,
-  title index, DynamoDB client), `health_init_ms` what `/health` then reports, and
-  `process_ready_ms` the wall time from spawning the process to the handler being importable
-  (interpreter start included). Cold starts are repeated in separate processes; medians reported.
+  re-ranking features, title index, DynamoDB client), `health_init_ms` what `/health` then reports,
+  and `process_ready_ms` (= the summary's `init_ms`) the wall time from spawning the process to the
+  handler being imported: interpreter start included, i.e. until a runtime would ask for the first
+  event. `first_request_ms` is the first invocation after it, `GET /anime/{id}/similar` (a cache
+  miss that needs the V4 and V3 indexes and the re-ranking), as the issue's 316 ms was measured.
+  Cold starts are repeated in `COLD_STARTS` separate processes; medians reported.
 - Events are API Gateway HTTP API v2 events (built from the template in `events/similar.json`),
   each invocation with its own request id; responses must be 200 with the expected `X-Cache`.
 - Per route: `uncached` = first time each distinct request is seen (a cache miss, then the write),
   `cached` = the same requests replayed (a hit from the container's LRU tier); for /search, the
-  route in `api.deps.SHARED_CACHE_ROUTES`, `cached_dynamodb` = a second container's GetItem hit.
+  route in `api.deps.SHARED_CACHE_ROUTES`, `cached_dynamodb` = a second container's GetItem hit and
+  `cached_l1_after_dynamodb` = that container's replay of them, now served from its own L1.
   p50/p95 over `runs` timed calls after
   `warmup` calls; numbers from one run are comparable with each other, not across machines.
 
@@ -57,7 +61,16 @@ UNSET_ENV = (
     "ARTIFACTS_LOCAL_STORE",
 )
 # Targets of issue 5 (p50, ms): reported next to the measurements.
-TARGETS_MS = {"similar_uncached": 5.0, "search_uncached": 40.0, "cache_hit": 3.0, "init": 1500.0}
+# Issue 17 tightened init to 1 s (interpreter start included) and added the first request.
+TARGETS_MS = {
+    "similar_uncached": 5.0,
+    "search_uncached": 40.0,
+    "cache_hit": 3.0,
+    "init": 1000.0,
+    "first_request": 50.0,
+}
+# Fresh processes whose cold start is measured (medians reported), quick or not.
+COLD_STARTS = 5
 SEARCH_WORDS = (
     "space bounty hunters jazz soundtrack school romance giant robots war drama magic girls "
     "detective mystery samurai swords cooking competition idol music sports volleyball ghosts "
@@ -189,11 +202,12 @@ def run_api_bench(artifacts_dir: Path, quick: bool, *, source_root: Path = REPO_
 
     Args:
         artifacts_dir: the bundle the handler serves (`ARTIFACTS_DIR`).
-        quick: 30 timed calls per route and 3 cold starts instead of 200 and 5.
+        quick: 30 timed calls per route instead of 200 (`COLD_STARTS` cold starts either way).
         source_root: checkout whose `functions/api/app.py` and shared layer are measured
             (another checkout of the repository gives a same-run before/after comparison).
     """
-    runs, warmup, cold_starts = (30, 5, 3) if quick else (200, 20, 5)
+    runs, warmup = (30, 5) if quick else (200, 20)
+    cold_starts = COLD_STARTS
     with moto_server() as endpoint:
         create_cache_table(endpoint)
         config = BenchConfig(
@@ -216,12 +230,22 @@ def run_api_bench(artifacts_dir: Path, quick: bool, *, source_root: Path = REPO_
     }
     routes = warm["routes"]
     routes["search"]["cached_dynamodb"] = replay["search_cached_dynamodb"]
+    routes["search"]["cached_l1_after_dynamodb"] = replay["search_cached_l1"]
+    search = routes["search"]
     summary = {
         "similar_uncached_p50_ms": routes["similar"]["uncached"]["p50_ms"],
-        "search_uncached_p50_ms": routes["search"]["uncached"]["p50_ms"],
+        "search_uncached_p50_ms": search["uncached"]["p50_ms"],
         "similar_cache_hit_p50_ms": routes["similar"]["cached"]["p50_ms"],
-        "search_cache_hit_dynamodb_p50_ms": routes["search"]["cached_dynamodb"]["p50_ms"],
-        "init_ms": cold["handler_import_ms"],
+        "search_cache_hit_dynamodb_p50_ms": search["cached_dynamodb"]["p50_ms"],
+        "init_ms": cold["process_ready_ms"],
+        "first_request_ms": cold["first_request_ms"],
+    }
+    # The three states of the route served through both cache tiers (/search), side by side.
+    cache_tiers = {
+        "route": "search",
+        "l1_hit": search["cached"],
+        "dynamodb_hit": search["cached_dynamodb"],
+        "miss": search["uncached"],
     }
     return {
         "benchmark": "api",
@@ -238,6 +262,7 @@ def run_api_bench(artifacts_dir: Path, quick: bool, *, source_root: Path = REPO_
         "warmup": warmup,
         "cold_start": {**cold, "samples": len(colds), "per_sample": colds},
         "routes": routes,
+        "cache_tiers": cache_tiers,
         # A bare boto3 GetItem against the same moto server: the floor under any DynamoDB round trip.
         "dynamodb_getitem_floor": floor,
         "summary": summary,
@@ -247,6 +272,7 @@ def run_api_bench(artifacts_dir: Path, quick: bool, *, source_root: Path = REPO_
             "search_uncached": summary["search_uncached_p50_ms"] <= TARGETS_MS["search_uncached"],
             "cache_hit": summary["similar_cache_hit_p50_ms"] <= TARGETS_MS["cache_hit"],
             "init": summary["init_ms"] <= TARGETS_MS["init"],
+            "first_request": summary["first_request_ms"] <= TARGETS_MS["first_request"],
         },
         "python": sys.version.split()[0],
         "cpu_count": os.cpu_count(),
@@ -372,6 +398,11 @@ def _time_pair(module: Any, events: list[dict[str, Any]], warmup: int, cached: b
     misses = [_invoke(module, ev, "miss" if cached else None)[0] for ev in events][warmup:]
     out: dict[str, Any] = {"uncached": _percentiles(misses)}
     if cached:
+        # Let the misses' writes behind the responses land first: a burst of queued PutItems
+        # (botocore, GIL-bound) would otherwise be timed as part of the L1 hits (3.7 vs 1.1 ms p50).
+        flush = getattr(module.app.state.api.cache, "flush", None)
+        if flush is not None:
+            flush(30.0)
         # Replayed events get fresh request ids but the same path/query/body, so the same cache key.
         hits = [_invoke(module, {**ev}, "hit")[0] for ev in events][warmup:]
         out["cached"] = _percentiles(hits)
@@ -387,7 +418,11 @@ def worker(config: BenchConfig) -> dict[str, Any]:
     import_ms = (time.perf_counter() - started) * 1000.0
     ready_ms = (time.time() - spawned) * 1000.0
     events = _Events()
-    first_ms, health = _invoke(module, events.make("GET", "/health"), None)
+    # Any catalogue id (the quick bundle's synthetic ids differ from the real ones); the service
+    # is already built by init, so asking for it costs nothing.
+    first_id = module.app.state.api.services().catalogue.ids[0]
+    first_ms, _ = _invoke(module, events.make("GET", f"/anime/{first_id}/similar", {"k": "10"}), "miss")
+    _, health = _invoke(module, events.make("GET", "/health"), None)
     health_body = json.loads(health["body"])
     cold = {
         "process_ready_ms": round(ready_ms, 1),
@@ -427,6 +462,9 @@ def worker(config: BenchConfig) -> dict[str, Any]:
         # /search is the route served through the DynamoDB tier (api.deps.SHARED_CACHE_ROUTES).
         hits = [_invoke(module, ev, "hit")[0] for ev in searches][config.warmup :]
         result["search_cached_dynamodb"] = _percentiles(hits)
+        # The same requests again: each GetItem hit above was mirrored into this container's L1.
+        local = [_invoke(module, ev, "hit")[0] for ev in searches][config.warmup :]
+        result["search_cached_l1"] = _percentiles(local)
         return result
     routes: dict[str, Any] = {}
     routes["similar"] = _time_pair(module, similar, config.warmup, cached=True)
@@ -476,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Latency of the API Lambda handler (p50/p95 per route, cached and uncached; cold start).",
     )
     parser.add_argument("--artifacts", type=Path, help="artifact bundle directory (e.g. layers/artifacts/…)")
-    parser.add_argument("--quick", action="store_true", help="30 runs per route, 3 cold starts (else 200, 5)")
+    parser.add_argument("--quick", action="store_true", help="30 runs per route (else 200)")
     parser.add_argument(
         "--source-root",
         type=Path,

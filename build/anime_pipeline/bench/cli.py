@@ -15,6 +15,9 @@ Sections (each `{"status": "ok" | "skipped" | "failed", ...}`; a section whose i
 - `layers`: function + layer sizes against Lambda's 262,144,000-byte unzipped limit;
 - `quality`: the evaluation report's numbers (`.work/eval/report.json`).
 
+The document's `summary` is a flat dict of the headline numbers under stable keys
+(`anime_pipeline.bench.summary.SUMMARY_KEYS`, listed in the README); the sections hold the detail.
+
 Every figure is `{"value", "unit", "runs"}` (plus `warmup_runs`); timings are medians of `runs` after
 the warm-up. `--quick` builds a small synthetic catalogue, a tiny real ONNX model and a bundle in a
 temporary folder and runs every section on them in well under two minutes (the harness is tested in
@@ -44,7 +47,9 @@ from typing import Any
 
 import numpy as np
 
+from anime_pipeline.bench.summary import summarise
 from anime_pipeline.paths import REPO_ROOT, BuildPaths
+from anime_pipeline.progress import progress
 
 SCHEMA = "anime-bench/1"
 LAMBDA_LIMIT_BYTES = 262_144_000
@@ -113,6 +118,9 @@ class BenchConfig:
     load_max_seconds: float = 300.0
     delta_full_sample: int | None = None
     threads: int = 2
+    # The export's parity report (int8 vs fp32) and `make layers-40k`'s bundle; None = not measured.
+    parity: Path | None = None
+    artifacts_40k: Path | None = None
 
 
 def full_config(paths: BuildPaths) -> BenchConfig:
@@ -125,6 +133,8 @@ def full_config(paths: BuildPaths) -> BenchConfig:
         artifacts=paths.artifacts_dir,
         eval_report=paths.eval / "report.json",
         deps_dir=REPO_ROOT / "layers" / "dependencies" / "python",
+        parity=paths.work / "models" / "onnx" / "parity.json",
+        artifacts_40k=paths.work / "synthetic-40000" / "anime-artifacts",
     )
 
 
@@ -313,8 +323,26 @@ def section_api(cfg: BenchConfig) -> dict[str, Any]:
             cold["handler_import_ms"], "ms", samples, note="handler import in a fresh process (Lambda init)"
         ),
         "cold_start_process_ready": figure(cold["process_ready_ms"], "ms", samples),
-        "cold_start_first_request": figure(cold["first_request_ms"], "ms", samples),
+        "cold_start_first_request": figure(
+            cold["first_request_ms"], "ms", samples, note="GET /anime/{id}/similar right after init"
+        ),
+        "init": figure(
+            cold["process_ready_ms"],
+            "ms",
+            samples,
+            note="process spawn to handler imported (interpreter start + init): when a runtime asks "
+            "for its first event",
+        ),
         "routes": routes,
+        "cache_tiers": {
+            state: {
+                "p50": figure(m["p50_ms"], "ms", int(m["runs"]), warmup),
+                "p95": figure(m["p95_ms"], "ms", int(m["runs"]), warmup),
+            }
+            for state, m in raw["cache_tiers"].items()
+            if isinstance(m, dict)
+        },
+        "cache_tiers_route": raw["cache_tiers"]["route"],
         "targets_p50_ms": raw["targets_p50_ms"],
         "meets_targets": raw["meets_targets"],
         "source": "anime_pipeline.bench.api.run_api_bench",
@@ -407,6 +435,12 @@ def section_layers(cfg: BenchConfig) -> dict[str, Any]:
     report = measure(LayersConfig(deps_dir=cfg.deps_dir, artifacts_dir=cfg.artifacts, install=False))
     worst_name, worst_total = report.worst_function
     deps_built = cfg.deps_dir.exists()
+    total_40k: dict[str, Any] | None = None
+    if cfg.artifacts_40k is not None and (cfg.artifacts_40k / "manifest.json").is_file():
+        big = measure(LayersConfig(deps_dir=cfg.deps_dir, artifacts_dir=cfg.artifacts_40k, install=False))
+        total_40k = figure(
+            big.worst_function[1], "bytes", 1, note=f"the same with {cfg.artifacts_40k} (make layers-40k)"
+        )
     return {
         "limit": figure(LAMBDA_LIMIT_BYTES, "bytes", 1),
         "layers": {name: figure(size, "bytes", 1) for name, size in report.layer_totals.items()},
@@ -414,6 +448,7 @@ def section_layers(cfg: BenchConfig) -> dict[str, Any]:
         "worst_function": worst_name,
         "total": figure(worst_total, "bytes", 1, note="largest function code + all layers"),
         "headroom": figure(LAMBDA_LIMIT_BYTES - worst_total, "bytes", 1),
+        **({} if total_40k is None else {"total_40k": total_40k}),
         "within_limit": report.ok,
         "dependencies_layer_built": deps_built,
         **(
@@ -545,8 +580,6 @@ def prepare_quick(root: Path, n: int = 2000, seed: int = 0) -> BenchConfig:
 
 def run_bench(cfg: BenchConfig, sections: tuple[str, ...] = SECTIONS) -> dict[str, Any]:
     """Run the sections; each is ok, skipped (missing inputs, with the reason) or failed (the error)."""
-    from tqdm import tqdm
-
     started = time.perf_counter()
     doc: dict[str, Any] = {
         "schema": SCHEMA,
@@ -564,9 +597,10 @@ def run_bench(cfg: BenchConfig, sections: tuple[str, ...] = SECTIONS) -> dict[st
             "eval_report": str(cfg.eval_report),
         },
         "conventions": "each figure: value, unit, runs (measured), warmup_runs; timings are medians",
+        "summary": {},
         "sections": {},
     }
-    for name in tqdm(sections, desc="bench", unit="section", file=sys.stderr):
+    for name in progress(sections, desc="bench", unit="section"):
         t0 = time.perf_counter()
         try:
             body = {"status": "ok", **SECTION_FUNCTIONS[name](cfg)}
@@ -580,6 +614,7 @@ def run_bench(cfg: BenchConfig, sections: tuple[str, ...] = SECTIONS) -> dict[st
             }
         body["section_seconds"] = round(time.perf_counter() - t0, 2)
         doc["sections"][name] = body
+    doc["summary"] = summarise(doc["sections"], parity=cfg.parity)
     doc["seconds"] = round(time.perf_counter() - started, 1)
     return doc
 

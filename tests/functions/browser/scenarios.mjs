@@ -33,8 +33,8 @@ function check(condition, message) {
   if (!condition) throw new Error(message);
 }
 
-// SCENARIOS (comma-separated) picks which to run; default all. A server without text search
-// runs "degraded_tier" instead of "free_text_search".
+// SCENARIOS (comma-separated) picks which to run; default all. The test's V2 server answers
+// search lexically ("degraded_tier", "search_understood").
 const wanted = new Set((process.env.SCENARIOS || "").split(",").map((s) => s.trim()).filter(Boolean));
 
 async function scenario(name, fn) {
@@ -155,6 +155,40 @@ try {
     return { options, cards: similarBefore.slice(0, 5) };
   });
 
+  await scenario("franchise_apart", async () => {
+    await page.goto(`${BASE_URL}#/anime/1`);
+    await page.getByRole("heading", { level: 2, name: "Cowboy Bebop", exact: true }).waitFor();
+    const recs = await settledCards(page);
+    // Both lists, each under its own heading: the franchise apart, recommendations without it.
+    await page.getByRole("heading", { level: 2, name: "More from this franchise" }).waitFor();
+    await page.getByRole("heading", { level: 2, name: "If you liked this" }).waitFor();
+    check(recs.length > 0, "no recommendations");
+    check(recs.every((c) => !c.title.startsWith("Cowboy Bebop")), `a Cowboy Bebop entry among the recommendations: ${recs.map((c) => c.title).join(" | ")}`);
+    const entries = await page.$$eval("ol.franchise-list > li.franchise-item", (nodes) => nodes.map((n) => ({
+      id: Number(n.dataset.animeId),
+      relation: n.querySelector(".relation").textContent,
+      title: n.querySelector(".franchise-link").textContent,
+    })));
+    check(entries.some((e) => e.title === "Cowboy Bebop: Tengoku no Tobira" && e.relation === "Movie"),
+      `franchise list: ${JSON.stringify(entries)}`);
+    // The franchise ignores the filters: it is the same list with a filter that hides the movie.
+    await page.getByLabel("Type").selectOption("TV");
+    await page.waitForFunction(() => [...document.querySelectorAll("ul.cards .meta")].every((n) => n.textContent.startsWith("TV"))
+      && document.querySelector("section.results")?.getAttribute("aria-busy") === "false");
+    const filtered = await page.$$eval("ol.franchise-list .franchise-link", (nodes) => nodes.map((n) => n.textContent));
+    check(filtered.includes("Cowboy Bebop: Tengoku no Tobira"), `franchise after filtering: ${filtered.join(" | ")}`);
+    await page.getByRole("button", { name: "Clear" }).click();
+    // Following the movie: its franchise holds the series, as its parent story.
+    await page.getByRole("link", { name: "Cowboy Bebop: Tengoku no Tobira", exact: true }).first().click();
+    await page.waitForURL(/#\/anime\/5$/);
+    const parent = page.locator("ol.franchise-list > li.franchise-item", { hasText: "Parent story" });
+    await parent.waitFor();
+    check((await parent.locator(".franchise-link").textContent()) === "Cowboy Bebop", "the series is not the movie's parent story");
+    await page.goto(`${BASE_URL}#/anime/1`);
+    await settledCards(page);
+    return { franchise: entries, recommendations: recs.slice(0, 5).map((c) => c.title) };
+  });
+
   await scenario("type_filter", async () => {
     await page.getByLabel("Type").selectOption("MOVIE");
     await page.waitForFunction(() => {
@@ -245,16 +279,33 @@ try {
     await note.waitFor({ state: "visible" });
     const text = await note.textContent();
     check(/fallback/i.test(text), `tier note: ${text}`);
-    await page.waitForFunction(() => document.getElementById("text-input").disabled);
-    // Reached anyway (a bookmarked search): the API's 503 problem detail is shown, not a blank page.
-    expectedFailures.push("/search?");
+    // No encoder in V2, but search answers from the lexical index: the box stays usable.
+    check(!(await page.locator("#text-input").isDisabled()), "search box disabled although search answers");
     await page.goto(`${BASE_URL}#/search?q=space+bounty+hunters`);
-    const alert = page.locator(".notice.error");
-    await alert.waitFor();
-    const problem = await alert.textContent();
-    check(/unavailable/i.test(problem), `problem shown: ${problem}`);
+    const results = await settledCards(page);
+    check(results.length > 0 && results[0].id === 1, `lexical search: ${JSON.stringify(results.slice(0, 3))}`);
+    const mode = await page.locator(".mode-note").textContent();
+    check(/words, genres and popularity/.test(mode), `mode note: ${mode}`);
     await shot(page, "desktop-degraded");
-    return { note: text, problem };
+    return { note: text, mode, first: results[0].title };
+  });
+
+  await scenario("search_understood", async () => {
+    await page.goto(`${BASE_URL}#/search?q=${encodeURIComponent("90s mecha, no romance")}`);
+    const results = await settledCards(page);
+    check(results.length > 0, "no results for a descriptive query");
+    // "Understood: Mecha · 1990–1999 · no romance" from query.understood, filters marked as such
+    const line = (await page.locator("p.understood").textContent()).replace(/\s+/g, " ").trim();
+    const chips = await page.locator("p.understood .chip").allTextContents();
+    check(line.startsWith("Understood:"), `understood line: ${line}`);
+    check(chips.includes("Mecha") && chips.includes("no romance"), `chips: ${chips.join(" | ")}`);
+    check(chips.some((c) => /^199\d/.test(c)), `no era chip: ${chips.join(" | ")}`);
+    check((await page.locator("p.understood .chip.hard").count()) >= 2, "filters not marked as hard");
+    // Every card carries the API's one-line explanation of what matched
+    check(results.every((c) => /^Matches /.test(c.why)), `a card without its summary: ${results.map((c) => c.why).join(" / ")}`);
+    check(results.slice(0, 3).every((c) => /mecha/.test(c.why)), `top cards do not say mecha: ${results[0].why}`);
+    await shot(page, "desktop-search-understood");
+    return { line, first: results.slice(0, 3).map((c) => c.title) };
   });
 
   await scenario("not_found_state", async () => {

@@ -10,10 +10,13 @@ Layout of a bundle directory (`BuildPaths.artifacts_dir`; `/opt/anime-artifacts`
     neighbours_v2.npz        V2 teacher top-K lists: the last fallback tier
     model/                   model.onnx (int8, outputs v4 and v3), tokenizer.json, encoder.json
     index_v4/ index_v3/      VectorIndex directories (index.bin, ids.npy, index.json)
+    lexical/                 the BM25 index of the catalogue (`search.lexical.LexicalIndex`) for /search
 
 `load_bundle` verifies the sha256 of every file it loads before using it and degrades per tier:
 V4 index (or the model's v4 output) broken → "v3"; model or V3 index broken too → "v2" (neighbour
-lists only, no encoder); catalogue or neighbour lists broken → `ArtifactIntegrityError`. Hashing runs
+lists only, no encoder); catalogue or neighbour lists broken → `ArtifactIntegrityError`. The lexical
+index is a component of its own: broken or absent, it is reported in `failures` and search loses its
+lexical side, the tier stays what the vectors allow. Hashing runs
 in a thread pool (hashlib releases the GIL) while the main thread parses what is already verified, so
 cold start pays roughly max(hash, load) rather than their sum.
 """
@@ -39,6 +42,7 @@ from anime_recommender.encoder import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, E
 from anime_recommender.index import VectorIndex
 from anime_recommender.neighbours import NeighbourLists
 from anime_recommender.release_dates import ReleaseDates, save_release_dates
+from anime_recommender.search.lexical import LexicalIndex, LexicalIndexError, build_lexical_index
 from anime_recommender.timing import timed
 
 SCHEMA_VERSION = 1
@@ -50,6 +54,7 @@ RELEASE_DATES = "release_dates.json"
 MODEL_DIR = "model"
 MODEL_FILES = (f"{MODEL_DIR}/{MODEL_FILE}", f"{MODEL_DIR}/{TOKENIZER_FILE}", f"{MODEL_DIR}/{CONFIG_FILE}")
 SPACES: tuple[str, ...] = ("v4", "v3")  # best first; also the encoder's output names
+LEXICAL_DIR = "lexical"
 
 Tier = Literal["v4", "v3", "v2"]
 
@@ -247,6 +252,7 @@ def write_bundle(
     The directory is rebuilt from scratch so no stale file from an older bundle survives.
     `release_dates`: the enrichment the catalogue was ingested with (written as `release_dates.json`,
     so delta updates enrich new catalogues identically); None writes no such file.
+    The catalogue's lexical index (/search's BM25 side) is built and written as `lexical/`.
     """
     if directory.exists():
         shutil.rmtree(directory)
@@ -259,6 +265,7 @@ def write_bundle(
     if release_dates is not None:
         save_release_dates(directory / RELEASE_DATES, release_dates)
         counts["release_dates"] = len(release_dates)
+    write_lexical(directory, catalogue)
     (directory / MODEL_DIR).mkdir()
     for name in (MODEL_FILE, TOKENIZER_FILE, CONFIG_FILE):
         shutil.copyfile(model_dir / name, directory / MODEL_DIR / name)
@@ -290,6 +297,14 @@ def write_bundle(
     )
 
 
+def write_lexical(directory: Path, catalogue: Catalogue, lexical: LexicalIndex | None = None) -> list[Path]:
+    """Save the catalogue's lexical index (built here when None) as `directory/lexical/`."""
+    index = lexical if lexical is not None else build_lexical_index(list(catalogue))
+    if not np.array_equal(index.ids, np.asarray(catalogue.ids, dtype=np.int64)):
+        raise ValueError("lexical index rows do not match the catalogue")
+    return index.save(directory / LEXICAL_DIR)
+
+
 # ---------------------------------------------------------------------------------------------
 # verification
 # ---------------------------------------------------------------------------------------------
@@ -316,6 +331,9 @@ def _component_files(manifest: Manifest) -> dict[str, list[str]]:
         "catalogue": [CATALOGUE],
         "neighbours": [NEIGHBOURS],
         "model": list(MODEL_FILES),
+        # Bundles built before the lexical index list none of its files: report the folder missing.
+        "lexical": sorted(r for r in manifest.files if r.startswith(LEXICAL_DIR + "/"))
+        or [f"{LEXICAL_DIR}/lexical.json"],
     }
     for space in manifest.indexes:
         prefix = index_dir(space) + "/"
@@ -383,6 +401,7 @@ class ServingBundle:
     tier: Tier
     failures: list[ArtifactFailure] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    lexical: LexicalIndex | None = None  # None when its files failed (search then has no BM25 side)
 
     @property
     def index(self) -> VectorIndex | None:
@@ -447,7 +466,7 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
     manifest = _read_manifest(directory)
     components = _component_files(manifest)
     spaces = [s for s in SPACES if s in manifest.indexes]
-    wanted = ["catalogue", "neighbours", "model"] + [index_dir(s) for s in spaces]
+    wanted = ["catalogue", "neighbours", "lexical", "model"] + [index_dir(s) for s in spaces]
     # The fallback index is only hashed eagerly when it will certainly be needed.
     if not all_tiers and len(spaces) > 1:
         wanted = wanted[:-1]
@@ -455,6 +474,17 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
     for comp in wanted:
         verifier.submit(comp, components[comp])
     failures: list[ArtifactFailure] = []
+    # The neighbour lists and the indexes are read in background threads, each only after its own
+    # files verified: np.load's inflate and hnswlib's load release the GIL, so they run beside the
+    # catalogue parse and the ONNX session build instead of after them (~0.1 s of cold start). Every
+    # result is awaited before this function returns, so failures and tier are decided as before.
+    loader = ThreadPoolExecutor(max_workers=3, thread_name_prefix="load")
+    pending_lists = loader.submit(_lists_if_verified, directory, verifier)
+    pending_indexes = {
+        space: loader.submit(_read_index, directory, manifest, space, verifier)
+        for space in spaces
+        if index_dir(space) in wanted
+    }
 
     try:
         with timed(seconds, "catalogue_neighbours"):
@@ -463,12 +493,17 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
                 raise ArtifactIntegrityError(f"{directory}: catalogue or neighbour lists unusable", critical)
             try:
                 catalogue = Catalogue.load(directory / CATALOGUE)
-                neighbours = NeighbourLists.load(directory / NEIGHBOURS)
+                loaded_lists = pending_lists.result()
+                assert loaded_lists is not None  # its files verified (checked just above)
+                neighbours = loaded_lists
             except (OSError, ValueError, KeyError, EOFError) as exc:
                 failure = ArtifactFailure(
                     CATALOGUE + " / " + NEIGHBOURS, f"failed to load: {exc}", "catalogue"
                 )
                 raise ArtifactIntegrityError(f"{directory}: {exc}", [failure]) from exc
+
+        with timed(seconds, "lexical"):
+            lexical = _load_lexical(directory, catalogue, verifier, failures)
 
         # The encoder loads after the catalogue, not beside it: onnxruntime holds the GIL while it
         # builds a session, so a parallel build only stalled the catalogue's parsing (measured:
@@ -484,12 +519,14 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
                 break
             comp = index_dir(space)
             with timed(seconds, comp):
-                if comp not in wanted:
+                if space not in pending_indexes:
                     verifier.submit(comp, components[comp])
-                index = _load_index(directory, manifest, space, encoder, verifier, failures)
+                    pending_indexes[space] = loader.submit(_read_index, directory, manifest, space, verifier)
+                index = _load_index(manifest, space, encoder, pending_indexes[space], failures)
                 if index is not None:
                     indexes[space] = index
     finally:
+        loader.shutdown(wait=False, cancel_futures=True)
         verifier.close()
 
     tier: Tier = "v2"
@@ -510,7 +547,29 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
         tier=tier,
         failures=failures,
         timings_ms={name: round(s * 1000, 1) for name, s in seconds.items()},
+        lexical=lexical,
     )
+
+
+def _load_lexical(
+    directory: Path, catalogue: Catalogue, verifier: _Verifier, failures: list[ArtifactFailure]
+) -> LexicalIndex | None:
+    """The verified lexical index of `catalogue`, or None with the reason added to `failures`."""
+    problems = verifier.check("lexical")
+    if problems:
+        failures.extend(problems)
+        return None
+    try:
+        index = LexicalIndex.load(directory / LEXICAL_DIR)
+    # bm25s/numpy raise assorted types on a verified but unreadable index: it degrades, never refuses.
+    except Exception as exc:
+        reason = str(exc) if isinstance(exc, LexicalIndexError) else f"{type(exc).__name__}: {exc}"
+        failures.append(ArtifactFailure(LEXICAL_DIR, f"failed to load: {reason}", "lexical"))
+        return None
+    if not np.array_equal(index.ids, np.asarray(catalogue.ids, dtype=np.int64)):
+        failures.append(ArtifactFailure(LEXICAL_DIR, "rows do not match the catalogue", "lexical"))
+        return None
+    return index
 
 
 def _load_encoder(
@@ -528,34 +587,50 @@ def _load_encoder(
         return None
 
 
+def _lists_if_verified(directory: Path, verifier: _Verifier) -> NeighbourLists | None:
+    """The neighbour lists once their file verified; None when it did not (the caller reports why)."""
+    if verifier.check("neighbours"):
+        return None
+    return NeighbourLists.load(directory / NEIGHBOURS)
+
+
+IndexRead = tuple[VectorIndex | None, list[ArtifactFailure]]
+
+
+def _read_index(directory: Path, manifest: Manifest, space: str, verifier: _Verifier) -> IndexRead:
+    """A space's index once its files verified, or None and why (runs in a loader thread)."""
+    comp = index_dir(space)
+    info = manifest.indexes[space]
+    problems = verifier.check(comp)
+    if problems:
+        return None, problems
+    try:
+        index = VectorIndex.load(directory / comp, ef=info.ef)
+    # hnswlib raises RuntimeError, numpy ValueError/OSError: a verified but unloadable index degrades.
+    except Exception as exc:
+        return None, [ArtifactFailure(comp, f"failed to load: {type(exc).__name__}: {exc}", comp)]
+    if index.dim != info.dim or len(index) != info.count:
+        return None, [ArtifactFailure(comp, f"dim/count {index.dim}/{len(index)} != manifest", comp)]
+    return index, []
+
+
 def _load_index(
-    directory: Path,
     manifest: Manifest,
     space: str,
     encoder: OnnxEncoder,
-    verifier: _Verifier,
+    pending: Future[IndexRead],
     failures: list[ArtifactFailure],
 ) -> VectorIndex | None:
     comp = index_dir(space)
     info = manifest.indexes[space]
     if encoder.dims.get(space) != info.dim:
+        # The index is unusable whatever its files hold, so only this is reported (as before).
         failures.append(
             ArtifactFailure(f"{MODEL_DIR}/{MODEL_FILE}", f"no {space} output of dim {info.dim}", comp)
         )
         return None
-    problems = verifier.check(comp)
-    if problems:
-        failures.extend(problems)
-        return None
-    try:
-        index = VectorIndex.load(directory / comp, ef=info.ef)
-    # hnswlib raises RuntimeError, numpy ValueError/OSError: a verified but unloadable index degrades.
-    except Exception as exc:
-        failures.append(ArtifactFailure(comp, f"failed to load: {type(exc).__name__}: {exc}", comp))
-        return None
-    if index.dim != info.dim or len(index) != info.count:
-        failures.append(ArtifactFailure(comp, f"dim/count {index.dim}/{len(index)} != manifest", comp))
-        return None
+    index, problems = pending.result()
+    failures.extend(problems)
     return index
 
 

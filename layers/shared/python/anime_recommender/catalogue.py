@@ -71,23 +71,33 @@ class Anime:
     related: tuple[str, ...] = field(default=(), compare=False)
     thumbnail: str | None = None
     duration_s: int | None = None  # per episode, seconds (manami `duration`)
+    # Story text from an optional synopsis file merged at ingest (`loaders.synopses`); last, so a record
+    # without one hashes and saves exactly as before the field existed.
+    synopsis: str | None = None
 
     def content_hash(self) -> str:
         """Stable hash of everything that affects similarity or responses (for delta updates).
 
-        The sha256 of `to_dict` as compact JSON with sorted keys. Built here with the keys already in
-        sorted order and one shared encoder (same bytes as `json.dumps(..., sort_keys=True)`, ~2x
-        faster): a delta update hashes the whole new catalogue.
+        The sha256 of `to_dict` as compact JSON with sorted keys, leaving `synopsis` out when it is
+        None: records without story text keep the hash they had before the field existed, so bundles
+        built then do not see every anime as changed. Built here with the keys already in sorted order
+        and one shared encoder (same bytes as `json.dumps(..., sort_keys=True)`, ~2x faster): a delta
+        update hashes the whole new catalogue.
         """
-        data = dict(zip(_HASH_FIELDS, _hash_values(self), strict=True))
+        if self.synopsis is None:
+            data = dict(zip(_HASH_FIELDS, _hash_values(self), strict=True))
+        else:
+            data = dict(zip(_HASH_FIELDS_WITH_SYNOPSIS, _hash_values_with_synopsis(self), strict=True))
         data["type"] = self.type.value
         return hashlib.sha256(_HASH_ENCODER.encode(data).encode("utf-8")).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (tuples become lists, the enum its value)."""
+        """A JSON-ready dict (tuples become lists, the enum its value); `synopsis` only when set."""
         # Shallow field copy: `dataclasses.asdict` deep-copies every tuple, which made hashing a
         # catalogue (delta updates diff ~35k records) several times slower.
         data = {name: getattr(self, name) for name in _FIELDS}
+        if self.synopsis is None:
+            del data["synopsis"]
         data["type"] = self.type.value
         for key in ("synonyms", "tags", "sources", "related"):
             data[key] = list(data[key])
@@ -113,13 +123,19 @@ class Anime:
             related=tuple(data.get("related") or ()),
             thumbnail=data.get("thumbnail"),
             duration_s=data.get("duration_s"),
+            synopsis=data.get("synopsis"),
         )
 
 
 _FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Anime))
-_HASH_FIELDS: tuple[str, ...] = tuple(sorted(_FIELDS))
+# Fields a record without story text is hashed and saved with: every field before `synopsis` existed.
+_BASE_FIELDS: tuple[str, ...] = tuple(name for name in _FIELDS if name != "synopsis")
+_HASH_FIELDS: tuple[str, ...] = tuple(sorted(_BASE_FIELDS))
+_HASH_FIELDS_WITH_SYNOPSIS: tuple[str, ...] = tuple(sorted(_FIELDS))
 _hash_values = attrgetter(*_HASH_FIELDS)
+_hash_values_with_synopsis = attrgetter(*_HASH_FIELDS_WITH_SYNOPSIS)
 _row_values = attrgetter(*_FIELDS)
+_base_row_values = attrgetter(*_BASE_FIELDS)
 # The C encoder writes tuples as JSON arrays, exactly as the lists of `to_dict` (`json.dumps` output).
 _HASH_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _FIELD_POSITION: dict[str, int] = {name: i for i, name in enumerate(_FIELDS)}
@@ -136,16 +152,26 @@ def with_fields(anime: Anime, **changes: Any) -> Anime:
 
 # Saved catalogues are a header line naming the fields, then one JSON array per anime in that field
 # order: parsing arrays is ~2x faster than objects that repeat every key (the API's cold start).
+# A catalogue without any story text is saved without the `synopsis` column, byte for byte as before
+# the field existed (its bundle files and a delta's line comparison stay as they were).
 CATALOGUE_FORMAT = "anime-catalogue-rows"
-_HEADER = _HASH_ENCODER.encode({"format": CATALOGUE_FORMAT, "version": 1, "fields": list(_FIELDS)}).encode()
 
 
-def _encode_line(anime: Anime) -> bytes:
-    """One line of a saved catalogue: the field values in `_FIELDS` order as a compact JSON array.
+def _header(names: Sequence[str]) -> bytes:
+    return _HASH_ENCODER.encode({"format": CATALOGUE_FORMAT, "version": 1, "fields": list(names)}).encode()
+
+
+_HEADER = _header(_BASE_FIELDS)
+_HEADER_WITH_SYNOPSIS = _header(_FIELDS)
+
+
+def _encode_line(anime: Anime, *, with_synopsis: bool = False) -> bytes:
+    """One line of a saved catalogue: the field values in header order as a compact JSON array.
 
     The tuple is encoded as is: JSON writes a str subclass (the `AnimeType` StrEnum) as its value.
     """
-    return _HASH_ENCODER.encode(_row_values(anime)).encode("utf-8")
+    values = _row_values(anime) if with_synopsis else _base_row_values(anime)
+    return _HASH_ENCODER.encode(values).encode("utf-8")
 
 
 # `_encode_line` starts every line with the id, so a saved line's id is read without parsing it.
@@ -162,7 +188,7 @@ def saved_lines(path: Path, ids: Sequence[int] | None = None) -> dict[int, bytes
     """
     with gzip.open(path, "rb") as fh:
         text = fh.read()
-    if not text.startswith(_HEADER + b"\n"):
+    if not text.startswith((_HEADER + b"\n", _HEADER_WITH_SYNOPSIS + b"\n")):
         return {}
     lines = text.split(b"\n")[1:]
     if lines and not lines[-1]:
@@ -189,6 +215,8 @@ class Catalogue(Sequence[Anime]):
         self._row_of: dict[int, int] = {a.id: row for row, a in enumerate(self._items)}
         if len(self._row_of) != len(self._items):
             raise ValueError("catalogue has duplicate ids; loaders must resolve them first")
+        # Whether the saved form carries the `synopsis` column (see `_HEADER`).
+        self._with_synopsis = any(a.synopsis is not None for a in self._items)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -224,12 +252,19 @@ class Catalogue(Sequence[Anime]):
         """id → content hash, the basis of delta updates."""
         return {a.id: a.content_hash() for a in self._items}
 
+    @property
+    def has_synopses(self) -> bool:
+        """Whether any anime has story text (then the saved form has a `synopsis` column)."""
+        return self._with_synopsis
+
     def lines(self) -> list[bytes]:
         """The saved line of every anime, in row order (what `save` writes after the header).
 
-        Equal lines mean equal content hashes: both are the same field values as compact JSON.
+        Equal lines mean equal content hashes: both are the same field values as compact JSON (a line
+        with the `synopsis` column never equals one without: the arrays differ in length).
         """
-        return [_encode_line(anime) for anime in self._items]
+        with_synopsis = self._with_synopsis
+        return [_encode_line(anime, with_synopsis=with_synopsis) for anime in self._items]
 
     def save(self, path: Path, *, compresslevel: int = 6, lines: Sequence[bytes] | None = None) -> None:
         """Write as gzipped JSON lines: a header naming the fields, then one array per anime.
@@ -245,8 +280,9 @@ class Catalogue(Sequence[Anime]):
             lines = self.lines()
         elif len(lines) != len(self._items):
             raise ValueError(f"{len(lines)} lines for {len(self._items)} anime")
+        header = _HEADER_WITH_SYNOPSIS if self._with_synopsis else _HEADER
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(gzip.compress(b"\n".join([_HEADER, *lines, b""]), compresslevel=compresslevel))
+        path.write_bytes(gzip.compress(b"\n".join([header, *lines, b""]), compresslevel=compresslevel))
 
     @classmethod
     def load(cls, path: Path) -> Catalogue:

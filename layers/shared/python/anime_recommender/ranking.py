@@ -1,8 +1,8 @@
 """The final ranking of similar-anime lists: V4 similarity plus a few documented signals.
 
-Candidates: the hnswlib search over V4 vectors, over-fetched (200), best joined by the V3
-search's top 100 and the query's franchise siblings (`FranchiseIndex.siblings`) — the evaluation
-measures exactly that pool. This module re-ranks them with
+Candidates: the hnswlib search over V4 vectors, over-fetched (200), joined by the V3 search's
+top 100 and the query's V2 teacher list (100), minus the query's franchise siblings
+(`FranchiseIndex.siblings`) — the evaluation measures exactly that pool. This module re-ranks them with
 
 * ``w_v4 · cos_v4`` — the fine-tuned embedding (the main signal);
 * ``w_v3 · cos_v3`` — the frozen encoder, which keeps title/franchise closeness that fine-tuning
@@ -12,10 +12,12 @@ measures exactly that pool. This module re-ranks them with
   recommendations lean toward well-known titles;
 * ``w_quality · quality`` — a prior on the MyAnimeList score, ``(score − 5) / 4`` clipped to
   [0, 1] (0 when unknown): they lean toward well-rated ones too;
-* ``w_year · exp(-|Δyear| / year_scale)`` — release-year proximity (0 when a year is unknown);
-* ``franchise_boost`` for same-franchise candidates (title heuristic below), given to at most
-  ``franchise_slots`` of them, so sequels stay near the top without filling the whole list
-  (the popularity prior alone pushes them out).
+* ``w_year · exp(-|Δyear| / year_scale)`` — release-year proximity (0 when a year is unknown).
+
+Franchise siblings never take a slot: they are shown apart (`franchise_entries`: ordered by
+release, each with a relation guess), as MyAnimeList shows "Related anime" beside
+"Recommendations". The ranked list also shows one entry per other franchise before any second
+entry of it (`spread_franchises`): real viewers recommend a work, not its every season.
 
 Everything is numpy and stdlib: it runs inside the API Lambda. The franchise heuristic
 (`franchise_key`, `same_franchise`, `FranchiseIndex`) is shared with the offline evaluation.
@@ -27,14 +29,16 @@ import math
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from anime_recommender.catalogue import Anime, Catalogue
+from anime_recommender.catalogue import Anime, AnimeType, Catalogue
 
 # ---------------------------------------------------------------------------------------------
 # Franchise heuristic
@@ -232,43 +236,122 @@ class FranchiseIndex:
 
 
 # ---------------------------------------------------------------------------------------------
+# The franchise list and one entry per franchise
+# ---------------------------------------------------------------------------------------------
+
+Relation = Literal["prequel", "sequel", "parent story", "movie", "side story", "same franchise"]
+# A long franchise (Doraemon, Pokémon: 90+ entries) is cut to its best-known entries.
+FRANCHISE_LIMIT = 25
+_SEASON_ORDER = {"winter": 0, "spring": 1, "summer": 2, "fall": 3, "autumn": 3}
+_SERIES = frozenset({AnimeType.TV, AnimeType.ONA})
+_SIDE_FORMATS = frozenset({AnimeType.OVA, AnimeType.SPECIAL, AnimeType.MUSIC})
+
+
+@dataclass(frozen=True, slots=True)
+class FranchiseEntry:
+    """A franchise sibling shown apart from the recommendations, with its relation to the query."""
+
+    anime: Anime
+    relation: Relation
+
+
+def release_key(anime: Anime) -> tuple[bool, int, int, int]:
+    """Sort key by release: year (unknown last), then season (unknown after known ones), then id."""
+    season = _SEASON_ORDER.get((anime.season or "").lower(), len(_SEASON_ORDER))
+    return (anime.year is None, anime.year or 0, season, anime.id)
+
+
+def relation_guess(query: Anime, sibling: Anime) -> Relation:
+    """How `sibling` relates to `query`, guessed from their formats and release order.
+
+    A movie of a series is "movie"; an OVA/special/music video of another format "side story";
+    the series of a movie/OVA "parent story"; otherwise the earlier one is the "prequel" and the
+    later one the "sequel", and "same franchise" when the years are unknown or equal. (manami's
+    `related` links name no relation type, so formats and dates are all there is.)
+    """
+    if sibling.type is AnimeType.MOVIE and query.type is not AnimeType.MOVIE:
+        return "movie"
+    if sibling.type in _SIDE_FORMATS and sibling.type is not query.type:
+        return "side story"
+    if sibling.type in _SERIES and query.type not in _SERIES and query.type is not AnimeType.UNKNOWN:
+        return "parent story"
+    if query.year is None or sibling.year is None:
+        return "same franchise"
+    mine, theirs = release_key(query)[1:3], release_key(sibling)[1:3]
+    if theirs == mine or (sibling.year == query.year and len(_SEASON_ORDER) in (mine[1], theirs[1])):
+        return "same franchise"
+    return "prequel" if theirs < mine else "sequel"
+
+
+def franchise_entries(
+    query: Anime, siblings: Iterable[Anime], limit: int = FRANCHISE_LIMIT
+) -> tuple[list[FranchiseEntry], int]:
+    """The query's franchise list: siblings ordered by release, each with `relation_guess`.
+
+    Beyond `limit` siblings, the `limit` with the most members are kept (still in release order).
+    Returns the entries and the total number of siblings.
+    """
+    found = [s for s in siblings if s.id != query.id]
+    kept = found
+    if len(found) > limit:
+        kept = sorted(found, key=lambda a: (-(a.members or 0), a.id))[: max(limit, 0)]
+    entries = [FranchiseEntry(a, relation_guess(query, a)) for a in sorted(kept, key=release_key)]
+    return entries, len(found)
+
+
+def spread_franchises(
+    ranked: Sequence[int], siblings_of: Callable[[int], AbstractSet[int]], limit: int
+) -> list[int]:
+    """The first `limit` of the ranked ids with one entry per franchise before any repeat.
+
+    Walks the ranking and sets aside an id whose franchise (`siblings_of`, e.g.
+    `RerankFeatures.siblings_of`) is already in the list; set-aside ids fill the end of the list,
+    in ranked order, only when there are not `limit` distinct franchises. Deterministic, so pages
+    cut from longer lists never overlap.
+    """
+    picked: list[int] = []
+    repeats: list[int] = []
+    for anime_id in ranked:
+        if len(picked) >= limit:
+            break
+        if any(anime_id in siblings_of(p) for p in picked):
+            repeats.append(anime_id)
+        else:
+            picked.append(anime_id)
+    return picked + repeats[: max(limit - len(picked), 0)]
+
+
+# ---------------------------------------------------------------------------------------------
 # Ranking
 # ---------------------------------------------------------------------------------------------
 
 # log10(members) of 10M: no anime has more, so the prior stays in [0, 1].
 _POP_LOG_MAX = 7.0
-COMPONENTS: tuple[str, ...] = ("v4", "v3", "tags", "popularity", "quality", "year", "franchise")
+COMPONENTS: tuple[str, ...] = ("v4", "v3", "tags", "popularity", "quality", "year")
 
 
 class RankingConfig(BaseModel):
     """Knobs of the final ranking. Defaults were tuned on the development recommendations.
 
     Tuning (`anime-build evaluate --tune`): grid over `w_v3`, `w_tags`, `w_popularity`,
-    `w_quality`, `w_year`, `franchise_boost` and `franchise_slots` on the dev set's source anime,
-    checked on a 2-fold split of them; objective = cross-franchise recall@10 (≥ 2 votes) subject
-    to ≥ 85 % franchise siblings in the top 10 (a wide margin over the 65 % target).
-    Defaults: the full-dev-set tuning with the shipped int8 V4/V3 on the default catalogue
-    (10.2 % recall@10, 87.4 % siblings@10); the 2-fold check (tune on one half, score the other)
-    gave 8.7 % / 10.2 % recall and 88.4 % / 86.7 % siblings. Re-run the tuning when V4 changes.
+    `w_quality` and `w_year` on the dev set's source anime, checked on a 2-fold split of them;
+    objective = cross-franchise recall@10 (≥ 2 votes) of the sibling-free, one-per-franchise list.
+    Defaults: the full-dev-set tuning (162 configs) with the shipped int8 V4/V3 on the default
+    catalogue: 13.3 % recall@10 (9.9 % before, when siblings took ~5 of the 10 slots); the 2-fold
+    check (tune on one half, score the other) gave 12.6 % / 12.4 %. Re-run it when V4 changes.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     w_v4: float = Field(1.0, ge=0.0, description="Weight of the fine-tuned (V4) cosine similarity.")
-    w_v3: float = Field(0.25, ge=0.0, description="Weight of the frozen-encoder (V3) cosine similarity.")
-    w_tags: float = Field(1.0, ge=0.0, description="Weight of the Jaccard overlap of the two tag sets.")
+    w_v3: float = Field(1.0, ge=0.0, description="Weight of the frozen-encoder (V3) cosine similarity.")
+    w_tags: float = Field(1.5, ge=0.0, description="Weight of the Jaccard overlap of the two tag sets.")
     w_popularity: float = Field(
-        3.0, ge=0.0, description="Weight of the popularity prior log10(members)/7 in [0, 1]."
+        4.0, ge=0.0, description="Weight of the popularity prior log10(members)/7 in [0, 1]."
     )
     w_quality: float = Field(0.25, ge=0.0, description="Weight of the score prior (score-5)/4 in [0, 1].")
-    w_year: float = Field(0.5, ge=0.0, description="Weight of year proximity exp(-|Δyear|/year_scale).")
+    w_year: float = Field(1.0, ge=0.0, description="Weight of year proximity exp(-|Δyear|/year_scale).")
     year_scale: float = Field(8.0, gt=0.0, description="Years over which year proximity decays by 1/e.")
-    franchise_boost: float = Field(
-        3.0, ge=0.0, description="Added to the score of same-franchise candidates (up to franchise_slots)."
-    )
-    franchise_slots: int = Field(
-        5, ge=0, description="At most this many same-franchise candidates get the boost (best first)."
-    )
     # Free-text search has no query anime, so only the two cosines and the popularity prior apply.
     # The fine-tuned head learned genres from the teacher and loses some literal word matching,
     # which the frozen V3 output keeps; a small popularity prior breaks near-ties towards titles
@@ -328,15 +411,14 @@ def score_arrays(
     v3: np.ndarray,
     pop: np.ndarray,
     year_prox: np.ndarray,
-    sibling: np.ndarray,
     valid: np.ndarray | None = None,
     qual: np.ndarray | None = None,
     tags: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Vectorised scores for candidate arrays shaped [..., C] (one row per query).
 
-    Returns the final score (-inf where `valid` is False) and the weighted components.
-    The franchise boost goes to the `franchise_slots` best siblings by their un-boosted score.
+    Returns the final score (-inf where `valid` is False: padding, franchise siblings) and the
+    weighted components, which sum to it.
     """
     v4 = np.asarray(v4, dtype=np.float64)
     comps = {
@@ -347,19 +429,9 @@ def score_arrays(
         "quality": config.w_quality * np.broadcast_to(0.0 if qual is None else qual, v4.shape),
         "year": config.w_year * np.broadcast_to(year_prox, v4.shape),
     }
-    base = sum((comps[name] for name in COMPONENTS if name in comps), np.zeros(v4.shape))
+    base = sum((comps[name] for name in COMPONENTS), np.zeros(v4.shape))
     ok = np.ones(v4.shape, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
-    sib = np.asarray(sibling, dtype=bool) & ok
-    boosted = np.zeros(v4.shape, dtype=bool)
-    if config.franchise_slots > 0 and config.franchise_boost > 0 and sib.any():
-        # Rank siblings among themselves by base score; the first `franchise_slots` get the boost.
-        sib_base = np.where(sib, base, -np.inf)
-        order = np.argsort(-sib_base, axis=-1, kind="stable")
-        rank_of = np.argsort(order, axis=-1, kind="stable")
-        boosted = sib & (rank_of < config.franchise_slots)
-    comps["franchise"] = np.where(boosted, config.franchise_boost, 0.0)
-    score = np.where(ok, base + comps["franchise"], -np.inf)
-    return score, comps
+    return np.where(ok, base, -np.inf), comps
 
 
 def rank_candidates(
@@ -368,23 +440,24 @@ def rank_candidates(
     config: RankingConfig | None = None,
     k: int = 10,
 ) -> list[RankedItem]:
-    """Re-rank vector-search candidates for `query`; best first, the query itself excluded.
+    """Re-rank vector-search candidates for `query`: the reference for the API's vectorised path.
+
+    The query itself and its franchise siblings (`same_franchise`) never appear; the list has one
+    entry per franchise before any repeat (`spread_franchises`).
 
     Args:
         query: the anime whose similar list is wanted.
-        candidates: over-fetched neighbours (ideally 100–200) with V4 and V3 cosine similarities;
-            add same-franchise anime from `FranchiseIndex.siblings` so sequels the vector search
-            missed can still be protected.
+        candidates: over-fetched neighbours (ideally 100–200) with V4 and V3 cosine similarities.
         config: ranking knobs (defaults: tuned values).
         k: how many results to return.
     Returns:
-        Up to k `RankedItem`s; each item's components sum to its score.
+        Up to k `RankedItem`s, best first; each item's components sum to its score.
     """
     cfg = config or RankingConfig()
     seen: set[int] = set()
     uniq: list[Candidate] = []
     for cand in candidates:
-        if cand.anime.id != query.id and cand.anime.id not in seen:
+        if cand.anime.id not in seen and cand.anime.id != query.id and not same_franchise(query, cand.anime):
             seen.add(cand.anime.id)
             uniq.append(cand)
     if not uniq or k <= 0:
@@ -399,20 +472,26 @@ def rank_candidates(
         v3=np.array([c.v3 for c in uniq]),
         pop=popularity(members),
         year_prox=year_proximity(np.array(qyear), years, cfg.year_scale),
-        sibling=np.array([same_franchise(query, c.anime) for c in uniq]),
         qual=quality(scores),
         tags=np.array([tag_jaccard(query.tags, c.anime.tags) for c in uniq]),
     )
     # Stable sort on -score, ties broken by V4 similarity then id, so results are deterministic.
-    order = sorted(range(len(uniq)), key=lambda i: (-score[i], -uniq[i].v4, uniq[i].anime.id))[:k]
+    order = sorted(range(len(uniq)), key=lambda i: (-score[i], -uniq[i].v4, uniq[i].anime.id))
+    position = {uniq[i].anime.id: i for i in order}
+    by_id = {c.anime.id: c.anime for c in uniq}
+
+    def siblings_of(anime_id: int) -> set[int]:
+        return {i for i, other in by_id.items() if same_franchise(by_id[anime_id], other)}
+
+    spread = spread_franchises([uniq[i].anime.id for i in order], siblings_of, k)
     return [
         RankedItem(
-            id=uniq[i].anime.id,
-            score=float(score[i]),
-            components={name: float(comps[name][i]) for name in COMPONENTS},
+            id=anime_id,
+            score=float(score[position[anime_id]]),
+            components={name: float(comps[name][position[anime_id]]) for name in COMPONENTS},
         )
-        for i in order
-        if math.isfinite(score[i])
+        for anime_id in spread
+        if math.isfinite(score[position[anime_id]])
     ]
 
 
@@ -445,6 +524,7 @@ class RerankFeatures:
         self.tag_ids = np.array(flat, dtype=np.int64)
         self.n_tags = len(tag_numbers)
         self.franchise = FranchiseIndex(catalogue)
+        self._catalogue = catalogue
         self._siblings: dict[int, frozenset[int]] = {}
 
     def rows(self, ids: np.ndarray) -> np.ndarray:
@@ -458,6 +538,11 @@ class RerankFeatures:
             found = frozenset(self.franchise.siblings(anime))
             self._siblings[anime.id] = found
         return found
+
+    def siblings_of(self, anime_id: int) -> frozenset[int]:
+        """`siblings` by id: what `spread_franchises` asks of each listed anime."""
+        found = self._siblings.get(anime_id)
+        return found if found is not None else self.siblings(self._catalogue.by_id(anime_id))
 
     def tag_jaccard(self, query_row: int, rows: np.ndarray) -> np.ndarray:
         """|A ∩ B| / |A ∪ B| of the query's tag set with each row's; 0 when both are empty."""

@@ -9,6 +9,7 @@ lists. The pieces are typed as protocols so the index/encoder/neighbour modules 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -18,14 +19,34 @@ import numpy as np
 
 from anime_recommender.artifacts import ServingBundle, Tier
 from anime_recommender.catalogue import Catalogue
-from anime_recommender.ranking import COMPONENTS, RankingConfig, RerankFeatures, score_arrays, year_proximity
+from anime_recommender.ranking import (
+    COMPONENTS,
+    RankingConfig,
+    RerankFeatures,
+    score_arrays,
+    spread_franchises,
+    year_proximity,
+)
+from anime_recommender.search.dense import EncoderDense, ListAnchors
+from anime_recommender.search.hybrid import AnchorSearch, DenseSearch
+from anime_recommender.search.lexical import LexicalIndex
 
 Scored = tuple[int, float]
 
 # How much of the disliked direction a profile subtracts (see `TieredBackend.recommend`).
 DISLIKE_WEIGHT = 0.5
-# V4 candidates handed to the re-ranking (its docstring asks for 100–200).
+# V4 candidates handed to free-text re-ranking.
 RERANK_POOL = 100
+# The by-id re-ranking's pool (what `anime-build evaluate` measures): V4 top-200 ∪ V3 top-100 ∪
+# the V2 teacher list (100); the V2 list brings the well-known, tag-close titles viewers recommend.
+SIMILAR_V4_POOL = 200
+SIMILAR_V3_POOL = 100
+SIMILAR_V2_POOL = 100
+
+
+def spread_fetch(k: int) -> int:
+    """Candidates fetched for k results, so one-per-franchise spreading can skip repeats."""
+    return 2 * k + 10
 
 
 class TextSearchUnavailableError(RuntimeError):
@@ -99,7 +120,11 @@ class SimilarityBackend(Protocol):
     def similar(
         self, anime_id: int, k: int, allowed: set[int] | None = None, exclude: AbstractSet[int] = ...
     ) -> list[Hit]:
-        """Up to k anime most similar to `anime_id` (never itself), in `allowed`, not in `exclude`."""
+        """Up to k anime similar to `anime_id`, in `allowed`, not in `exclude`; never itself or a sibling."""
+        ...
+
+    def siblings(self, anime_id: int) -> frozenset[int]:
+        """Ids of the anime's franchise siblings (`ranking.FranchiseIndex`); empty for an unknown id."""
         ...
 
     def recommend(
@@ -110,11 +135,20 @@ class SimilarityBackend(Protocol):
         allowed: set[int] | None = None,
         exclude: AbstractSet[int] = ...,
     ) -> list[Hit]:
-        """Up to k anime for a taste profile; liked/disliked/excluded ids never appear."""
+        """Up to k anime for a taste profile; never liked/disliked/excluded ids or siblings of liked ones."""
         ...
 
     def search_text(self, text: str, k: int, allowed: set[int] | None = None) -> list[Scored]:
         """Up to k anime closest to free text; `TextSearchUnavailableError` in the V2 tier."""
+        ...
+
+    @property
+    def lexical(self) -> LexicalIndex | None:
+        """The catalogue's BM25 index for hybrid search (None when the bundle's failed to load)."""
+        ...
+
+    def search_pools(self) -> tuple[DenseSearch | None, AnchorSearch]:
+        """Hybrid search's dense pool (None without an encoder) and its 'like …' anchor pool."""
         ...
 
 
@@ -138,6 +172,7 @@ class TieredBackend:
         space: which encoder output matches `index` ("v4" or "v3").
         secondary: the V3 index while serving V4, for the re-ranking's V3 component.
         ranking: re-ranking knobs; None = plain cosine order.
+        lexical: the catalogue's BM25 index (hybrid search's lexical side), None when unavailable.
     """
 
     catalogue: Catalogue
@@ -148,8 +183,10 @@ class TieredBackend:
     space: str = "v4"
     secondary: VectorSearch | None = None
     ranking: RankingConfig | None = None
+    lexical: LexicalIndex | None = None
     _all_ids: frozenset[int] = field(init=False, repr=False)
     _features: RerankFeatures | None = field(default=None, init=False, repr=False)
+    _features_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._all_ids = frozenset(self.catalogue.ids)
@@ -172,20 +209,31 @@ class TieredBackend:
     ) -> list[Hit]:
         """See `SimilarityBackend.similar`.
 
-        Tier V4 with the V3 index at hand: over-fetch `RERANK_POOL` V4 candidates (inside the
-        allowed set, so filters never starve the list), add same-franchise siblings, and re-rank
-        with `ranking.rank_candidates`. Tier V3: cosine order. Tier V2, or an id missing from
-        the index: the V2 neighbour list.
+        Franchise siblings are banned in every tier (the API lists them apart), and each list
+        shows one entry per other franchise before any repeat (`ranking.spread_franchises`).
+        Tier V4 with the V3 index at hand: the `SIMILAR_*_POOL` candidates (inside the allowed
+        set, so filters never starve the list) re-ranked as `ranking.rank_candidates` does.
+        Tier V3: cosine order. Tier V2, or an id missing from the index: the V2 neighbour list.
         """
         if k <= 0:
             return []
-        banned = set(exclude) | {anime_id}
+        banned = set(exclude) | {anime_id} | self.siblings(anime_id)
         query = self._vector(anime_id)
         if query is None:
-            return [Hit(a, s) for a, s in self._from_lists([anime_id], [], k, allowed, banned)[0]]
-        if self.secondary is None or self.ranking is None:
-            return [Hit(a, s) for a, s in self._search(query, k, allowed, banned)]
-        return self._reranked(anime_id, query, k, allowed, banned)
+            hits = [
+                Hit(a, s) for a, s in self._from_lists([anime_id], [], spread_fetch(k), allowed, banned)[0]
+            ]
+        elif self.secondary is None or self.ranking is None:
+            hits = [Hit(a, s) for a, s in self._search(query, spread_fetch(k), allowed, banned)]
+        else:
+            hits = self._reranked(anime_id, query, allowed, banned)
+        return self._spread(hits, k)
+
+    def siblings(self, anime_id: int) -> frozenset[int]:
+        """See `SimilarityBackend.siblings` (memoised in `RerankFeatures`)."""
+        if anime_id not in self._all_ids:
+            return frozenset()
+        return self.rerank_features().siblings_of(anime_id)
 
     def recommend(
         self,
@@ -202,15 +250,18 @@ class TieredBackend:
         whose vector is closest to it. V2 tier (or no liked id indexed): each candidate's score is
         the mean of its V2 scores over the liked anime's neighbour lists, minus DISLIKE_WEIGHT times
         the mean over the disliked anime's lists; attribution goes to the liked anime contributing
-        most.
+        most. Franchise siblings of liked anime are banned (the viewer knows that franchise), and
+        the list shows one entry per franchise before any repeat, as `similar` does.
         """
         if k <= 0 or not liked:
             return []
         banned = set(exclude) | set(liked) | set(disliked)
+        for anime_id in liked:
+            banned |= self.siblings(anime_id)
         liked_vectors = {a: v for a in liked if (v := self._vector(a)) is not None}
         if not liked_vectors:
-            hits, because = self._from_lists(list(liked), list(disliked), k, allowed, banned)
-            return [Hit(a, s, because_id=because.get(a)) for a, s in hits]
+            found, because = self._from_lists(list(liked), list(disliked), spread_fetch(k), allowed, banned)
+            return self._spread([Hit(a, s, because_id=because.get(a)) for a, s in found], k)
         profile = _unit(np.mean(list(liked_vectors.values()), axis=0))
         disliked_vectors = [v for a in disliked if (v := self._vector(a)) is not None]
         if profile is not None and disliked_vectors:
@@ -222,7 +273,7 @@ class TieredBackend:
                     profile = combined
         if profile is None:
             return []
-        hits = self._search(profile, k, allowed, banned)
+        hits = self._spread_scored(self._search(profile, spread_fetch(k), allowed, banned), k)
         assert self.index is not None  # _vector returned vectors, so the index exists
         if not hits:
             return []
@@ -236,6 +287,20 @@ class TieredBackend:
         ]
 
     # -- free text ---------------------------------------------------------------------------
+    def search_pools(self) -> tuple[DenseSearch | None, AnchorSearch]:
+        """See `SimilarityBackend.search_pools`: the encoder over the active index (V4 adds the V3
+        cosine, as `search_text`), anchors from the vectors, or from the V2 lists in tier V2."""
+        if self.index is None or self.encoder is None:
+            return None, ListAnchors(self.neighbours)
+        dense = EncoderDense(
+            self.encoder,
+            self.index,
+            space=self.space,
+            secondary=self.secondary if self.ranking is not None else None,
+            w_v3=self.ranking.text_w_v3 if self.ranking is not None else 0.0,
+        )
+        return dense, dense.anchors
+
     def search_text(self, text: str, k: int, allowed: set[int] | None = None) -> list[Scored]:
         """Encode the text with the active tier's output and search its index."""
         if self.index is None or self.encoder is None:
@@ -283,35 +348,37 @@ class TieredBackend:
 
     # -- internals ---------------------------------------------------------------------------
     def _reranked(
-        self, anime_id: int, query: np.ndarray, k: int, allowed: set[int] | None, banned: set[int]
+        self, anime_id: int, query: np.ndarray, allowed: set[int] | None, banned: set[int]
     ) -> list[Hit]:
-        """`ranking.rank_candidates`'s ranking, vectorised (`score_arrays`) over precomputed columns."""
+        """`ranking.rank_candidates`'s ranking, vectorised (`score_arrays`) over precomputed columns.
+
+        Returns the whole pool, best first; `similar` spreads franchises and cuts it to k.
+        """
         assert self.index is not None and self.secondary is not None and self.ranking is not None
         features = self.rerank_features()
-        anime = self.catalogue.by_id(anime_id)
-        pool = self._search(query, max(RERANK_POOL, 2 * k), allowed, banned)
-        ids = [a for a, _ in pool]
-        v4 = [s for _, s in pool]
-        siblings = features.siblings(anime)
-        in_pool = set(ids)
-        extra = [
-            s
-            for s in sorted(siblings)
-            if s not in in_pool and s not in banned and (allowed is None or s in allowed)
+        found = dict(self._search(query, SIMILAR_V4_POOL, allowed, banned))
+        query_v3 = self._secondary_vector(anime_id)
+        extra: list[int] = []
+        if query_v3 is not None:
+            extra += [a for a, _ in self._search(query_v3, SIMILAR_V3_POOL, allowed, banned, self.secondary)]
+        extra += [
+            a
+            for a, _ in self._list(anime_id, SIMILAR_V2_POOL)
+            if a not in banned and a in self._all_ids and (allowed is None or a in allowed)
         ]
+        extra = sorted(set(extra) - set(found))
         if extra:
-            # Siblings the vector search missed: their V4 cosine from one gather (absent ones dropped).
+            # V3-search and V2-list candidates: their V4 cosine from one gather (absent ones dropped).
             matrix, present = self.index.vectors(extra)
             sims = matrix @ query
-            for sibling, sim, ok in zip(extra, sims.tolist(), present.tolist(), strict=True):
+            for other, sim, ok in zip(extra, sims.tolist(), present.tolist(), strict=True):
                 if ok:
-                    ids.append(sibling)
-                    v4.append(sim)
-        if not ids:
+                    found[other] = float(sim)
+        if not found:
             return []
+        ids = list(found)
         id_arr = np.array(ids, dtype=np.int64)
-        v4_arr = np.array(v4, dtype=np.float64)
-        query_v3 = self._secondary_vector(anime_id)
+        v4_arr = np.array([found[i] for i in ids], dtype=np.float64)
         if query_v3 is None:
             v3_arr = np.zeros(len(ids), dtype=np.float64)
         else:
@@ -327,12 +394,11 @@ class TieredBackend:
             v3=v3_arr,
             pop=features.pop[rows],
             year_prox=year_proximity(features.years[query_row], features.years[rows], cfg.year_scale),
-            sibling=np.fromiter((i in siblings for i in ids), dtype=bool, count=len(ids)),
             qual=features.qual[rows],
             tags=features.tag_jaccard(query_row, rows),
         )
         # rank_candidates' order: score desc, then V4 similarity desc, then id (lexsort: last key first).
-        order = np.lexsort((id_arr, -v4_arr, -score))[:k]
+        order = np.lexsort((id_arr, -v4_arr, -score))
         order = order[np.isfinite(score[order])]
         columns = {name: comps[name][order].tolist() for name in COMPONENTS}
         ranked = zip(id_arr[order].tolist(), score[order].tolist(), strict=True)
@@ -341,11 +407,28 @@ class TieredBackend:
             for j, (hit_id, value) in enumerate(ranked)
         ]
 
+    def _spread(self, hits: list[Hit], k: int) -> list[Hit]:
+        """The first k hits with one per franchise before any repeat (`ranking.spread_franchises`)."""
+        by_id = {hit.anime_id: hit for hit in hits}
+        features = self.rerank_features()
+        return [by_id[a] for a in spread_franchises(list(by_id), features.siblings_of, k)]
+
+    def _spread_scored(self, scored: list[Scored], k: int) -> list[Scored]:
+        return [(hit.anime_id, hit.score) for hit in self._spread([Hit(a, s) for a, s in scored], k)]
+
     def rerank_features(self) -> RerankFeatures:
-        """The re-ranking's per-row columns, built on first use (a few hundred ms on 17.5k anime)."""
-        if self._features is None:
-            self._features = RerankFeatures(self.catalogue)
-        return self._features
+        """The re-ranking's per-row columns, built once (~0.13 s on 17.5k anime).
+
+        The API builds them during init (`api.lambda_app.load_serving`), so no request pays for
+        them; the lock makes concurrent first calls (uvicorn's thread pool) build them only once.
+        """
+        features = self._features
+        if features is None:
+            with self._features_lock:
+                if self._features is None:
+                    self._features = RerankFeatures(self.catalogue)
+                features = self._features
+        return features
 
     def _secondary_vector(self, anime_id: int) -> np.ndarray | None:
         assert self.secondary is not None
@@ -362,17 +445,26 @@ class TieredBackend:
         except KeyError:
             return None
 
-    def _search(self, query: np.ndarray, k: int, allowed: set[int] | None, banned: set[int]) -> list[Scored]:
-        assert self.index is not None
+    def _search(
+        self,
+        query: np.ndarray,
+        k: int,
+        allowed: set[int] | None,
+        banned: set[int],
+        index: VectorSearch | None = None,
+    ) -> list[Scored]:
+        """Top-k of `index` (default: the active one) in `allowed`, never in `banned`."""
+        index = index or self.index
+        assert index is not None
         if allowed is None:
             # Unfiltered: over-fetch by the number of banned ids instead of building a huge allow-set.
             fetch = min(k + len(banned), len(self._all_ids))
-            hits = self.index.search(query, fetch)
+            hits = index.search(query, fetch)
         else:
             permitted = (allowed & self._all_ids) - banned
             if not permitted:
                 return []
-            hits = self.index.search(query, min(k, len(permitted)), allowed=permitted)
+            hits = index.search(query, min(k, len(permitted)), allowed=permitted)
         return [(a, float(s)) for a, s in hits if a not in banned][:k]
 
     def _from_lists(
@@ -425,7 +517,7 @@ def backend_from_bundle(bundle: ServingBundle, ranking: RankingConfig | None = N
         failures=failures,
     )
     if bundle.tier == "v2":
-        return TieredBackend(bundle.catalogue, info, bundle.neighbours)
+        return TieredBackend(bundle.catalogue, info, bundle.neighbours, lexical=bundle.lexical)
     return TieredBackend(
         bundle.catalogue,
         info,
@@ -435,4 +527,5 @@ def backend_from_bundle(bundle: ServingBundle, ranking: RankingConfig | None = N
         space=bundle.tier,
         secondary=bundle.indexes.get("v3") if bundle.tier == "v4" else None,
         ranking=(ranking or RankingConfig()) if bundle.tier == "v4" else None,
+        lexical=bundle.lexical,
     )

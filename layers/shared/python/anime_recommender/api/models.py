@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from anime_recommender.artifacts import Tier
 from anime_recommender.catalogue import Anime, AnimeType
+from anime_recommender.ranking import FRANCHISE_LIMIT, Relation
+from anime_recommender.search.query import Kind as UnderstoodKind
 
 AnimeId = Annotated[int, Field(ge=1, le=2**31 - 1, description="Anime id (MyAnimeList id where known).")]
 MAX_K = 100
@@ -15,6 +18,7 @@ MAX_OFFSET = 1_000
 MAX_PROFILE_IDS = 50
 MAX_EXCLUDE_IDS = 500
 YEAR_MIN, YEAR_MAX = 1900, 2100
+_WORD = re.compile(r"[^\W_]", re.UNICODE)  # a letter or digit in any script
 
 
 def _split_commas(value: object) -> object:
@@ -107,9 +111,17 @@ class AutocompleteQuery(_Strict):
 
 
 class SearchQuery(FilterParams, PageParams):
-    """Query parameters of `GET /search` (`q` length limit is checked against settings)."""
+    """Query parameters of `GET /search` (`q` length limit is checked against settings).
 
-    q: str = Field(min_length=1, max_length=4_096, description="Free text, e.g. 'space bounty hunters'.")
+    The filters given here and those understood from `q` ("90s", "movie", "no romance") both apply.
+    """
+
+    q: str = Field(
+        min_length=1,
+        max_length=4_096,
+        description="Free text, e.g. 'space bounty hunters with a jazz soundtrack' or "
+        "'90s mecha like Evangelion, no romance'.",
+    )
 
     @field_validator("q")
     @classmethod
@@ -117,6 +129,8 @@ class SearchQuery(FilterParams, PageParams):
         value = " ".join(value.split())
         if not value:
             raise ValueError("q must contain some text")
+        if not _WORD.search(value):
+            raise ValueError("q must contain at least one word (letters or digits), not only symbols")
         return value
 
 
@@ -183,6 +197,10 @@ class AnimePublic(AnimeBase):
     season: str | None
     members: int | None
     sources: list[str]
+    synopsis: str | None = Field(
+        default=None,
+        description="Story text, when the build merged a synopsis file (only here: lists stay small).",
+    )
 
     @classmethod
     def of(cls, anime: Anime) -> AnimePublic:
@@ -194,6 +212,7 @@ class AnimePublic(AnimeBase):
             season=anime.season,
             members=anime.members,
             sources=list(anime.sources),
+            synopsis=anime.synopsis,
         )
 
 
@@ -238,22 +257,115 @@ class PagePublic(BaseModel):
     items: list[ScoredAnime]
 
 
+class FranchiseEntryPublic(BaseModel):
+    """A franchise sibling of the query anime (sequel, prequel, movie, side story...)."""
+
+    anime: AnimeSummary
+    relation: Relation = Field(
+        description="Guessed from the two entries' formats and release order: 'movie' (a movie of a "
+        "series), 'side story' (an OVA/special/music video), 'parent story' (the series of a movie "
+        "or OVA), 'prequel'/'sequel' (released before/after), 'same franchise' (order unknown)."
+    )
+
+
 class SimilarPublic(PagePublic):
-    """Response of `GET /anime/{id}/similar`."""
+    """Response of `GET /anime/{id}/similar`: recommendations, and the anime's franchise apart."""
 
     query: AnimeSummary
+    items: list[ScoredAnime] = Field(
+        description="k cross-franchise recommendations, best first: never the anime itself or one of "
+        "its franchise siblings, and one entry per other franchise before any second entry of it. "
+        "Filters, `exclude` and paging (`k`, `offset`, `next_offset`) apply to this list only."
+    )
+    franchise: list[FranchiseEntryPublic] = Field(
+        description=f"The anime's franchise siblings, ordered by release (year, then season, then id; "
+        f"unknown years last). Neither filtered nor paged: the same on every page. At most "
+        f"{FRANCHISE_LIMIT}: the best-known ones (most members) when the franchise is longer."
+    )
+    franchise_total: int = Field(description="How many franchise siblings the catalogue has.")
 
 
 class RecommendationsPublic(PagePublic):
     """Response of `POST /recommendations`."""
 
+    items: list[ScoredAnime] = Field(
+        description="k recommendations, best first: never a liked, disliked or excluded anime, nor a "
+        "franchise sibling of a liked one (the viewer knows that franchise; `GET /anime/{id}/similar` "
+        "lists it under `franchise`); one entry per franchise before any second entry of it."
+    )
     strategy: str = Field(description="How the profile was combined.")
 
 
-class SearchPublic(PagePublic):
+MatchKind = Literal[
+    "genre", "era", "type", "length", "title_words", "tag_words", "story_terms", "dense", "like", "popular"
+]
+
+
+class UnderstoodPublic(BaseModel):
+    """One part of the query that was understood."""
+
+    kind: UnderstoodKind = Field(
+        description="What it is: a genre/theme boost, an exclusion, a filter, a title named."
+    )
+    text: str = Field(description="The query words it came from.")
+    value: str = Field(description="What they were read as, e.g. 'music', 'MOVIE', '1990–1999'.")
+    hard: bool = Field(description="True: a filter (results must satisfy it); False: a boost.")
+    anime_id: int | None = Field(default=None, description="The anime a title part names.")
+
+
+class SearchQueryPublic(BaseModel):
+    """What `/search` made of `q`."""
+
+    text: str = Field(description="The query as searched (whitespace collapsed, cut at 500 characters).")
+    understood: list[UnderstoodPublic] = Field(description="Parts understood, in query order.")
+    residual: str | None = Field(
+        description="The words left for the lexical and dense search (folded); null when none are left."
+    )
+
+
+class SearchMatchPublic(BaseModel):
+    """One reason a search result matched."""
+
+    kind: MatchKind
+    value: str = Field(description="What matched, e.g. 'music', '1998', 'bebop', '0.612' (cosine).")
+    terms: list[str] = Field(description="The query words involved (empty for dense/like/popular).")
+
+
+class SearchExplanation(BaseModel):
+    """Why a search result is there: the query parts it matched and the weighted score parts."""
+
+    matched: list[SearchMatchPublic] = Field(
+        description="Genres, era, type, length, title words, tag words, story terms, dense similarity, "
+        "'like' anchor; or 'popular' when nothing in the query could match."
+    )
+    components: dict[str, float] = Field(
+        description="Weighted parts of the score (dense, lexical, tags, anchor, era, popularity, "
+        "quality), summing to it."
+    )
+    summary: str = Field(description="One human-readable line.")
+
+
+class SearchItem(BaseModel):
+    """A search result."""
+
+    anime: AnimeSummary
+    similarity: float = Field(description="Hybrid ranking score (the sum of `explanation.components`).")
+    explanation: SearchExplanation
+
+
+class SearchPublic(BaseModel):
     """Response of `GET /search`."""
 
-    query: str
+    query: SearchQueryPublic
+    tier: Tier
+    mode: Literal["hybrid", "lexical", "dense"] = Field(
+        description="hybrid: lexical + dense + understanding (V4/V3); lexical: no encoder (tier V2), "
+        "lexical + understanding + priors; dense: the lexical index is unavailable."
+    )
+    k: int
+    offset: int
+    next_offset: int | None = Field(description="Offset of the next page; null when this page is short.")
+    items: list[SearchItem]
 
 
 class TitleMatchPublic(BaseModel):
@@ -282,7 +394,9 @@ class HealthPublic(BaseModel):
     init_ms: float | None = Field(description="Cold-start initialisation time of this container.")
     failures: list[str] = Field(description="Artifacts that failed to load (why the tier is lower).")
     cache: str = Field(description="dynamodb, lru or none.")
-    text_search: bool
+    text_search: bool = Field(
+        description="Whether /search answers (the lexical index or the encoder loaded; lexical-only in V2)."
+    )
 
 
 class Problem(BaseModel):

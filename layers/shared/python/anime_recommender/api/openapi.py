@@ -15,7 +15,9 @@ PROBLEMS_400: dict[int | str, dict[str, Any]] = {400: _problem("The request body
 PROBLEMS_404: dict[int | str, dict[str, Any]] = {404: _problem("Unknown anime id.")}
 PROBLEMS_413: dict[int | str, dict[str, Any]] = {413: _problem("Request body too large.")}
 PROBLEMS_422: dict[int | str, dict[str, Any]] = {422: _problem("Invalid parameters.")}
-PROBLEMS_503: dict[int | str, dict[str, Any]] = {503: _problem("Not available in the active (V2) tier.")}
+PROBLEMS_503: dict[int | str, dict[str, Any]] = {
+    503: _problem("Neither the lexical index nor the text encoder is loaded: nothing to search with.")
+}
 # Answered by RequestLimitsMiddleware before any route runs, so every route can return them.
 PROBLEMS_LIMITS: dict[int | str, dict[str, Any]] = {
     **PROBLEMS_413,

@@ -19,25 +19,35 @@ from anime_recommender.api.models import (
     AutocompletePublic,
     Explanation,
     FilterParams,
+    FranchiseEntryPublic,
     RecommendationRequest,
     RecommendationsPublic,
     ScoredAnime,
+    SearchExplanation,
+    SearchItem,
+    SearchMatchPublic,
     SearchPublic,
     SearchQuery,
+    SearchQueryPublic,
     SimilarPublic,
     SimilarQuery,
     TitleMatchPublic,
+    UnderstoodPublic,
 )
 from anime_recommender.api.titles import TitleIndex
 from anime_recommender.catalogue import Anime, AnimeType
-from anime_recommender.similarity import DISLIKE_WEIGHT, Hit, SimilarityBackend, TextSearchUnavailableError
+from anime_recommender.ranking import franchise_entries
+from anime_recommender.search.engine import SearchEngine, SearchResult, explanation_summary
+from anime_recommender.search.hybrid import SearchHit
+from anime_recommender.similarity import DISLIKE_WEIGHT, Hit, SimilarityBackend
 
 _W = DISLIKE_WEIGHT
 STRATEGY = (
     f"vector tiers: unit(mean of liked vectors) - {_W} * unit(mean of disliked vectors), renormalised, "
     "then one nearest-neighbour search; V2 tier: mean of the liked anime's neighbour-list scores "
-    f"minus {_W} * the mean over the disliked anime's lists. Liked, disliked and excluded ids are "
-    "never returned."
+    f"minus {_W} * the mean over the disliked anime's lists. Liked, disliked and excluded ids, and "
+    "franchise siblings of liked anime, are never returned; one entry per franchise comes before any "
+    "second entry of it."
 )
 
 
@@ -88,6 +98,11 @@ class RecommenderService:
         self._year = np.array([np.nan if a.year is None else a.year for a in catalogue], dtype=np.float64)
         self._score = np.array([np.nan if a.score is None else a.score for a in catalogue], dtype=np.float64)
         self._type = np.array([a.type.value for a in catalogue], dtype=object)
+        dense, anchors = backend.search_pools()
+        # Built once per backend (cold start / hot swap): parser tables and the ranker's columns.
+        self.search_engine = SearchEngine(
+            catalogue, backend.lexical, dense=dense, anchors=anchors, matcher=self.titles
+        )
 
     # -- lookups -------------------------------------------------------------------------------
     def anime(self, anime_id: int) -> Anime:
@@ -114,6 +129,11 @@ class RecommenderService:
 
     def allowed(self, filters: FilterParams) -> set[int] | None:
         """Ids passing the filters, or None when no filter is set."""
+        mask = self.filter_mask(filters)
+        return None if mask is None else set(self._ids[mask].tolist())
+
+    def filter_mask(self, filters: FilterParams) -> np.ndarray | None:
+        """Row mask of the anime passing the filters, or None when no filter is set."""
         if not filters.active:
             return None
         mask = np.ones(len(self._ids), dtype=bool)
@@ -126,15 +146,17 @@ class RecommenderService:
             mask &= self._year <= filters.year_max
         if filters.min_score is not None:
             mask &= self._score >= filters.min_score
-        return set(self._ids[mask].tolist())
+        return mask
 
     # -- ranked lists --------------------------------------------------------------------------
     def similar(self, anime_id: int, params: SimilarQuery) -> SimilarPublic:
-        """Similar anime with explanations, filtered and paged."""
+        """Cross-franchise similar anime with explanations (filtered, paged) and the franchise apart."""
         query = self.anime(anime_id)
         wanted = params.offset + params.k
         hits = self.backend.similar(anime_id, wanted, self.allowed(params), frozenset(params.exclude))
         page = hits[params.offset : wanted]
+        siblings = (self.catalogue.by_id(i) for i in sorted(self.backend.siblings(anime_id)))
+        franchise, total = franchise_entries(query, siblings)
         return SimilarPublic(
             query=AnimeSummary.of(query),
             tier=self.backend.info.tier,
@@ -142,6 +164,10 @@ class RecommenderService:
             offset=params.offset,
             next_offset=wanted if len(hits) >= wanted else None,
             items=[self._scored(query, hit) for hit in page],
+            franchise=[
+                FranchiseEntryPublic(anime=AnimeSummary.of(e.anime), relation=e.relation) for e in franchise
+            ],
+            franchise_total=total,
         )
 
     def recommend(self, request: RecommendationRequest) -> RecommendationsPublic:
@@ -169,22 +195,38 @@ class RecommenderService:
         )
 
     def search(self, params: SearchQuery) -> SearchPublic:
-        """Free-text semantic search; `ServiceUnavailableError` in the V2 tier."""
-        wanted = params.offset + params.k
-        try:
-            hits = self.backend.search_text(params.q, wanted, self.allowed(params))
-        except TextSearchUnavailableError:
+        """Hybrid free-text search (`search.engine`); `ServiceUnavailableError` when neither the
+        lexical index nor the encoder loaded."""
+        engine = self.search_engine
+        if not engine.available:
             raise ServiceUnavailableError(
-                "Free-text search needs the embedding model, which is not loaded in the active V2 tier; "
+                "Free-text search needs the lexical index or the embedding model, and neither is loaded; "
                 "lookups by id still work."
-            ) from None
+            )
+        wanted = params.offset + params.k
+        result = engine.search(params.q, wanted, self.filter_mask(params))
         return SearchPublic(
-            query=params.q,
+            query=_query_public(result),
             tier=self.backend.info.tier,
+            mode=result.mode,
             k=params.k,
             offset=params.offset,
-            next_offset=wanted if len(hits) >= wanted else None,
-            items=[self._scored(None, Hit(a, s)) for a, s in hits[params.offset : wanted]],
+            next_offset=wanted if len(result.hits) >= wanted else None,
+            items=[self._search_item(hit) for hit in result.hits[params.offset : wanted]],
+        )
+
+    def _search_item(self, hit: SearchHit) -> SearchItem:
+        return SearchItem(
+            anime=AnimeSummary.of(self.catalogue.by_id(hit.anime_id)),
+            similarity=round(hit.score, 4),
+            explanation=SearchExplanation(
+                matched=[
+                    SearchMatchPublic.model_validate({"kind": p.kind, "value": p.value, "terms": p.terms})
+                    for p in hit.explanation
+                ],
+                components={name: round(value, 4) for name, value in hit.components.items()},
+                summary=explanation_summary(hit.explanation),
+            ),
         )
 
     def _scored(self, query: Anime | None, hit: Hit) -> ScoredAnime:
@@ -194,6 +236,18 @@ class RecommenderService:
             similarity=round(hit.score, 4),
             explanation=None if query is None else explain(query, other, hit.components),
         )
+
+
+def _query_public(result: SearchResult) -> SearchQueryPublic:
+    parsed = result.parsed
+    return SearchQueryPublic(
+        text=parsed.text,
+        understood=[
+            UnderstoodPublic(kind=u.kind, text=u.text, value=u.value, hard=u.hard, anime_id=u.anime_id)
+            for u in parsed.understood
+        ],
+        residual=parsed.residual or None,
+    )
 
 
 class ServiceProvider:

@@ -7,6 +7,8 @@
 * `apply` — `apply_delta`: write the new version (reusing unchanged files) from a plan;
 * `indexer` — `IndexWorker`: the model and indexes in a forked process (embed only added/changed
   anime, update the indexes) beside the Python work of validation and the V2 lists;
+* `lexical` — `LexicalBuild`: the new catalogue's BM25 index (/search) rebuilt in a forked child
+  beside the same work;
 * `update` — `run_delta_update`, the one call of the Lambda handler and `anime-build delta`;
 * `source` — fetch the catalogue from s3://, https:// or a path; `settings` — env configuration.
 

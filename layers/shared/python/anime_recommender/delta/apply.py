@@ -8,7 +8,8 @@ updates the indexes through `VectorIndex`, which keeps hnswlib's pitfalls away: 
 marked deleted first, so new anime reuse their slots (`replace_deleted`) before the index is
 resized; a changed anime keeps its label and gets its vector replaced by a plain `add_items`; new
 anime always get fresh labels (never a deleted label again). Meanwhile this process writes the
-catalogue and merges the V2 lists (`lists`).
+catalogue and merges the V2 lists (`lists`), and a `LexicalBuild` (`lexical`, a forked child)
+rebuilds the new catalogue's BM25 index for /search, so it is published with the version.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from anime_recommender.artifacts import (
 )
 from anime_recommender.delta.base import DeltaBase, carried_files, load_delta_base
 from anime_recommender.delta.indexer import IndexJob, IndexJobResult, IndexWorker
+from anime_recommender.delta.lexical import LexicalBuild
 from anime_recommender.delta.lists import NeighbourUpdate, update_neighbours
 from anime_recommender.delta.plan import DeltaApplyError, DeltaPlan
 from anime_recommender.encoder import OnnxEncoder
@@ -79,12 +81,17 @@ def _write_catalogue(plan: DeltaPlan, out_dir: Path) -> None:
 
 
 def _write_new_manifest(
-    base: DeltaBase, plan: DeltaPlan, update: NeighbourUpdate, indexed: IndexJobResult, out_dir: Path
+    base: DeltaBase,
+    plan: DeltaPlan,
+    update: NeighbourUpdate,
+    indexed: IndexJobResult,
+    lexical: dict[str, FileEntry],
+    out_dir: Path,
 ) -> Manifest:
     """Link the carried files into `out_dir` and write its manifest: the base's, with the new data."""
     # Carried files were verified (release dates by `load_delta_base`, the model by the worker); the
-    # index files were hashed by the worker as it wrote them.
-    known = {**_link_unchanged(base, out_dir, carried_files(base.manifest)), **indexed.files}
+    # index and lexical files were hashed by the processes that wrote them.
+    known = {**_link_unchanged(base, out_dir, carried_files(base.manifest)), **indexed.files, **lexical}
     old = base.manifest
     return write_manifest(
         out_dir,
@@ -160,24 +167,31 @@ def apply_delta(
     own_worker = worker is None
     if worker is None:
         worker = IndexWorker(bundle_dir, threads=threads, encoder=encoder)
+    lexical_build: LexicalBuild | None = None
     try:
-        # The worker embeds and updates the indexes (its own process where it can) while this
-        # process writes the catalogue and updates the V2 lists; they write different files.
+        # The worker embeds and updates the indexes (its own process where it can) and a child
+        # rebuilds the lexical index while this process writes the catalogue and updates the V2
+        # lists; they all write different files.
         worker.submit(IndexJob.from_plan(plan, out_dir, batch_size))
+        lexical_build = LexicalBuild(plan.catalogue, out_dir)
         with timed(timings, "catalogue"):
             _write_catalogue(plan, out_dir)
         with timed(timings, "neighbours"):
             update = _write_lists(base, plan, teacher, out_dir / NEIGHBOURS)
         with timed(timings, "wait_index"):
             indexed = worker.result()  # IndexWorkerError (a DeltaApplyError) when it failed
+        with timed(timings, "wait_lexical"):
+            lexical = lexical_build.result()  # LexicalBuildError (a DeltaApplyError) when it failed
     finally:
+        if lexical_build is not None:
+            lexical_build.close()
         if own_worker:
             worker.close()
     # The worker's own steps ran beside this process's (loading even beside validation): not additive.
     timings.update({f"worker_{k}_background": v for k, v in indexed.timings_s.items()})
 
     with timed(timings, "write"):
-        manifest = _write_new_manifest(base, plan, update, indexed, out_dir)
+        manifest = _write_new_manifest(base, plan, update, indexed, lexical, out_dir)
     return ApplyResult(
         out_dir=out_dir,
         manifest=manifest,

@@ -16,7 +16,8 @@ in `LoadReport.skipped` (`report`); text is sanitised and counted (`sanitise`); 
 the record with most information (tie → first) and are listed.
 
 Missing years can be filled from bangumi-data release dates (`anime_recommender.release_dates`):
-`load_catalogue(path, release_dates=...)`.
+`load_catalogue(path, release_dates=...)`. Story text keyed by MyAnimeList id (a CSV or JSONL export)
+is read by `read_synopses` and merged into the `synopsis` field by `merge_synopses` (`synopses`).
 """
 
 from anime_recommender.loaders.ids import assign_derived_ids, derived_id, derived_id_key, mal_id_from_sources
@@ -31,6 +32,7 @@ from anime_recommender.loaders.report import (
     SkippedRecord,
 )
 from anime_recommender.loaders.sanitise import normalise_tags
+from anime_recommender.loaders.synopses import SynopsisReport, merge_synopses, read_synopses
 from anime_recommender.source_format import (
     MAX_MAL_ID,
     SYNTHETIC_ID_BASE,
@@ -50,11 +52,14 @@ __all__ = [
     "Progress",
     "SanitisedRecord",
     "SkippedRecord",
+    "SynopsisReport",
     "assign_derived_ids",
     "default_catalogue_path",
     "derived_id",
     "derived_id_key",
     "load_catalogue",
     "mal_id_from_sources",
+    "merge_synopses",
     "normalise_tags",
+    "read_synopses",
 ]

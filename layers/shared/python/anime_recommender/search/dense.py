@@ -3,7 +3,8 @@
 `EncoderDense` is both callables `hybrid.HybridRanker.search` takes: text → (id, cosine) pool,
 scored as today's free-text search scores it (cos_v4 + w_v3 · cos_v3 over the union of both
 indexes' top hits; the popularity prior is the ranker's), and anchor ids → the pool most similar
-to the mean of their vectors.
+to the mean of their vectors. `ListAnchors` is the anchor side without vectors (tier V2): the
+mean of the anchors' V2 neighbour-list scores.
 """
 
 from __future__ import annotations
@@ -107,3 +108,33 @@ class EncoderDense:
         banned = set(anchor_ids)
         hits = self._index.search(query, k + len(banned), allowed=allowed)
         return [(int(a), float(s)) for a, s in hits if a not in banned][:k]
+
+
+class NeighbourListsLike(Protocol):
+    """What `anime_recommender.neighbours.NeighbourLists` offers."""
+
+    def for_id(self, anime_id: int, k: int) -> list[tuple[int, float]]: ...
+
+
+class ListAnchors:
+    """Anchor pools from the V2 neighbour lists (tier V2 has no vectors): mean score over the anchors."""
+
+    def __init__(self, neighbours: NeighbourListsLike) -> None:
+        self._neighbours = neighbours
+
+    def __call__(self, anchor_ids: Sequence[int], k: int, allowed: set[int] | None) -> list[Scored]:
+        """Up to k (id, mean V2 score over the anchors' lists), best first; anchors excluded."""
+        if k <= 0 or not anchor_ids or (allowed is not None and not allowed):
+            return []
+        banned = set(anchor_ids)
+        total: dict[int, float] = {}
+        for anchor in anchor_ids:
+            try:
+                found = self._neighbours.for_id(anchor, len(banned) + max(k, 200))
+            except KeyError:
+                continue
+            for anime_id, score in found:
+                if anime_id not in banned and (allowed is None or anime_id in allowed):
+                    total[int(anime_id)] = total.get(int(anime_id), 0.0) + float(score) / len(anchor_ids)
+        ranked = sorted(total.items(), key=lambda pair: (-pair[1], pair[0]))
+        return ranked[:k]

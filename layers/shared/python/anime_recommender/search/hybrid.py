@@ -87,12 +87,17 @@ _TYPE_CODES: dict[AnimeType, int] = {t: i for i, t in enumerate(AnimeType)}
 
 
 class HybridRanker:
-    """Per-catalogue columns for the blend (built once per bundle) and the ranking itself."""
+    """Per-catalogue columns for the blend (built once per bundle) and the ranking itself.
+
+    `lexical` None (the bundle's index failed to load): the lexical component is 0 everywhere.
+    """
 
     def __init__(
-        self, catalogue: Catalogue, lexical: LexicalIndex, weights: HybridWeights | None = None
+        self, catalogue: Catalogue, lexical: LexicalIndex | None, weights: HybridWeights | None = None
     ) -> None:
-        if len(lexical) != len(catalogue) or not np.array_equal(lexical.ids, np.asarray(catalogue.ids)):
+        if lexical is not None and (
+            len(lexical) != len(catalogue) or not np.array_equal(lexical.ids, np.asarray(catalogue.ids))
+        ):
             raise ValueError("lexical index rows do not match the catalogue")
         self.catalogue = catalogue
         self.lexical = lexical
@@ -204,8 +209,11 @@ class HybridRanker:
         if k <= 0 or not mask.any():
             return []
         n = len(self.ids)
-        terms = self.lexical.query_terms(parsed.residual)
-        lexical = self.lexical.scores(terms).astype(np.float64) if w.lexical > 0 else np.zeros(n)
+        index = self.lexical
+        terms = index.query_terms(parsed.residual) if index is not None else []
+        lexical = (
+            index.scores(terms).astype(np.float64) if index is not None and w.lexical > 0 else np.zeros(n)
+        )
         best = float(lexical[mask].max(initial=0.0))
         lexical = lexical / best if best > 0 else np.zeros(n)
         tag_share = self._tag_share(parsed.boost_tags)
@@ -295,7 +303,7 @@ class HybridRanker:
             elif item.kind == "length" and anime.episodes is not None:
                 parts.append(ExplanationPart("length", f"{anime.episodes} episodes", (item.text,)))
         parts = list(dict.fromkeys(parts))
-        matched = self.lexical.matched_terms(row, terms) if terms else ()
+        matched = self.lexical.matched_terms(row, terms) if terms and self.lexical is not None else ()
         if matched:
             fields = document_fields(anime)
             title = set(fields["title"]) | set(fields["synonyms"])

@@ -101,7 +101,12 @@ class LexicalIndex:
     def build(cls, animes: Sequence[Anime]) -> LexicalIndex:
         """Index a catalogue (rows in its order)."""
         retriever = bm25s.BM25(k1=K1, b=B, method="lucene", backend="numpy", csc_backend="numpy")
-        retriever.index([document_tokens(a) for a in animes], show_progress=False)
+        # Token ids in first-seen order: bm25s numbers a token list's vocabulary through a set, whose
+        # order depends on the process's string hash seed, so the same catalogue gave other files
+        # (delta and rebuild bundles must be byte-reproducible).
+        vocab: dict[str, int] = {}
+        token_ids = [[vocab.setdefault(t, len(vocab)) for t in document_tokens(a)] for a in animes]
+        retriever.index((token_ids, vocab), show_progress=False)
         return cls(retriever, np.fromiter((a.id for a in animes), dtype=np.int64, count=len(animes)))
 
     def save(self, directory: Path) -> list[Path]:

@@ -493,17 +493,44 @@
     const titleInput = $("title-input");
     if (document.activeElement !== titleInput) titleInput.value = anime.title;
     details.replaceChildren(detailsNode(anime));
-    view.append(h("h2", { class: "section-title", id: "similar-heading" }, `Similar to ${anime.title}`));
+    // The API lists the franchise apart from the recommendations; it comes with their first page.
+    const franchise = h("section", { class: "franchise", "aria-labelledby": "franchise-heading", hidden: true });
+    view.append(franchise);
+    view.append(h("h2", { class: "section-title", id: "similar-heading" }, "If you liked this"));
     resultList(view, {
-      label: `Anime similar to ${anime.title}`,
+      label: `Anime from other franchises for fans of ${anime.title}`,
       load: async (offset, k) => {
         const data = await api(`anime/${encodeURIComponent(id)}/similar${query({ k, offset, ...filterParams() })}`);
+        if (offset === 0 && token === viewToken) renderFranchise(franchise, data, anime);
         const items = listFrom(data, "similar", "neighbours");
         return { items, hasMore: hasMoreFrom(data, offset, items, k) };
       },
       empty: () => emptyNode("Nothing similar matches these filters",
         "Widen the year range, lower the minimum score or pick another type."),
     });
+  }
+
+  const RELATION_LABELS = {
+    prequel: "Prequel", sequel: "Sequel", "parent story": "Parent story", movie: "Movie",
+    "side story": "Side story", "same franchise": "Same franchise",
+  };
+
+  /** "More from this franchise": the siblings the API lists apart, in release order (not filtered). */
+  function renderFranchise(section, data, anime) {
+    const entries = Array.isArray(data && data.franchise) ? data.franchise.filter((e) => e && e.anime) : [];
+    section.hidden = entries.length === 0;
+    if (!entries.length) { section.replaceChildren(); return; }
+    const total = numberOr(data.franchise_total, entries.length);
+    section.replaceChildren(
+      h("h2", { class: "section-title", id: "franchise-heading" }, "More from this franchise"),
+      h("p", { class: "hint" }, total > entries.length
+        ? `The ${entries.length} best-known of ${total} related entries of ${anime.title}, in release order.`
+        : `Sequels, prequels, movies and side stories of ${anime.title}, in release order.`),
+      h("ol", { class: "franchise-list", "aria-label": `The ${anime.title} franchise` }, entries.map((entry) =>
+        h("li", { class: "franchise-item", dataset: { animeId: String(entry.anime.id) } },
+          h("span", { class: "relation" }, RELATION_LABELS[entry.relation] || String(entry.relation || "Related")),
+          h("a", { class: "franchise-link", href: `#/anime/${Number(entry.anime.id)}` }, String(entry.anime.title)),
+          h("span", { class: "meta" }, formatMeta(entry.anime))))));
   }
 
   function hasMoreFrom(data, offset, items, k) {
@@ -543,15 +570,50 @@
       return;
     }
     view.append(h("h2", { class: "section-title" }, `Anime matching “${q}”`));
+    const understoodSlot = h("div", { class: "understood-slot" });
+    view.append(understoodSlot);
     resultList(view, {
       label: `Results for ${q}`,
       load: async (offset, k) => {
         const data = await api(`search${query({ q, k, offset, ...filterParams() })}`);
+        if (offset === 0) understoodSlot.replaceChildren(...understoodNodes(data));
         const items = listFrom(data, "results");
         return { items, hasMore: hasMoreFrom(data, offset, items, k) };
       },
       empty: () => emptyNode("No anime match this description", "Try other words, or loosen the filters."),
     });
+  }
+
+  /** One chip's words for a part of the query the API understood ("Music", "1990s", "no romance"). */
+  function understoodLabel(part) {
+    const value = String(part.value ?? part.text ?? "");
+    const nice = value.length > 1 && value === value.toUpperCase() ? value.charAt(0) + value.slice(1).toLowerCase() : value;
+    switch (part.kind) {
+      case "exclude_genre": return `no ${value}`;
+      case "exclude_type": return `not ${nice}`;
+      case "like_title": return `like ${value}`;
+      case "title": return value;
+      default: return nice.charAt(0).toUpperCase() + nice.slice(1);
+    }
+  }
+
+  /** "Understood: Music · 1990s · no romance" (from `query.understood`), and the mode when not hybrid. */
+  function understoodNodes(data) {
+    const parts = data && data.query && Array.isArray(data.query.understood) ? data.query.understood : [];
+    const nodes = [];
+    if (parts.length) {
+      const chips = [];
+      parts.forEach((part, i) => {
+        if (i) chips.push(h("span", { class: "sep", "aria-hidden": "true" }, " · "));
+        chips.push(h("span", { class: part.hard ? "chip hard" : "chip", title: part.hard ? "filter" : "boost" },
+          understoodLabel(part)));
+      });
+      nodes.push(h("p", { class: "understood" }, h("span", { class: "understood-label" }, "Understood: "), ...chips));
+    }
+    if (data && data.mode === "lexical") {
+      nodes.push(h("p", { class: "mode-note" }, "Matched on words, genres and popularity only: the language model is not loaded right now."));
+    }
+    return nodes;
   }
 
   function forYouView() {
@@ -822,7 +884,9 @@
     if (tier === "v3") {
       showTierNote("Running in fallback mode: results come from the base language model, so they may be a little less precise.");
     } else if (tier === "v2") {
-      showTierNote("Running in fallback mode: similar anime come from precomputed lists, and free-text search is unavailable for now.");
+      showTierNote(health.text_search === false
+        ? "Running in fallback mode: similar anime come from precomputed lists, and free-text search is unavailable for now."
+        : "Running in fallback mode: similar anime come from precomputed lists, and search matches words and genres only.");
     } else if ((tier && tier !== "v4") || degraded) {
       showTierNote("The service runs in a reduced mode; some results may be less precise.");
     }

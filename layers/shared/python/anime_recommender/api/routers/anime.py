@@ -45,7 +45,11 @@ async def get_anime(service: ServiceDep, anime_id: PathId) -> AnimePublic:
 async def similar(
     state: StateDep, service: ServiceDep, anime_id: PathId, params: Annotated[SimilarQuery, Query()]
 ) -> Response:
-    """Anime similar to this one, each with an explanation; filters keep k results when enough exist."""
+    """Recommendations for fans of this anime and, apart, its franchise.
+
+    `items`: anime from other franchises, each with an explanation; filters keep k of them when
+    enough exist. `franchise`: its sequels, prequels, movies and side stories, ordered by release.
+    """
     return cached_json(
         state,
         service,

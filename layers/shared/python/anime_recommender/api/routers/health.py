@@ -23,5 +23,5 @@ async def health(state: StateDep, service: ServiceDep) -> HealthPublic:
         init_ms=None if state.init_ms is None else round(state.init_ms, 1),
         failures=list(info.failures),
         cache=state.cache.kind,
-        text_search=service.backend.supports_text_search,
+        text_search=service.search_engine.available,
     )

@@ -14,12 +14,15 @@ from anime_recommender.api.openapi import PROBLEMS_422, PROBLEMS_503
 
 router = APIRouter(tags=["search"])
 
+# Part of the cache key: entries cached before the hybrid ranking (another body for the same model
+# and data versions) are never read again.
+SEARCH_RANKING_VERSION = 2
+
 
 @router.get("/search", response_model=SearchPublic, responses={**PROBLEMS_422, **PROBLEMS_503})
 async def search(state: StateDep, service: ServiceDep, params: Annotated[SearchQuery, Query()]) -> Response:
-    """Semantic search: the text is embedded with the int8 ONNX model; 503 in the V2 tier."""
+    """Hybrid search: query understanding + BM25 + int8 ONNX dense + priors; lexical-only in tier V2."""
     if len(params.q) > state.settings.max_text_length:
         raise InvalidParameterError(f"q is longer than {state.settings.max_text_length} characters.")
-    return cached_json(
-        state, service, "search", params.model_dump(mode="json"), lambda: service.search(params)
-    )
+    key = {**params.model_dump(mode="json"), "ranking": SEARCH_RANKING_VERSION}
+    return cached_json(state, service, "search", key, lambda: service.search(params))

@@ -1,0 +1,111 @@
+"""The flat `summary` of `bench-results.json`: headline numbers under stable, documented keys.
+
+Scripts and dashboards read these keys instead of walking the sections, so they only ever change
+together with the README's table ("Benchmark keys"). Every key is always present; its value is None
+when the section behind it was skipped or failed (or, like `int8_cosine` in `--quick`, has nothing to
+read). Times in ms, sizes in bytes, ratios and accuracies as fractions / multiples.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+# (route, state) pairs reported as `{route}_{state}_p50_ms` / `_p95_ms` (`bench.api`'s routes).
+ROUTE_STATES: tuple[tuple[str, str], ...] = (
+    ("similar", "uncached"),
+    ("similar", "cached"),
+    ("similar_filtered", "uncached"),
+    ("similar_filtered", "cached"),
+    ("search", "uncached"),
+    ("search", "cached"),
+    ("search", "cached_dynamodb"),
+    ("recommendations", "uncached"),
+    ("recommendations", "cached"),
+    ("anime_get", "uncached"),
+    ("autocomplete", "uncached"),
+    ("health", "uncached"),
+)
+CACHE_TIERS: tuple[str, ...] = ("l1_hit", "dynamodb_hit", "miss")
+
+# Search quality (the search evaluation's numbers) goes here: add its keys with a description, and
+# read them in `summarise` from the section that measures them; the README table lists them too.
+SEARCH_QUALITY_KEYS: dict[str, str] = {}
+
+SUMMARY_KEYS: dict[str, str] = {
+    "teacher_pairs_per_s": "V2 all-pairs top-100 on the bundle's catalogue (pairs/s)",
+    "teacher_synthetic_pairs_per_s": "the same on the synthetic catalogue (40k; 4k in --quick)",
+    "triplet_accuracy": "shipped int8 V4 on the held-out triplets (fraction)",
+    "int8_cosine": "mean cosine int8 vs fp32 V4 over the catalogue, from the export's parity.json",
+    "embedding_texts_per_s": "int8 encoder with 2 threads (texts/s)",
+    "index_recall_at_10": "V4 index recall@10 against exact search",
+    "index_v3_recall_at_10": "V3 index recall@10 against exact search",
+    "init_ms": "cold start: process spawn until the handler is imported (median of 5 fresh processes)",
+    "first_request_ms": "first GET /anime/{id}/similar after that init (median of the same starts)",
+    **{
+        f"{route}_{state}_{q}_ms": f"{route} {state.replace('_', ' ')}, {q} through the Lambda handler"
+        for route, state in ROUTE_STATES
+        for q in ("p50", "p95")
+    },
+    **{
+        f"cache_{tier}_{q}_ms": f"/search {tier.replace('_', ' ')}, {q} (same route, three cache states)"
+        for tier in ("l1_hit", "dynamodb_hit", "miss")
+        for q in ("p50", "p95")
+    },
+    "load_requests_per_s": "local server under 8 concurrent connections",
+    "load_p99_ms": "the same, p99 latency",
+    "delta_ratio": "full rebuild time / delta update end to end (x)",
+    "layer_bytes_default": "largest function + all layers, default catalogue (bytes; limit 262,144,000)",
+    "layer_bytes_40k": "the same with make layers-40k's synthetic 40k bundle (None until it is built)",
+    **SEARCH_QUALITY_KEYS,
+}
+
+
+def _at(node: Any, *path: str) -> Any:
+    """The value at `path`, None when any step is missing; a figure gives its `value`."""
+    for step in path:
+        if not isinstance(node, dict) or step not in node:
+            return None
+        node = node[step]
+    if isinstance(node, dict) and "value" in node:
+        return node["value"]
+    return node if isinstance(node, int | float) and not isinstance(node, bool) else None
+
+
+def _int8_cosine(parity: Path | None) -> float | None:
+    if parity is None or not parity.is_file():
+        return None
+    value = json.loads(parity.read_text(encoding="utf-8")).get("int8_avx2", {}).get("v4_mean_cosine_vs_fp32")
+    return float(value) if isinstance(value, int | float) else None
+
+
+def summarise(sections: dict[str, Any], parity: Path | None = None) -> dict[str, Any]:
+    """The flat summary (exactly `SUMMARY_KEYS`, in that order) of a bench document's sections."""
+    ok = {name: body for name, body in sections.items() if body.get("status") == "ok"}
+    teacher = ok.get("teacher", {})
+    synthetic = next((key for key in teacher if key.startswith("synthetic_")), "")
+    api = ok.get("api", {})
+    values: dict[str, Any] = {
+        "teacher_pairs_per_s": _at(teacher, "catalogue", "pairs_per_s"),
+        "teacher_synthetic_pairs_per_s": _at(teacher, synthetic, "pairs_per_s"),
+        "triplet_accuracy": _at(ok.get("quality"), "methods", "v4_int8", "triplet_accuracy"),
+        "int8_cosine": _int8_cosine(parity),
+        "embedding_texts_per_s": _at(ok.get("embedding"), "threads_2"),
+        "index_recall_at_10": _at(ok.get("index"), "v4", "recall_at_10"),
+        "index_v3_recall_at_10": _at(ok.get("index"), "v3", "recall_at_10"),
+        "init_ms": _at(api, "init"),
+        "first_request_ms": _at(api, "cold_start_first_request"),
+        "load_requests_per_s": _at(ok.get("load"), "throughput"),
+        "load_p99_ms": _at(ok.get("load"), "p99"),
+        "delta_ratio": _at(ok.get("delta"), "ratio_full_over_delta_end_to_end"),
+        "layer_bytes_default": _at(ok.get("layers"), "total"),
+        "layer_bytes_40k": _at(ok.get("layers"), "total_40k"),
+    }
+    for route, state in ROUTE_STATES:
+        for q in ("p50", "p95"):
+            values[f"{route}_{state}_{q}_ms"] = _at(api, "routes", route, state, q)
+    for tier in CACHE_TIERS:
+        for q in ("p50", "p95"):
+            values[f"cache_{tier}_{q}_ms"] = _at(api, "cache_tiers", tier, q)
+    return {key: values.get(key) for key in SUMMARY_KEYS}
