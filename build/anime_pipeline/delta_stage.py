@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         work_dir=paths.work / "delta",
         policy=DeltaPolicy(max_removed_share=args.max_removed_share),
         threads=args.threads,
+        synopses_path=Path(args.synopses) if args.synopses else None,
     )
     sys.stdout.write(json.dumps({"store": str(store.root), **summary.to_dict()}, indent=2) + "\n")
     return 2 if summary.status == "refused" else 0
@@ -69,4 +70,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="refuse above this removed share (default %(default)s)",
     )
     p.add_argument("--threads", type=int, default=2, help="onnxruntime/hnswlib threads (default %(default)s)")
+    p.add_argument(
+        "--synopses",
+        help="optional synopsis file (CSV/TSV/JSONL keyed by MAL id) merged into the new catalogue; "
+        "without it each anime keeps the base bundle's synopsis",
+    )
     p.set_defaults(func=run)

@@ -1,5 +1,6 @@
-"""Stage `index`: embed the catalogue with the int8 ONNX model, build the V4 and V3 hnswlib indexes,
-pick the smallest `ef` with recall@10 ≥ 0.99 against brute force, and write the artifact bundle.
+"""Stage `index`: embed the catalogue with the int8 ONNX model, build the V4 hnswlib index (the
+smallest `ef` with recall@10 ≥ 0.99 against brute force) and the V3 flat int8 index (exact search
+over quantised vectors, gated on the same recall against float brute force), write the bundle.
 
 The catalogue is embedded with `OnnxEncoder` (the int8 model the API uses for queries), so catalogue
 and query vectors come from one code path. Recall is measured with catalogue items as queries
@@ -23,10 +24,10 @@ import numpy as np
 from anime_pipeline.ingest import release_dates_from_report
 from anime_pipeline.paths import BuildPaths
 from anime_pipeline.progress import progress
-from anime_recommender.artifacts import bundle_sizes, write_bundle
+from anime_recommender.artifacts import SPACE_KINDS, bundle_sizes, write_bundle
 from anime_recommender.catalogue import Catalogue
 from anime_recommender.encoder import OnnxEncoder
-from anime_recommender.index import VectorIndex
+from anime_recommender.index import FLAT_KIND, HNSW_KIND, FlatIndex, SearchIndex, VectorIndex
 from anime_recommender.neighbours import NeighbourLists
 from anime_recommender.text import anime_text
 from anime_recommender.topk import top_k_inner_products
@@ -62,12 +63,13 @@ class SpaceReport:
     """Per space: what was shipped and how it measured."""
 
     dim: int
-    ef: int
+    ef: int  # 0 for a flat index
     recall_at_10: float
     build_seconds: float
     query_p50_ms: float
     query_p95_ms: float
     recall_by_ef: dict[int, float] = field(default_factory=dict)
+    kind: str = HNSW_KIND
 
 
 @dataclass
@@ -86,8 +88,8 @@ def brute_force_top_k(vectors: np.ndarray, queries: np.ndarray, k: int, chunk: i
     return top_k_inner_products(queries, vectors, k, block_size=chunk)[0]
 
 
-def recall_at_k(index: VectorIndex, ids: np.ndarray, truth_rows: np.ndarray, queries: np.ndarray) -> float:
-    """Mean |ANN top-k ∩ exact top-k| / k at the index's current ef."""
+def recall_at_k(index: SearchIndex, ids: np.ndarray, truth_rows: np.ndarray, queries: np.ndarray) -> float:
+    """Mean |index top-k ∩ exact top-k| / k (at an hnswlib index's current ef)."""
     k = truth_rows.shape[1]
     found, _ = index.knn_batch(queries, k)
     truth = ids[truth_rows]
@@ -118,7 +120,7 @@ def choose_ef(
     return ef, measured[ef], measured
 
 
-def query_latency_ms(index: VectorIndex, queries: np.ndarray, k: int = 10) -> tuple[float, float]:
+def query_latency_ms(index: SearchIndex, queries: np.ndarray, k: int = 10) -> tuple[float, float]:
     """p50 and p95 of single-query `search(vector, k)` (the API's call), in milliseconds."""
     for q in queries[:20]:
         index.search(q, k)  # warm-up
@@ -153,20 +155,27 @@ def build_index_bundle(config: IndexStageConfig) -> IndexStageResult:
     ids = np.array(catalogue.ids, dtype=np.int64)
     rng = np.random.default_rng(config.seed)
     sample = rng.choice(len(ids), size=min(config.eval_queries, len(ids)), replace=False)
-    indexes: dict[str, VectorIndex] = {}
+    indexes: dict[str, SearchIndex] = {}
     reports: dict[str, SpaceReport] = {}
-    for space in progress(list(vectors), desc="hnswlib indexes", unit="space"):
-        t0 = time.perf_counter()
-        index = VectorIndex.build(
-            ids, vectors[space], M=config.M, ef_construction=config.ef_construction, threads=config.threads
-        )
-        build_seconds = time.perf_counter() - t0
+    for space in progress(list(vectors), desc="indexes", unit="space"):
+        kind = SPACE_KINDS.get(space, HNSW_KIND)
         queries = vectors[space][sample]
-        ef, recall, by_ef = choose_ef(index, ids, vectors[space], queries, config.k, config.target_recall)
+        t0 = time.perf_counter()
+        index: SearchIndex
+        if kind == FLAT_KIND:
+            index = FlatIndex.build(ids, vectors[space])
+            build_seconds = time.perf_counter() - t0
+            # Exact search, so recall is lost only to int8 quantisation: measured against float truth.
+            truth = brute_force_top_k(vectors[space], queries, config.k)
+            ef, recall, by_ef = 0, recall_at_k(index, ids, truth, queries), dict[int, float]()
+        else:
+            params = {"M": config.M, "ef_construction": config.ef_construction, "threads": config.threads}
+            hnsw = VectorIndex.build(ids, vectors[space], **params)
+            build_seconds = time.perf_counter() - t0
+            ef, recall, by_ef = choose_ef(hnsw, ids, vectors[space], queries, config.k, config.target_recall)
+            index = hnsw
         if recall < config.target_recall:
-            raise RuntimeError(
-                f"{space}: recall@{config.k} {recall:.4f} < {config.target_recall} at every ef"
-            )
+            raise RuntimeError(f"{space}: {kind} recall@{config.k} {recall:.4f} < {config.target_recall}")
         p50, p95 = query_latency_ms(index, queries[:300], config.k)
         indexes[space] = index
         reports[space] = SpaceReport(
@@ -177,6 +186,7 @@ def build_index_bundle(config: IndexStageConfig) -> IndexStageResult:
             query_p50_ms=round(p50, 3),
             query_p95_ms=round(p95, 3),
             recall_by_ef={e: round(r, 4) for e, r in by_ef.items()},
+            kind=kind,
         )
     write_bundle(
         config.out_dir,
@@ -250,10 +260,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add `anime-build index`."""
     p = subparsers.add_parser(
         "index",
-        help="embed the catalogue (int8 ONNX), build V4/V3 hnswlib indexes, write the artifact bundle",
-        description="Embeds every anime with the int8 ONNX model (OnnxEncoder, as queries are), builds one "
-        "hnswlib 'ip' index per model output (v4, v3), picks the smallest ef with recall@10 >= the target "
-        "against brute force, and writes the bundle (catalogue, V2 neighbour lists, model, indexes, "
+        help="embed the catalogue (int8 ONNX), build the V4 hnswlib and V3 flat indexes, write the bundle",
+        description="Embeds every anime with the int8 ONNX model (OnnxEncoder, as queries are), builds the "
+        "v4 hnswlib 'ip' index (the smallest ef with recall@10 >= the target against brute force) and the v3 "
+        "flat int8 index (exact search, gated on the same recall against float vectors), and writes "
+        "the bundle (catalogue, V2 neighbour lists, model, indexes, "
         "the ingest's bangumi-data release dates, manifest with sha256 per file) into the artifacts "
         "layer. Report: .work/index_report.json.",
     )

@@ -543,17 +543,17 @@ def synthetic_bundle(
 ) -> Path:
     """A bundle for a synthetic n-anime catalogue, for the size budget only.
 
-    Sizes depend on n, the dims and M, not on vector content, so the indexes hold random unit
-    vectors of the shipped model's dims (and ef_construction is small to keep this quick). With
+    Sizes depend on n, the dims, each space's index kind and M, not on vector content, so the
+    indexes hold random unit vectors of the shipped model's dims (ef_construction is small, for speed). With
     `synopses` (the default: the budget must hold for a build that merged a synopsis file) ~85 % of
     the anime carry ~600 characters of story text, which the catalogue and the lexical index store.
     """
     import numpy as np
 
     from anime_pipeline.synthetic import synthetic_catalogue
-    from anime_recommender.artifacts import write_bundle
+    from anime_recommender.artifacts import SPACE_KINDS, write_bundle
     from anime_recommender.encoder import CONFIG_FILE, EncoderConfig
-    from anime_recommender.index import VectorIndex
+    from anime_recommender.index import HNSW_KIND, index_class
     from anime_recommender.neighbours import NeighbourLists
 
     catalogue = synthetic_catalogue(n, seed, synopses=synopses)
@@ -563,7 +563,8 @@ def synthetic_bundle(
     scores = -np.sort(-rng.random((len(ids), k)), axis=1)
     dims = EncoderConfig.load(model_dir / CONFIG_FILE).outputs
     indexes = {
-        space: VectorIndex.build(
+        # Each space as the index stage builds it (V4 hnswlib, V3 flat int8): sizes follow the kind.
+        space: index_class(SPACE_KINDS.get(space, HNSW_KIND)).build(
             ids, rng.standard_normal((len(ids), dim)), M=M, ef_construction=16, threads=2
         )
         for space, dim in dims.items()

@@ -9,6 +9,10 @@ Four systems on one bundle, each scored by hit@10 (a target in the top 10) and M
   (its `search.engine.SearchEngine`: the parser with the API's title index, the ranker, the bundle's
   lexical index), called with the route's request model, so the figure is the served path's.
 
+The query set's split rule: queries alternate, odd lines (1st, 3rd, …) TUNE and even lines HOLDOUT;
+a new query is appended with the split its line number gives, and written before anything is
+measured on it. Only the tune half's misses may guide changes to the parser, lexicon or weights.
+
 `--tune` grid-searches the hybrid weights on the TUNE half only and reports both halves with the
 chosen weights, so the HOLDOUT figures are untouched by tuning. Prints one JSON object.
 """

@@ -1,7 +1,8 @@
 """Delta-update Lambda handler (EventBridge schedule). Wiring only.
 
 The catalogue location comes from the event (`detail.catalogue_url`, or a top-level `catalogue_url`
-when the rule passes a constant input) or else from `CATALOGUE_SOURCE_URL`. Everything else is one
+when the rule passes a constant input) or else from `CATALOGUE_SOURCE_URL`; a synopsis file from
+`SYNOPSES_SOURCE_URL` when set. Everything else is one
 call into `anime_recommender.delta.update.run_delta_update`.
 """
 
@@ -15,7 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from anime_recommender.delta.plan import DeltaPolicy
 from anime_recommender.delta.settings import DeltaSettings
-from anime_recommender.delta.source import fetch_catalogue
+from anime_recommender.delta.source import fetch_catalogue, fetch_input
 from anime_recommender.delta.update import run_delta_update
 
 settings = DeltaSettings.from_env()
@@ -46,6 +47,16 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     catalogue = fetch_catalogue(
         location, settings.work_dir / "incoming", endpoint_url=settings.artifacts_endpoint_url
     )
+    synopses = (
+        None
+        if settings.synopses_source_url is None
+        else fetch_input(
+            settings.synopses_source_url,
+            settings.work_dir / "incoming-synopses",
+            what="synopsis file",
+            endpoint_url=settings.artifacts_endpoint_url,
+        )
+    )
     summary = run_delta_update(
         catalogue,
         store,
@@ -53,6 +64,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         work_dir=settings.work_dir,
         policy=DeltaPolicy(settings.max_removed_fraction, settings.max_skipped_fraction),
         threads=settings.onnx_threads,
+        synopses_path=synopses,
     )
     for kind in ("added", "changed", "removed"):
         metrics.add_metric(

@@ -45,3 +45,10 @@ def test_report_section_has_four_systems_per_split(bundle_dir: Path, tmp_path: P
     assert "skipped" in report_section(tmp_path / "nothing")
     assert "not in the catalogue" in report_section(bundle_dir)["skipped"]
     assert markdown_lines(report_section(None))[-1] == "Skipped: no bundle given"
+
+
+def test_query_set_alternates_tune_and_holdout() -> None:
+    # The documented split rule: odd lines tune, even lines holdout (new queries keep alternating)
+    queries = load_queries()
+    assert [q.split for q in queries] == [("tune", "holdout")[i % 2] for i in range(len(queries))]
+    assert len({q.query for q in queries}) == len(queries)

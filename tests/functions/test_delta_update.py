@@ -216,3 +216,45 @@ def test_api_hot_swaps_and_cache_keys_follow_the_data_version(
     matched = {m["kind"]: m["value"] for m in body["items"][0]["explanation"]["matched"]}
     assert matched["title_words"] == "sousou, frieren"
     assert call(api, "similar")[1]["x-cache"] == "hit"
+
+
+def test_configured_synopsis_file_reaches_the_published_catalogue(
+    s3_setup: dict[str, str],
+    bundle_dir: Path,
+    tiny_catalogue: Catalogue,
+    load_delta_handler: Callable[..., ModuleType],
+    moto_endpoint: str,
+    tmp_path: Path,
+) -> None:
+    from anime_recommender.artifacts import CATALOGUE
+    from anime_recommender.store import S3ArtifactStore
+
+    # Given a manami release (no story text) and a synopsis export in the bucket, both configured
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    s3.put_object(Bucket=EXPLICIT_BUCKET, Key="incoming/base.jsonl", Body=manami_jsonl(list(tiny_catalogue)))
+    synopses = Path(__file__).parent.parent / "data" / "synopses.csv"
+    s3.put_object(Bucket=EXPLICIT_BUCKET, Key="incoming/synopses.csv", Body=synopses.read_bytes())
+    module = load_delta_handler(
+        ARTIFACTS_DIR=str(bundle_dir),
+        CATALOGUE_SOURCE_URL=f"s3://{EXPLICIT_BUCKET}/incoming/base.jsonl",
+        SYNOPSES_SOURCE_URL=f"s3://{EXPLICIT_BUCKET}/incoming/synopses.csv",
+        **s3_setup,
+    )
+
+    # When the schedule fires
+    result = module.handler(load_event("delta_update_scheduled"), DELTA_CONTEXT)
+
+    # Then the published catalogue tells each anime's story
+    assert result["status"] == "published"
+    store = S3ArtifactStore(
+        EXPLICIT_BUCKET,
+        pointer_key=s3_setup["ARTIFACTS_POINTER_KEY"],
+        prefix=s3_setup["ARTIFACTS_PREFIX"],
+        endpoint_url=moto_endpoint,
+    )
+    pointer = store.read_pointer()
+    assert pointer is not None and pointer.version == result["published_version"]
+    catalogue = Catalogue.load(store.fetch(pointer, tmp_path / "fetched") / CATALOGUE)
+    death_note = catalogue.by_id(1535).synopsis
+    assert death_note is not None and death_note.startswith("A brilliant student finds a notebook")
+    assert sum(a.synopsis is not None for a in catalogue) == 28

@@ -226,7 +226,7 @@ def test_invoke_cli_prints_the_response_and_the_timings(
     assert main(["invoke", str(EVENTS_DIR / "similar.json"), *overrides]) == 0
     out, err = capsys.readouterr()
     response = json.loads(out)
-    assert response["statusCode"] == 200 and len(response["body"]["items"]) == 5  # the event asks k=5
+    assert response["statusCode"] == 200 and len(response["body"]["items"]) == 10  # the event asks k=10
     assert "ApiFunction, init " in err and " ms in the function" in err and "status 200" in err
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from handler_support import REPO
 
 from anime_pipeline.bench.cli import SECTIONS
-from anime_pipeline.bench.summary import CACHE_TIERS, ROUTE_STATES, SUMMARY_KEYS
+from anime_pipeline.bench.summary import CACHE_TIERS, ROUTE_STATES, SEARCH_QUALITY_KEYS, SUMMARY_KEYS
 
 
 def _figures(node: Any, where: str = "") -> list[tuple[str, dict[str, Any]]]:
@@ -75,11 +75,13 @@ def test_bench_quick_prints_and_writes_one_json_document(tmp_path: Path) -> None
     assert sections["layers"]["limit"]["value"] == 262_144_000
     assert isinstance(sections["layers"]["within_limit"], bool)
     assert sections["quality"]["methods"]
+    assert "skipped" in sections["quality"]["search"]
 
     # The flat summary: exactly the documented keys, in order; numbers where --quick measures them.
     summary = doc["summary"]
     assert list(summary) == list(SUMMARY_KEYS)
-    not_in_quick = {"int8_cosine", "layer_bytes_40k"}  # no fp32 export, no 40k bundle in --quick
+    # No fp32 export, no 40k bundle, and no MyAnimeList anime for the search query set in --quick.
+    not_in_quick = {"int8_cosine", "layer_bytes_40k", *SEARCH_QUALITY_KEYS}
     for key, value in summary.items():
         if key in not_in_quick:
             assert value is None, key

@@ -18,7 +18,7 @@ from anime_recommender.catalogue import Anime, AnimeType, Catalogue
 from anime_recommender.delta.indexer import IndexJob, IndexWorker, IndexWorkerError
 from anime_recommender.delta.plan import plan_delta
 from anime_recommender.encoder import OnnxEncoder
-from anime_recommender.index import VectorIndex
+from anime_recommender.index import load_index
 from anime_recommender.text import anime_text
 
 NEW = Anime(id=52991, title="Sousou no Frieren", type=AnimeType.TV, year=2023, tags=("adventure", "fantasy"))
@@ -45,7 +45,7 @@ def test_threaded_worker_embeds_and_updates_both_indexes(bundle_dir: Path, tmp_p
     removed = job.removed[0]
     fresh = encoder.encode([anime_text(NEW)], batch_size=1)
     for space, info in Manifest.read(bundle_dir).indexes.items():
-        index = VectorIndex.load(tmp_path / "new" / index_dir(space), ef=info.ef)
+        index = load_index(tmp_path / "new" / index_dir(space), ef=info.ef, kind=info.kind)
         np.testing.assert_allclose(index.vector(NEW.id), fresh[space][0], atol=1e-6)
         assert removed not in index and len(index) == job.catalogue_size == result.infos[space].count
     # and the file entries it returns are the files it wrote

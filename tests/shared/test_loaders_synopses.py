@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from anime_recommender.catalogue import Catalogue
-from anime_recommender.loaders import CatalogueFormatError, merge_synopses, read_synopses
+from anime_recommender.loaders import CatalogueFormatError, fill_synopses, merge_synopses, read_synopses
 from anime_recommender.loaders.synopses import MAX_SYNOPSIS_CHARS, clean_synopsis
 from anime_recommender.search.lexical import build_lexical_index
 
@@ -36,8 +36,30 @@ def test_the_fixture_csv_merges_into_the_tiny_catalogue(tiny_catalogue: Catalogu
     assert {s.position for s in report.skipped} == {"line 31", "line 32", "line 33", "id 99999"}
     assert sum(a.synopsis is not None for a in merged) == 28
     assert merged.by_id(40000).synopsis is None and merged.by_id(40001).synopsis is None
-    assert merged.by_id(1535).synopsis is not None and "notebook" in merged.by_id(1535).synopsis
+    death_note = merged.by_id(1535).synopsis
+    assert death_note is not None and "notebook" in death_note
     assert [a.id for a in merged] == tiny_catalogue.ids
+
+
+def test_keep_existing_leaves_text_the_catalogue_has(tiny_catalogue: Catalogue) -> None:
+    # Given a catalogue with CSV text, and the JSONL's (other text for 6, 1535, 9253)
+    csv_text, csv_report = read_synopses(DATA / "synopses.csv")
+    told = merge_synopses(tiny_catalogue, csv_text, csv_report)
+    jsonl_text, report = read_synopses(DATA / "synopses.jsonl")
+    # When merged keeping what is there, then nothing is overwritten; by default the file wins
+    kept = merge_synopses(told, jsonl_text, report, keep_existing=True)
+    assert report.merged == 0 and [a.synopsis for a in kept] == [a.synopsis for a in told]
+    assert merge_synopses(told, jsonl_text, report).by_id(1535).synopsis == jsonl_text[1535]
+
+
+def test_fill_sets_only_missing_text_and_returns_the_catalogue_when_none(tiny_catalogue: Catalogue) -> None:
+    csv_text, report = read_synopses(DATA / "synopses.csv")
+    told = merge_synopses(tiny_catalogue, {1: csv_text[1]}, report)
+    filled, count = fill_synopses(told, {1: "Other text.", 1535: csv_text[1535], 99999: "Not listed."})
+    assert count == 1 and filled.by_id(1).synopsis == csv_text[1]  # its own text wins
+    assert filled.by_id(1535).synopsis == csv_text[1535] and 99999 not in filled
+    unchanged, none = fill_synopses(told, {1: "Other text."})
+    assert unchanged is told and none == 0
 
 
 def test_the_fixture_jsonl_skips_placeholders_and_broken_lines() -> None:

@@ -1,4 +1,5 @@
-"""The BM25 lexical index: field weighting, filters, save/load, and no scipy anywhere."""
+"""The BM25 lexical index: field weighting, filters, save/load, the compact format scoring as bm25s does,
+and neither scipy anywhere nor bm25s at serve time."""
 
 from __future__ import annotations
 
@@ -12,7 +13,15 @@ import numpy as np
 import pytest
 
 from anime_recommender.catalogue import Anime, AnimeType, Catalogue
-from anime_recommender.search.lexical import LexicalIndex, LexicalIndexError, build_lexical_index
+from anime_recommender.search.lexical import (
+    K1,
+    B,
+    LexicalIndex,
+    LexicalIndexError,
+    build_lexical_index,
+    document_tokens,
+    row_dtype,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +87,14 @@ def test_synopsis_is_indexed_when_the_record_has_one() -> None:
 
 def test_save_load_roundtrip(index: LexicalIndex, tmp_path: Path) -> None:
     files = index.save(tmp_path / "lexical")
-    assert {f.name for f in files} >= {"lexical.json", "ids.npy", "vocab.index.json"}
+    assert {f.name for f in files} == {
+        "lexical.json",
+        "ids.npy",
+        "vocab.json",
+        "data.npy",
+        "indices.npy",
+        "indptr.npy",
+    }
     loaded = LexicalIndex.load(tmp_path / "lexical")
     for text in ("cowboy bebop", "space drama", "naruto shippuuden", "mecha"):
         assert loaded.search(text, 10) == index.search(text, 10)
@@ -116,3 +132,74 @@ def test_build_save_load_search_without_scipy(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_scores_are_bm25s_scores_in_half_precision(tiny_catalogue: Catalogue, index: LexicalIndex) -> None:
+    # Given bm25s's own index of the same documents (what the build stores, before compaction)
+    import bm25s
+
+    vocab: dict[str, int] = {}
+    token_ids = [[vocab.setdefault(t, len(vocab)) for t in document_tokens(a)] for a in tiny_catalogue]
+    reference = bm25s.BM25(k1=K1, b=B, method="lucene", backend="numpy", csc_backend="numpy")
+    reference.index((token_ids, dict(vocab)), show_progress=False)
+    # Then every query's scores match bm25s's to float16 precision
+    for text in ("cowboy bebop", "space drama", "naruto shippuuden", "mecha", "magic school romance"):
+        terms = index.query_terms(text)
+        expected = reference.get_scores_from_ids([vocab[t] for t in terms]) if terms else 0.0
+        np.testing.assert_allclose(index.scores(terms), expected, rtol=2e-3, atol=1e-3)
+
+
+def test_stored_arrays_are_compact(index: LexicalIndex, tmp_path: Path) -> None:
+    index.save(tmp_path / "lexical")
+    assert np.load(tmp_path / "lexical" / "data.npy").dtype == np.float16
+    assert np.load(tmp_path / "lexical" / "indices.npy").dtype == np.uint16
+    assert np.load(tmp_path / "lexical" / "indptr.npy").dtype == np.int32
+    # Row numbers widen only past 65,536 documents
+    assert row_dtype(65_536) == np.uint16 and row_dtype(65_537) == np.uint32
+
+
+def test_more_than_65536_rows_round_trip_as_uint32(tmp_path: Path) -> None:
+    # Given an index whose one token is in the last of 70,000 documents
+    n = 70_000
+    data, indices, indptr = np.array([1.5], np.float16), np.array([n - 1]), np.array([0, 1])
+    lexical = LexicalIndex(data, indices, indptr, ["frieren"], np.arange(n, dtype=np.int64) + 1)
+    lexical.save(tmp_path / "big")
+    loaded = LexicalIndex.load(tmp_path / "big")
+    assert np.load(tmp_path / "big" / "indices.npy").dtype == np.uint32
+    assert [(h.anime_id, h.score, h.terms) for h in loaded.search("frieren", 3)] == [(n, 1.5, ("frieren",))]
+
+
+def test_old_bm25s_format_is_refused(index: LexicalIndex, tmp_path: Path) -> None:
+    # A bundle from before format 2 (bm25s's files, version 1) loads as a missing component, not as garbage
+    index.save(tmp_path / "old")
+    (tmp_path / "old" / "lexical.json").write_text('{"format": "anime-lexical-bm25s", "version": 1}')
+    with pytest.raises(LexicalIndexError, match="not a"):
+        LexicalIndex.load(tmp_path / "old")
+
+
+def test_inconsistent_arrays_are_refused(index: LexicalIndex, tmp_path: Path) -> None:
+    index.save(tmp_path / "bad")
+    indptr = np.load(tmp_path / "bad" / "indptr.npy")
+    np.save(tmp_path / "bad" / "indptr.npy", indptr[:-1])
+    with pytest.raises(LexicalIndexError, match="column pointers"):
+        LexicalIndex.load(tmp_path / "bad")
+
+
+def test_loading_and_querying_never_import_bm25s(index: LexicalIndex, tmp_path: Path) -> None:
+    # The API's cold start: importing the module, loading a saved index and searching it
+    index.save(tmp_path / "idx")
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from pathlib import Path
+        from anime_recommender.search.lexical import LexicalIndex
+        loaded = LexicalIndex.load(Path({str(tmp_path / "idx")!r}))
+        assert loaded.search("cowboy bebop", 5), "no hits"
+        loaded.scores(loaded.query_terms("space drama"))
+        imported = {{m.split(".")[0] for m, mod in sys.modules.items() if mod is not None}}
+        print(sorted(imported & {{"bm25s", "scipy"}}))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -29,9 +29,22 @@ ROUTE_STATES: tuple[tuple[str, str], ...] = (
 )
 CACHE_TIERS: tuple[str, ...] = ("l1_hit", "dynamodb_hit", "miss")
 
-# Search quality (the search evaluation's numbers) goes here: add its keys with a description, and
-# read them in `summarise` from the section that measures them; the README table lists them too.
-SEARCH_QUALITY_KEYS: dict[str, str] = {}
+# Free-text search systems (`search_eval.MODES`) as named in the keys, and what each one is.
+SEARCH_SYSTEMS: dict[str, str] = {
+    "dense": "dense only (the encoder's text search)",
+    "lexical": "lexical only (BM25 on the raw query)",
+    "hybrid": "hybrid ranking without query understanding",
+    "hybrid_understanding": "hybrid + query understanding (the served /search path)",
+}
+# Search quality on the descriptive query set, from the quality section's `search` (search_eval).
+SEARCH_QUALITY_KEYS: dict[str, str] = {
+    **{
+        f"search_{mode}_{metric}": f"{what}: {label} on all queries (fraction)"
+        for mode, what in SEARCH_SYSTEMS.items()
+        for metric, label in (("hit_at_10", "hit@10"), ("mrr", "MRR@10"))
+    },
+    "search_hybrid_understanding_holdout_hit_at_10": "the served path's hit@10, holdout half (fraction)",
+}
 
 SUMMARY_KEYS: dict[str, str] = {
     "teacher_pairs_per_s": "V2 all-pairs top-100 on the bundle's catalogue (pairs/s)",
@@ -41,8 +54,9 @@ SUMMARY_KEYS: dict[str, str] = {
     "embedding_texts_per_s": "int8 encoder with 2 threads (texts/s)",
     "index_recall_at_10": "V4 index recall@10 against exact search",
     "index_v3_recall_at_10": "V3 index recall@10 against exact search",
-    "init_ms": "cold start: process spawn until the handler is imported (median of 5 fresh processes)",
-    "first_request_ms": "first GET /anime/{id}/similar after that init (median of the same starts)",
+    "init_ms": "cold start under the Lambda RIE + awslambdaric (python3.12, template layout): process start until "
+    "the runtime asks for its first event, median of 5 fresh starts (in-process worker when no runtime; see note)",
+    "first_request_ms": "first GET /anime/{id}/similar?k=10 after that init (median of the same starts)",
     **{
         f"{route}_{state}_{q}_ms": f"{route} {state.replace('_', ' ')}, {q} through the Lambda handler"
         for route, state in ROUTE_STATES
@@ -102,6 +116,13 @@ def summarise(sections: dict[str, Any], parity: Path | None = None) -> dict[str,
         "layer_bytes_default": _at(ok.get("layers"), "total"),
         "layer_bytes_40k": _at(ok.get("layers"), "total_40k"),
     }
+    search = (ok.get("quality") or {}).get("search", {}).get("modes")
+    for mode in SEARCH_SYSTEMS:
+        values[f"search_{mode}_hit_at_10"] = _at(search, mode, "all", "hit@10")
+        values[f"search_{mode}_mrr"] = _at(search, mode, "all", "mrr")
+    values["search_hybrid_understanding_holdout_hit_at_10"] = _at(
+        search, "hybrid_understanding", "holdout", "hit@10"
+    )
     for route, state in ROUTE_STATES:
         for q in ("p50", "p95"):
             values[f"{route}_{state}_{q}_ms"] = _at(api, "routes", route, state, q)

@@ -9,7 +9,8 @@ Layout of a bundle directory (`BuildPaths.artifacts_dir`; `/opt/anime-artifacts`
                              (a delta validates new catalogues with exactly these; CC BY 4.0)
     neighbours_v2.npz        V2 teacher top-K lists: the last fallback tier
     model/                   model.onnx (int8, outputs v4 and v3), tokenizer.json, encoder.json
-    index_v4/ index_v3/      VectorIndex directories (index.bin, ids.npy, index.json)
+    index_v4/ index_v3/      index directories: V4 hnswlib (`VectorIndex`), V3 flat int8 (`FlatIndex`);
+                             the manifest's `indexes[space].kind` says which (older bundles: hnswlib)
     lexical/                 the BM25 index of the catalogue (`search.lexical.LexicalIndex`) for /search
 
 `load_bundle` verifies the sha256 of every file it loads before using it and degrades per tier:
@@ -39,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from anime_recommender.catalogue import Catalogue
 from anime_recommender.encoder import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, EncoderConfig, OnnxEncoder
-from anime_recommender.index import VectorIndex
+from anime_recommender.index import FLAT_KIND, HNSW_KIND, IndexKind, SearchIndex, load_index
 from anime_recommender.neighbours import NeighbourLists
 from anime_recommender.release_dates import ReleaseDates, save_release_dates
 from anime_recommender.search.lexical import LexicalIndex, LexicalIndexError, build_lexical_index
@@ -55,6 +56,9 @@ MODEL_DIR = "model"
 MODEL_FILES = (f"{MODEL_DIR}/{MODEL_FILE}", f"{MODEL_DIR}/{TOKENIZER_FILE}", f"{MODEL_DIR}/{CONFIG_FILE}")
 SPACES: tuple[str, ...] = ("v4", "v3")  # best first; also the encoder's output names
 LEXICAL_DIR = "lexical"
+# The kind of index each space is built as: V3 (the fallback tier, and V4's secondary score) is a flat
+# int8 matrix searched exactly, a quarter of an hnswlib file's bytes; V4 stays an hnswlib graph.
+SPACE_KINDS: dict[str, IndexKind] = {"v4": HNSW_KIND, "v3": FLAT_KIND}
 
 Tier = Literal["v4", "v3", "v2"]
 
@@ -82,17 +86,33 @@ class FileEntry(BaseModel):
 
 
 class IndexInfo(BaseModel):
-    """hnswlib parameters of one space; `ef` lives here because hnswlib does not save it."""
+    """One space's index: its kind and, for hnswlib, its parameters (`ef` lives here because hnswlib
+    does not save it; a flat index has none and records 0)."""
 
     model_config = ConfigDict(frozen=True)
 
     dim: int
     space: Literal["ip"] = "ip"
-    M: int
-    ef_construction: int
-    ef: int
+    kind: IndexKind = HNSW_KIND  # manifests before flat indexes name no kind: hnswlib
+    M: int = 0
+    ef_construction: int = 0
+    ef: int = 0
     count: int
     recall_at_10: float | None = None
+
+
+def index_info(index: SearchIndex, recall_at_10: float | None = None) -> IndexInfo:
+    """The manifest entry of an index."""
+    params = index.params
+    return IndexInfo(
+        dim=index.dim,
+        kind=index.kind,
+        M=params.M if params else 0,
+        ef_construction=params.ef_construction if params else 0,
+        ef=params.ef if params else 0,
+        count=len(index),
+        recall_at_10=recall_at_10,
+    )
 
 
 class Manifest(BaseModel):
@@ -242,7 +262,7 @@ def write_bundle(
     catalogue: Catalogue,
     neighbours: NeighbourLists,
     model_dir: Path,
-    indexes: Mapping[str, VectorIndex],
+    indexes: Mapping[str, SearchIndex],
     recall_at_10: Mapping[str, float] | None = None,
     extra: Mapping[str, Any] | None = None,
     release_dates: ReleaseDates | None = None,
@@ -277,14 +297,7 @@ def write_bundle(
                 f"index {space} has dim {index.dim}, model output is {config.outputs.get(space)}"
             )
         index.save(directory / index_dir(space))
-        infos[space] = IndexInfo(
-            dim=index.dim,
-            M=index.params.M,
-            ef_construction=index.params.ef_construction,
-            ef=index.params.ef,
-            count=len(index),
-            recall_at_10=(recall_at_10 or {}).get(space),
-        )
+        infos[space] = index_info(index, (recall_at_10 or {}).get(space))
     return write_manifest(
         directory,
         data_version=data_version(hashes),
@@ -397,14 +410,14 @@ class ServingBundle:
     catalogue: Catalogue
     neighbours: NeighbourLists
     encoder: OnnxEncoder | None
-    indexes: dict[str, VectorIndex]
+    indexes: dict[str, SearchIndex]
     tier: Tier
     failures: list[ArtifactFailure] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     lexical: LexicalIndex | None = None  # None when its files failed (search then has no BM25 side)
 
     @property
-    def index(self) -> VectorIndex | None:
+    def index(self) -> SearchIndex | None:
         """The active tier's index (None in tier v2)."""
         return self.indexes.get(self.tier)
 
@@ -511,7 +524,7 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
         with timed(seconds, "model"):
             encoder = _load_encoder(directory, verifier, threads, failures)
 
-        indexes: dict[str, VectorIndex] = {}
+        indexes: dict[str, SearchIndex] = {}
         for space in spaces:
             if encoder is None:
                 break
@@ -594,7 +607,7 @@ def _lists_if_verified(directory: Path, verifier: _Verifier) -> NeighbourLists |
     return NeighbourLists.load(directory / NEIGHBOURS)
 
 
-IndexRead = tuple[VectorIndex | None, list[ArtifactFailure]]
+IndexRead = tuple[SearchIndex | None, list[ArtifactFailure]]
 
 
 def _read_index(directory: Path, manifest: Manifest, space: str, verifier: _Verifier) -> IndexRead:
@@ -605,7 +618,7 @@ def _read_index(directory: Path, manifest: Manifest, space: str, verifier: _Veri
     if problems:
         return None, problems
     try:
-        index = VectorIndex.load(directory / comp, ef=info.ef)
+        index = load_index(directory / comp, ef=info.ef, kind=info.kind)
     # hnswlib raises RuntimeError, numpy ValueError/OSError: a verified but unloadable index degrades.
     except Exception as exc:
         return None, [ArtifactFailure(comp, f"failed to load: {type(exc).__name__}: {exc}", comp)]
@@ -620,7 +633,7 @@ def _load_index(
     encoder: OnnxEncoder,
     pending: Future[IndexRead],
     failures: list[ArtifactFailure],
-) -> VectorIndex | None:
+) -> SearchIndex | None:
     comp = index_dir(space)
     info = manifest.indexes[space]
     if encoder.dims.get(space) != info.dim:

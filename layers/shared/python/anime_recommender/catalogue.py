@@ -302,6 +302,48 @@ class Catalogue(Sequence[Anime]):
         header = json.loads(lines[0])
         if header.get("format") != CATALOGUE_FORMAT or not isinstance(header.get("fields"), list):
             raise ValueError(f"{path}: not an {CATALOGUE_FORMAT} file (header {lines[0][:200]!r})")
-        names = [str(name) for name in header["fields"]]
+        names = tuple(str(name) for name in header["fields"])
         rows = json.loads("[" + ",".join(lines[1:]) + "]")
+        if names in (_BASE_FIELDS, _FIELDS):
+            return cls(_anime_from_rows(rows, with_synopsis=names == _FIELDS))
         return cls(Anime.from_dict(dict(zip(names, row, strict=True))) for row in rows)
+
+
+def _anime_from_rows(rows: list[list[Any]], *, with_synopsis: bool) -> Iterator[Anime]:
+    """`Anime.from_dict` of rows in `_BASE_FIELDS` or `_FIELDS` order, without a dict per row.
+
+    The API's cold start builds every record here: positional arguments and no `.get` per field are
+    ~3x faster (17.5k records: 143 → 48 ms). Same conversions as `from_dict`; a row of the wrong
+    length raises ValueError, as the strict `zip` there does.
+    """
+    types = _TYPE_BY_VALUE
+    width = len(_FIELDS) if with_synopsis else len(_BASE_FIELDS)
+    synopsis = None
+    for row in rows:
+        if len(row) != width:
+            raise ValueError(f"catalogue row of {len(row)} fields, the header names {width}")
+        if with_synopsis:
+            (id_, title, kind, synonyms, episodes, status, year, season, score, tags, members, sources,
+             picture, related, thumbnail, duration_s, synopsis) = row  # fmt: skip
+        else:
+            (id_, title, kind, synonyms, episodes, status, year, season, score, tags, members, sources,
+             picture, related, thumbnail, duration_s) = row  # fmt: skip
+        yield Anime(
+            int(id_),
+            str(title),
+            types.get(kind) or AnimeType.parse(kind),
+            tuple(synonyms or ()),
+            episodes,
+            status,
+            year,
+            season,
+            score,
+            tuple(tags or ()),
+            members,
+            tuple(sources or ()),
+            picture,
+            tuple(related or ()),
+            thumbnail,
+            duration_s,
+            synopsis,
+        )

@@ -74,6 +74,9 @@ SHARED_OPENING_WORDS = 3
 
 def _fold(text: str) -> str:
     """Lower-case ASCII folding: 'Pokémon' → 'pokemon', '☆' and other symbols → space."""
+    if text.isascii():
+        # NFKD and combining marks are no-ops on ASCII: nearly every title, keyed at cold start.
+        return text.lower()
     norm = unicodedata.normalize("NFKD", text)
     return "".join(ch for ch in norm if not unicodedata.combining(ch)).lower()
 

@@ -1,15 +1,19 @@
 """The base bundle a delta starts from: what it reads, each file checked against the manifest first.
 
 `load_base_records` reads the base's content hashes and saved catalogue lines (not parsed: what the
-diff needs first), `load_delta_base` the V2 lists and the release dates, `load_base_release_dates`
-the build's enrichment. Every file is checked against the manifest's sha256 before it is read
-(`verified_manifest`); a missing or corrupt file raises `DeltaApplyError`, so nothing is published
-from a degraded base. The model and the indexes are an `IndexWorker`'s to verify (`indexer`).
+diff needs first) and the story text in them (the only part of a line parsed, and only where there
+is some: a delta's source has none, so the new catalogue takes the base's); `load_delta_base` the V2
+lists and the release dates, `load_base_release_dates` the build's enrichment. Every file is checked
+against the manifest's sha256 before it is read (`verified_manifest`); a missing or corrupt file
+raises `DeltaApplyError`, so nothing is published from a degraded base. The model and the indexes are
+an `IndexWorker`'s to verify (`indexer`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import gzip
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,29 +109,66 @@ def load_base_release_dates(bundle_dir: Path) -> ReleaseDates | None:
         raise DeltaApplyError(f"base bundle is degraded: {exc}; rebuild it") from exc
 
 
+def saved_synopses(path: Path, lines: Mapping[int, bytes]) -> dict[int, str]:
+    """id → synopsis of the anime that have one in `lines` (`saved_lines(path)`); {} when the file's
+    header has no `synopsis` column.
+
+    Only lines that can hold text are parsed: with `synopsis` the last column (as `Catalogue.save`
+    writes it), a line without story text ends in `null]`. A file `saved_lines` could not split (no
+    `lines`: another format) is parsed whole.
+    """
+    if not lines:
+        return {a.id: a.synopsis for a in Catalogue.load(path) if a.synopsis is not None}
+    with gzip.open(path, "rb") as fh:
+        header = json.loads(fh.readline() or b"null")
+    names = header.get("fields") if isinstance(header, dict) else None
+    if not isinstance(names, list) or "synopsis" not in names:
+        return {}
+    column = names.index("synopsis")
+    last = column == len(names) - 1
+    found: dict[int, str] = {}
+    for anime_id, line in lines.items():
+        if last and not line.endswith(b'"]'):
+            continue
+        text = json.loads(line)[column]
+        if isinstance(text, str):
+            found[anime_id] = text
+    return found
+
+
 def load_base_records(bundle_dir: Path) -> BaseRecords:
-    """Verify and read the base's content hashes and saved catalogue lines (what the diff needs first).
+    """Verify and read the base's content hashes, saved catalogue lines and synopses (what the diff
+    needs first).
 
     Raises:
         DeltaApplyError: a file is missing or corrupt, or the content hashes do not give the
             manifest's data version.
     """
     manifest = verified_manifest(bundle_dir, _record_files)
+    path = bundle_dir / CATALOGUE
+    synopses: dict[int, str] | None = None
     if CONTENT_HASHES in manifest.files:
         try:
             hashes = load_content_hashes(bundle_dir / CONTENT_HASHES)
         except ValueError as exc:
             raise DeltaApplyError(f"base bundle is degraded: {exc}; rebuild it") from exc
     else:
-        hashes = Catalogue.load(bundle_dir / CATALOGUE).content_hashes()
-    lines = saved_lines(bundle_dir / CATALOGUE, ids=sorted(hashes))
+        catalogue = Catalogue.load(path)
+        hashes = catalogue.content_hashes()
+        synopses = {a.id: a.synopsis for a in catalogue if a.synopsis is not None}
+    lines = saved_lines(path, ids=sorted(hashes))
+    if synopses is None:
+        try:
+            synopses = saved_synopses(path, lines)
+        except (ValueError, IndexError) as exc:
+            raise DeltaApplyError(f"base bundle is degraded: {path.name}: {exc}; rebuild it") from exc
     version = data_version(hashes)
     if version != manifest.data_version:
         raise DeltaApplyError(
             f"content hashes of {bundle_dir} give data version {version}, "
             f"the manifest says {manifest.data_version}"
         )
-    return BaseRecords(hashes=hashes, lines=lines, data_version=version)
+    return BaseRecords(hashes=hashes, lines=lines, data_version=version, synopses=synopses)
 
 
 def load_delta_base(bundle_dir: Path, *, records: BaseRecords | None = None) -> DeltaBase:

@@ -38,7 +38,7 @@ from anime_recommender.artifacts import (
 from anime_recommender.delta.base import verified_manifest
 from anime_recommender.delta.plan import DeltaApplyError, DeltaPlan
 from anime_recommender.encoder import OnnxEncoder
-from anime_recommender.index import VectorIndex
+from anime_recommender.index import SearchIndex, load_index
 from anime_recommender.text import anime_text
 from anime_recommender.timing import timed
 
@@ -104,7 +104,7 @@ class IndexJobResult:
 class _Loaded:
     manifest: Manifest
     encoder: OnnxEncoder
-    indexes: dict[str, VectorIndex]
+    indexes: dict[str, SearchIndex]
     seconds: float
 
 
@@ -115,9 +115,10 @@ def _load(bundle_dir: Path, threads: int, encoder: OnnxEncoder | None) -> _Loade
             encoder = OnnxEncoder.load(bundle_dir / MODEL_DIR, threads=DELTA_ENCODER_THREADS)
         if any(encoder.dims.get(space) != info.dim for space, info in manifest.indexes.items()):
             raise IndexWorkerError(f"encoder outputs {encoder.dims} do not match the indexes")
-        indexes: dict[str, VectorIndex] = {}
+        indexes: dict[str, SearchIndex] = {}
         for space, info in manifest.indexes.items():
-            index = VectorIndex.load(bundle_dir / index_dir(space), ef=info.ef, threads=threads)
+            # Each index stays the kind the base has (an hnswlib V3 of an older bundle stays hnswlib).
+            index = load_index(bundle_dir / index_dir(space), ef=info.ef, threads=threads, kind=info.kind)
             if index.dim != info.dim or len(index) != info.count:
                 raise IndexWorkerError(f"index {space}: dim/count {index.dim}/{len(index)} != manifest")
             indexes[space] = index
@@ -125,7 +126,10 @@ def _load(bundle_dir: Path, threads: int, encoder: OnnxEncoder | None) -> _Loade
 
 
 def _update_index(loaded: _Loaded, job: IndexJob, space: str, vectors: Any, threads: int) -> IndexJobResult:
-    """One index: removed anime marked deleted first (new ones reuse their slots), then the inserts."""
+    """One index: removed anime marked deleted first (new ones reuse their slots), then the inserts.
+
+    A flat index re-quantises the added and changed rows with the base's codebook (the mean and the
+    rotation are refitted by full rebuilds only)."""
     index = loaded.indexes[space]
     index.mark_deleted(job.removed)
     if job.ids:

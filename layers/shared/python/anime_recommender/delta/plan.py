@@ -4,6 +4,12 @@ Validation happens before anything is written: the new file goes through the sam
 `LoadReport`) as the offline build, and a catalogue that fails to load, is empty, lost too many
 records to malformation, or removes more than `DeltaPolicy.max_removed_share` of the current
 entries is refused with a `DeltaRefusedError` naming the reason. The diff is by `Anime.content_hash`.
+
+Story text: a catalogue source (manami's) has no synopses, so the new catalogue takes them, where a
+record has none of its own, from a synopsis file when one is configured (`load_new_catalogue`), then
+from the base bundle (`BaseRecords.synopses`, `carry_base_synopses`). An anime the source did not
+change thus keeps its saved line and content hash, and is not re-embedded; a changed one keeps its
+story text in its new encoder text and in the lexical index.
 """
 
 from __future__ import annotations
@@ -15,10 +21,18 @@ from typing import Literal
 
 from anime_recommender.artifacts import data_version
 from anime_recommender.catalogue import Catalogue
-from anime_recommender.loaders import CatalogueFormatError, LoadReport, load_catalogue
+from anime_recommender.loaders import (
+    CatalogueFormatError,
+    LoadReport,
+    SynopsisReport,
+    fill_synopses,
+    load_catalogue,
+    merge_synopses,
+    read_synopses,
+)
 from anime_recommender.release_dates import ReleaseDates
 
-RefusalCode = Literal["invalid", "empty", "malformed_records", "shrink"]
+RefusalCode = Literal["invalid", "invalid_synopses", "empty", "malformed_records", "shrink"]
 
 
 class DeltaRefusedError(ValueError):
@@ -55,15 +69,27 @@ class DeltaPolicy:
 
 @dataclass(frozen=True)
 class BaseRecords:
-    """What the serving version says of each anime: content hash and saved catalogue line, by id.
+    """What the serving version says of each anime: content hash, saved catalogue line and story text.
 
     `lines` is empty for a catalogue saved in an older format (nothing can then be reused);
-    `data_version` is `data_version(hashes)`.
+    `data_version` is `data_version(hashes)`; `synopses` holds the anime that have one.
     """
 
     hashes: dict[int, str]
     lines: dict[int, bytes]
     data_version: str
+    synopses: dict[int, str] = field(default_factory=dict)
+
+
+def carry_base_synopses(catalogue: Catalogue, base: BaseRecords) -> tuple[Catalogue, int]:
+    """`catalogue` with the base's story text for each anime that has none, and how many got one.
+
+    The same catalogue when the base has none to give. Call before `catalogue.lines()`: the lines
+    (and content hashes) of anime that keep their text then equal the base's.
+    """
+    if not base.synopses:
+        return catalogue, 0
+    return fill_synopses(catalogue, base.synopses)
 
 
 def hash_new_catalogue(catalogue: Catalogue, lines: Sequence[bytes], base: BaseRecords) -> dict[int, str]:
@@ -119,12 +145,17 @@ class DeltaPlan:
 
 
 def load_new_catalogue(
-    path: Path, policy: DeltaPolicy | None = None, release_dates: ReleaseDates | None = None
+    path: Path,
+    policy: DeltaPolicy | None = None,
+    release_dates: ReleaseDates | None = None,
+    synopses: Path | None = None,
 ) -> tuple[Catalogue, LoadReport]:
     """Load a candidate catalogue with the build's loaders; `DeltaRefusedError` when unusable.
 
     `release_dates` are passed to `load_catalogue`: the build's bangumi-data enrichment must match, or
     every enriched anime would look changed; `run_delta_update` passes the base bundle's dates.
+    `synopses`: a synopsis file (`read_synopses`' formats) whose text is set on each anime that has
+    none from the source; what it merged and skipped is in `LoadReport.notes`.
     """
     policy = policy or DeltaPolicy()
     try:
@@ -144,7 +175,23 @@ def load_new_catalogue(
                 f"{path.name}: {len(report.skipped)} of {report.records_read} records malformed "
                 f"({share:.1%} > {policy.max_skipped_share:.1%}); by reason {report.skipped_by_reason()}",
             )
-    return result.catalogue, report
+    catalogue = result.catalogue
+    if synopses is not None:
+        catalogue, merged = _merge_synopsis_file(catalogue, synopses)
+        report.notes.append(merged.summary())
+    return catalogue, report
+
+
+def _merge_synopsis_file(catalogue: Catalogue, path: Path) -> tuple[Catalogue, SynopsisReport]:
+    """`catalogue` with `path`'s story text where it has none; `DeltaRefusedError` for a bad file (a
+    delta that silently dropped a configured file would publish stale text)."""
+    try:
+        found, report = read_synopses(path)
+    except CatalogueFormatError as exc:
+        raise DeltaRefusedError("invalid_synopses", f"synopsis file failed validation: {exc}") from exc
+    except (OSError, UnicodeError, ValueError) as exc:
+        raise DeltaRefusedError("invalid_synopses", f"synopsis file could not be read: {exc}") from exc
+    return merge_synopses(catalogue, found, report, keep_existing=True), report
 
 
 def plan_delta(

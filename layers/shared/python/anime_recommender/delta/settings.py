@@ -16,6 +16,12 @@ class DeltaSettings(StoreSettings):
         default=None,
         description="s3://bucket/key or https:// URL of the new catalogue (the event may override).",
     )
+    synopses_source_url: str | None = Field(
+        default=None,
+        description="s3://bucket/key, https:// URL or path of a synopsis file (CSV/TSV/JSONL keyed by "
+        "MyAnimeList id, as `anime-build ingest --synopses`) merged into each new catalogue; unset: the "
+        "serving bundle's story text is carried on.",
+    )
     max_removed_fraction: float = Field(default=0.10, ge=0, le=1)
     max_skipped_fraction: float = Field(default=0.05, ge=0, le=1)
     onnx_threads: int = Field(
@@ -30,7 +36,7 @@ class DeltaSettings(StoreSettings):
     powertools_service_name: str = Field(default="anime-delta-update", min_length=1)
     powertools_metrics_namespace: str = Field(default="AnimeRecommender", min_length=1)
 
-    @field_validator("catalogue_source_url", mode="before")
+    @field_validator("catalogue_source_url", "synopses_source_url", mode="before")
     @classmethod
     def _empty_url_is_unset(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():

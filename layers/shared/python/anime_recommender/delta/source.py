@@ -1,4 +1,7 @@
-"""Fetch the new catalogue: `s3://bucket/key`, an `https://` URL (a manami release), or a local path."""
+"""Fetch a delta's inputs: `s3://bucket/key`, an `https://` URL (a manami release), or a local path.
+
+`fetch_catalogue` for the new catalogue, `fetch_input` for any other file (the synopsis file).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ HTTP_TIMEOUT_S = 60
 
 
 class CatalogueSourceError(RuntimeError):
-    """The catalogue location is malformed or could not be downloaded."""
+    """An input's location (the catalogue's, the synopsis file's) is malformed or could not be downloaded."""
 
 
 def fetch_catalogue(
@@ -26,13 +29,24 @@ def fetch_catalogue(
     The file keeps its name, so the loaders' tie-breaking by suffix (.json/.jsonl/.zst/.gz) still works;
     the format itself is detected from content.
     """
+    return fetch_input(location, dest_dir, what="catalogue file", s3=s3, endpoint_url=endpoint_url)
+
+
+def fetch_input(
+    location: str, dest_dir: Path, *, what: str, s3: Any = None, endpoint_url: str | None = None
+) -> Path:
+    """Download (or resolve) the file at `location` into `dest_dir`, keeping its name; returns it.
+
+    `what` names the input in errors ("catalogue file", "synopsis file"); its first word names a
+    download whose URL has no file name.
+    """
     parsed = urllib.parse.urlparse(location)
     if parsed.scheme in ("", "file"):
         path = Path(parsed.path if parsed.scheme == "file" else location)
         if not path.is_file():
-            raise CatalogueSourceError(f"catalogue file {path} does not exist")
+            raise CatalogueSourceError(f"{what} {path} does not exist")
         return path
-    name = Path(parsed.path).name or "catalogue"
+    name = Path(parsed.path).name or what.split()[0]
     dest_dir.mkdir(parents=True, exist_ok=True)
     target = dest_dir / name
     if parsed.scheme == "s3":
@@ -59,4 +73,6 @@ def fetch_catalogue(
         except OSError as exc:
             raise CatalogueSourceError(f"cannot download {location}: {exc}") from exc
         return target
-    raise CatalogueSourceError(f"unsupported catalogue location {location!r}: use s3://, https:// or a path")
+    raise CatalogueSourceError(
+        f"unsupported {what.split()[0]} location {location!r}: use s3://, https:// or a path"
+    )

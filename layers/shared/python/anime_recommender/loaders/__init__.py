@@ -17,7 +17,8 @@ the record with most information (tie → first) and are listed.
 
 Missing years can be filled from bangumi-data release dates (`anime_recommender.release_dates`):
 `load_catalogue(path, release_dates=...)`. Story text keyed by MyAnimeList id (a CSV or JSONL export)
-is read by `read_synopses` and merged into the `synopsis` field by `merge_synopses` (`synopses`).
+is read by `read_synopses` and merged into the `synopsis` field by `merge_synopses` (`synopses`);
+`fill_synopses` sets it only where an anime has none (a delta carrying the base bundle's text).
 """
 
 from anime_recommender.loaders.ids import assign_derived_ids, derived_id, derived_id_key, mal_id_from_sources
@@ -32,7 +33,7 @@ from anime_recommender.loaders.report import (
     SkippedRecord,
 )
 from anime_recommender.loaders.sanitise import normalise_tags
-from anime_recommender.loaders.synopses import SynopsisReport, merge_synopses, read_synopses
+from anime_recommender.loaders.synopses import SynopsisReport, fill_synopses, merge_synopses, read_synopses
 from anime_recommender.source_format import (
     MAX_MAL_ID,
     SYNTHETIC_ID_BASE,
@@ -57,6 +58,7 @@ __all__ = [
     "default_catalogue_path",
     "derived_id",
     "derived_id_key",
+    "fill_synopses",
     "load_catalogue",
     "mal_id_from_sources",
     "merge_synopses",

@@ -196,25 +196,54 @@ def read_synopses(path: Path) -> tuple[dict[int, str], SynopsisReport]:
     return found, report
 
 
-def merge_synopses(catalogue: Catalogue, synopses: Mapping[int, str], report: SynopsisReport) -> Catalogue:
+def merge_synopses(
+    catalogue: Catalogue, synopses: Mapping[int, str], report: SynopsisReport, *, keep_existing: bool = False
+) -> Catalogue:
     """`catalogue` with each anime's `synopsis` set from `synopses` (keyed by MAL id = catalogue id).
 
     Ids the catalogue lacks are skipped and counted in `report` ("unknown id").
+
+    Args:
+        keep_existing: an anime that has a synopsis already keeps it (a delta update: text the
+            catalogue source carries itself wins over the file's); `report.merged` counts only
+            the texts set.
     """
-    merged = 0
-    items = []
-    for anime in catalogue:
-        text = synopses.get(anime.id)
-        if text is not None:
-            anime = with_fields(anime, synopsis=text)
-            merged += 1
-        items.append(anime)
+    if keep_existing:
+        merged_catalogue, merged = fill_synopses(catalogue, synopses)
+    else:
+        merged = 0
+        items = []
+        for anime in catalogue:
+            text = synopses.get(anime.id)
+            if text is not None:
+                anime = with_fields(anime, synopsis=text)
+                merged += 1
+            items.append(anime)
+        merged_catalogue = Catalogue(items)
     for anime_id in sorted(set(synopses).difference(catalogue.ids)):
         report.skip(
             f"id {anime_id}", "unknown id: no anime with this MyAnimeList id in the catalogue", anime_id
         )
     report.merged = merged
-    return Catalogue(items)
+    return merged_catalogue
+
+
+def fill_synopses(catalogue: Catalogue, synopses: Mapping[int, str]) -> tuple[Catalogue, int]:
+    """`catalogue` with a synopsis from `synopses` for each anime that has none, and how many were set.
+
+    Anime with story text of their own keep it; ids the catalogue lacks are ignored. `catalogue`
+    itself is returned when nothing is set (a delta compares it line by line with its base).
+    """
+    filled = 0
+    items = []
+    for anime in catalogue:
+        if anime.synopsis is None:
+            text = synopses.get(anime.id)
+            if text is not None:
+                anime = with_fields(anime, synopsis=text)
+                filled += 1
+        items.append(anime)
+    return (Catalogue(items), filled) if filled else (catalogue, 0)
 
 
 def _mal_id(raw: object) -> int | str:

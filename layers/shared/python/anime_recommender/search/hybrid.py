@@ -54,7 +54,7 @@ class HybridWeights(BaseModel):
 
     dense: float = Field(0.25, ge=0.0, description="Dense (encoder) similarity, min–max scaled in the pool.")
     lexical: float = Field(1.0, ge=0.0, description="BM25 score / best BM25 score.")
-    tags: float = Field(1.0, ge=0.0, description="Weighted share of the query's genre boosts matched.")
+    tags: float = Field(2.0, ge=0.0, description="Weighted share of the query's genre boosts matched.")
     anchor: float = Field(1.0, ge=0.0, description="Similarity to the 'like …' anime, min–max scaled.")
     era: float = Field(0.3, ge=0.0, description="Inside the soft era preference ('old', 'modern').")
     popularity: float = Field(6.0, ge=0.0, description="Popularity prior log10(members)/7.")

@@ -1,13 +1,18 @@
-"""BM25 lexical index over titles, synonyms, tags and story text (bm25s, numpy backend only).
+"""BM25 lexical index over titles, synonyms, tags and story text: built with bm25s, served by numpy.
 
 One document per catalogue row. Fields are weighted by repetition before BM25's saturation:
 title words ×3, synonym words ×2, tag words ×2, synopsis words ×1 (the `synopsis` field when the
 record has one). Tokens are folded, lower-cased, plural-stemmed words minus a small stopword list
 (`normalise.tokens`, the same tokenizer the query side uses).
 
-bm25s precomputes every (token, document) score into a CSC matrix, so a query is a few numpy
-slices; it never needs scipy (blocked in the tests) or the network. Saved as bm25s's own `.npy`
-and JSON files plus `ids.npy` (row → anime id) and `lexical.json` (format and field weights).
+bm25s precomputes every (token, document) score into a CSC matrix; a query's scores are the sum of
+its tokens' columns. Only the build imports bm25s: the index is saved as its own compact arrays
+(float16 scores, uint16 row numbers while the catalogue has at most 65,536 rows, else uint32) and
+served by plain numpy, so the API's cold start never imports bm25s (which pulls in scipy wherever
+scipy is installed) and the bundle holds half the bytes of bm25s's float32/int32 files.
+
+Files: `data.npy`, `indices.npy`, `indptr.npy` (the CSC matrix), `vocab.json` (tokens in column
+order), `ids.npy` (row → anime id) and `lexical.json` (format, field weights, BM25 parameters).
 """
 
 from __future__ import annotations
@@ -18,16 +23,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import bm25s
 import numpy as np
 
 from anime_recommender.catalogue import Anime
 from anime_recommender.search.normalise import tokens
 
-FORMAT = "anime-lexical-bm25s"
-FORMAT_VERSION = 1
+FORMAT = "anime-lexical-csc"
+FORMAT_VERSION = 2
 IDS_FILE = "ids.npy"
 META_FILE = "lexical.json"
+VOCAB_FILE = "vocab.json"
+DATA_FILE = "data.npy"
+INDICES_FILE = "indices.npy"
+INDPTR_FILE = "indptr.npy"
 # Repetitions per field (BM25 term frequency saturates, so a title word counts more, not 3x).
 FIELD_WEIGHTS: dict[str, int] = {"title": 3, "synonyms": 2, "tags": 2, "synopsis": 1}
 # BM25 parameters (Lucene variant): documents are short, so length normalisation is kept mild.
@@ -35,8 +43,11 @@ K1 = 1.2
 B = 0.5
 # A document with no usable word (all-symbol titles) gets this token, so every row is indexed.
 _EMPTY_DOC_TOKEN = "\x00"
+# Per-(token, document) scores are stored in half precision (BM25 term scores are < ~30; 3 significant
+# digits keep every query's top-10 of the 73-query set) and summed in float32.
+SCORE_DTYPE = np.dtype(np.float16)
 
-# bm25s logs at INFO on empty queries; the API logs structured JSON of its own.
+# bm25s logs at INFO on empty queries (build time only now, but quiet either way).
 logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
@@ -71,6 +82,16 @@ def document_tokens(anime: Anime) -> list[str]:
     return out or [_EMPTY_DOC_TOKEN]
 
 
+def row_dtype(rows: int) -> np.dtype:
+    """The narrowest unsigned type holding every row number of a `rows`-document index."""
+    return np.dtype(np.uint16) if rows - 1 <= np.iinfo(np.uint16).max else np.dtype(np.uint32)
+
+
+def pointer_dtype(entries: int) -> np.dtype:
+    """The narrowest signed type holding column offsets up to `entries` stored scores."""
+    return np.dtype(np.int32) if entries <= np.iinfo(np.int32).max else np.dtype(np.int64)
+
+
 @dataclass(frozen=True, slots=True)
 class LexicalHit:
     """One lexical result: the anime, its BM25 score and the query terms its document contains."""
@@ -81,17 +102,31 @@ class LexicalHit:
 
 
 class LexicalIndex:
-    """BM25 over catalogue rows (row order = the catalogue's, sorted by id)."""
+    """BM25 over catalogue rows (row order = the catalogue's, sorted by id).
 
-    def __init__(self, retriever: bm25s.BM25, ids: np.ndarray) -> None:
-        self._bm25 = retriever
+    The scores are a CSC matrix: column `t` (token id `vocab[term]`) holds rows
+    `indices[indptr[t]:indptr[t + 1]]` (ascending) with scores `data[...]` at the same positions.
+    """
+
+    def __init__(
+        self, data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, vocab: Sequence[str], ids: np.ndarray
+    ) -> None:
         self.ids = np.asarray(ids, dtype=np.int64)
-        self._vocab: dict[str, int] = dict(retriever.vocab_dict)
-        scores = retriever.scores
-        self._indptr = np.asarray(scores["indptr"])
-        self._indices = np.asarray(scores["indices"])
-        if int(scores["num_docs"]) != len(self.ids):
-            raise LexicalIndexError(f"index has {scores['num_docs']} documents for {len(self.ids)} ids")
+        self._vocab: dict[str, int] = {term: token for token, term in enumerate(vocab)}
+        self._data = np.asarray(data, dtype=SCORE_DTYPE)
+        self._indices = np.asarray(indices, dtype=row_dtype(len(self.ids)))
+        self._indptr = np.asarray(indptr, dtype=pointer_dtype(len(self._data)))
+        if len(self._vocab) != len(vocab):
+            raise LexicalIndexError("the vocabulary repeats a token")
+        if len(self._indptr) != len(self._vocab) + 1 or len(self._indices) != len(self._data):
+            raise LexicalIndexError(
+                f"{len(self._indptr)} column pointers, {len(self._data)} scores and {len(self._indices)} "
+                f"rows for {len(self._vocab)} tokens"
+            )
+        if len(self._indptr) and (self._indptr[0] != 0 or self._indptr[-1] != len(self._data)):
+            raise LexicalIndexError("column pointers do not span the stored scores")
+        if len(self._indices) and int(self._indices.max()) >= len(self.ids):
+            raise LexicalIndexError(f"a stored row is beyond the {len(self.ids)} documents")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -99,30 +134,61 @@ class LexicalIndex:
     # -- build / save / load -------------------------------------------------------------------
     @classmethod
     def build(cls, animes: Sequence[Anime]) -> LexicalIndex:
-        """Index a catalogue (rows in its order)."""
+        """Index a catalogue (rows in its order) with bm25s."""
+        # Only the build needs bm25s (and whatever it imports): serving reads the saved arrays.
+        import bm25s
+
         retriever = bm25s.BM25(k1=K1, b=B, method="lucene", backend="numpy", csc_backend="numpy")
         # Token ids in first-seen order: bm25s numbers a token list's vocabulary through a set, whose
         # order depends on the process's string hash seed, so the same catalogue gave other files
         # (delta and rebuild bundles must be byte-reproducible).
         vocab: dict[str, int] = {}
         token_ids = [[vocab.setdefault(t, len(vocab)) for t in document_tokens(a)] for a in animes]
-        retriever.index((token_ids, vocab), show_progress=False)
-        return cls(retriever, np.fromiter((a.id for a in animes), dtype=np.int64, count=len(animes)))
+        # bm25s adds a "" token to the dict it is given, so it gets a copy.
+        retriever.index((token_ids, dict(vocab)), show_progress=False)
+        scores = retriever.scores
+        if int(scores["num_docs"]) != len(animes):
+            raise LexicalIndexError(f"bm25s indexed {scores['num_docs']} documents for {len(animes)} anime")
+        return cls(
+            np.asarray(scores["data"]),
+            np.asarray(scores["indices"]),
+            _columns(np.asarray(scores["indptr"]), len(vocab)),
+            list(vocab),  # dicts keep insertion order: token id i is the i-th key
+            np.fromiter((a.id for a in animes), dtype=np.int64, count=len(animes)),
+        )
 
     def save(self, directory: Path) -> list[Path]:
         """Write the index into `directory`; returns the files written."""
         directory.mkdir(parents=True, exist_ok=True)
-        self._bm25.save(str(directory), show_progress=False)
-        np.save(directory / IDS_FILE, self.ids, allow_pickle=False)
-        meta = {"format": FORMAT, "version": FORMAT_VERSION, "field_weights": FIELD_WEIGHTS, "k1": K1, "b": B}
+        arrays = {
+            DATA_FILE: self._data,
+            INDICES_FILE: self._indices,
+            INDPTR_FILE: self._indptr,
+            IDS_FILE: self.ids,
+        }
+        for name, array in arrays.items():
+            np.save(directory / name, array, allow_pickle=False)
+        (directory / VOCAB_FILE).write_text(
+            json.dumps(list(self._vocab), ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8"
+        )
+        meta = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "field_weights": FIELD_WEIGHTS,
+            "k1": K1,
+            "b": B,
+            "documents": len(self.ids),
+            "tokens": len(self._vocab),
+        }
         (directory / META_FILE).write_text(
             json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8"
         )
-        return sorted(p for p in directory.iterdir() if p.is_file())
+        return sorted(directory / name for name in [*arrays, VOCAB_FILE, META_FILE])
 
     @classmethod
     def load(cls, directory: Path) -> LexicalIndex:
-        """Read an index `save` wrote; `LexicalIndexError` when absent or of another format."""
+        """Read an index `save` wrote; `LexicalIndexError` when absent, inconsistent or of another format
+        (bm25s-format folders of bundles before format 2 included)."""
         meta_path = directory / META_FILE
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -131,11 +197,20 @@ class LexicalIndex:
         if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
             raise LexicalIndexError(f"{meta_path}: not a {FORMAT} v{FORMAT_VERSION} index")
         try:
-            retriever = bm25s.BM25.load(str(directory), mmap=False, show_progress=False)
+            arrays = [
+                np.load(directory / name, allow_pickle=False)
+                for name in (DATA_FILE, INDICES_FILE, INDPTR_FILE)
+            ]
+            vocab = json.loads((directory / VOCAB_FILE).read_text(encoding="utf-8"))
             ids = np.load(directory / IDS_FILE, allow_pickle=False)
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError) as exc:
             raise LexicalIndexError(f"{directory}: {exc}") from exc
-        return cls(retriever, ids)
+        if not isinstance(vocab, list) or not all(isinstance(t, str) for t in vocab):
+            raise LexicalIndexError(f"{directory / VOCAB_FILE}: not a list of tokens")
+        data, indices, indptr = arrays
+        if data.dtype != SCORE_DTYPE or indices.dtype != row_dtype(len(ids)) or indptr.ndim != 1:
+            raise LexicalIndexError(f"{directory}: arrays of {data.dtype}/{indices.dtype}, not this format's")
+        return cls(data, indices, indptr, vocab, ids)
 
     # -- query ---------------------------------------------------------------------------------
     def query_terms(self, text: str) -> list[str]:
@@ -143,13 +218,20 @@ class LexicalIndex:
         return [t for t in dict.fromkeys(tokens(text)) if t in self._vocab]
 
     def scores(self, terms: Sequence[str]) -> np.ndarray:
-        """BM25 score of every row (float32 [n]) for already-tokenised, known `terms`."""
-        if not terms:
-            return np.zeros(len(self.ids), dtype=np.float32)
-        token_ids = [self._vocab[t] for t in terms if t in self._vocab]
-        if not token_ids:
-            return np.zeros(len(self.ids), dtype=np.float32)
-        return np.asarray(self._bm25.get_scores_from_ids(token_ids), dtype=np.float32)
+        """BM25 score of every row (float32 [n]) for already-tokenised `terms` (unknown ones ignored).
+
+        The sum of the terms' columns, accumulated in float32 in term order (what bm25s's
+        `get_scores_from_ids` computes).
+        """
+        out = np.zeros(len(self.ids), dtype=np.float32)
+        for term in terms:
+            token = self._vocab.get(term)
+            if token is None:
+                continue
+            start, end = int(self._indptr[token]), int(self._indptr[token + 1])
+            # A column holds each row at most once, so a fancy-indexed add is exact (no np.add.at).
+            out[self._indices[start:end]] += self._data[start:end]
+        return out
 
     def matched_terms(self, row: int, terms: Sequence[str]) -> tuple[str, ...]:
         """Which of `terms` row `row`'s document contains."""
@@ -159,7 +241,7 @@ class LexicalIndex:
             if token is None:
                 continue
             column = self._indices[self._indptr[token] : self._indptr[token + 1]]
-            # bm25s writes each column's rows in ascending order.
+            # Each column's rows are in ascending order (bm25s writes them so).
             pos = int(np.searchsorted(column, row))
             if pos < len(column) and int(column[pos]) == row:
                 found.append(term)
@@ -189,6 +271,19 @@ class LexicalIndex:
             LexicalHit(int(self.ids[row]), float(score[row]), self.matched_terms(int(row), terms))
             for row in order
         ]
+
+
+def _columns(indptr: np.ndarray, tokens: int) -> np.ndarray:
+    """bm25s's column pointers cut or padded to exactly `tokens` columns.
+
+    bm25s sizes the matrix by the largest token id it saw plus its own "" token; columns past our
+    vocabulary are empty, so dropping them (or adding empty ones) changes no score.
+    """
+    if len(indptr) - 1 >= tokens:
+        if indptr[tokens] != indptr[-1]:
+            raise LexicalIndexError("bm25s stored scores for a token outside the vocabulary")
+        return indptr[: tokens + 1]
+    return np.concatenate([indptr, np.full(tokens + 1 - len(indptr), indptr[-1], dtype=indptr.dtype)])
 
 
 def row_mask(allowed_rows: np.ndarray | None, n: int) -> np.ndarray | None:

@@ -57,7 +57,8 @@ _add(("bounty hunters",), "bounty hunter")
 _add(
     ("sci-fi", "cyberpunk", "time travel", "androids", "cyborgs", "aliens", "dystopia", "science fiction"),
     "science fiction", "futuristic", "future", "cyberpunk", "android", "cyborg", "time travel",
-    "time machine", "time loop", "alien", "dystopia", "dystopian", "virtual reality",
+    "time machine", "time loop", "back in time", "time leap", "time traveler", "alien", "dystopia",
+    "dystopian", "virtual reality",
     "artificial intelligence", "scientist", "mad scientist", "experiment", "clone", "technology",
 )
 _add(
@@ -72,6 +73,10 @@ _add(
     "assassin", "mind game", "cat and mouse", "deadly", "paranoia", "paranoid",
 )
 _add(("psychological",), "psychological", "mind bending", "manipulation", "sanity", "trauma", "genius")
+_add(
+    ("psychological",),
+    "battle of wits", "war of wits", "battle of minds", "mind games", "outwit", "outsmart", "mind reading",
+)
 _add(("vampire", "vampires"), "vampire", "bloodsucker", "dracula")
 _add(
     ("supernatural", "ghosts", "spirits", "youkai", "gods"),
@@ -101,10 +106,12 @@ _add(
     "high school", "highschool", "school", "student", "classmate", "teacher", "school club", "club",
     "academy", "schoolgirl", "schoolboy", "transfer student", "high schooler",
 )
+# MyAnimeList's Cars genre is motorsport: a car or motorcycle someone merely rides is not it.
 _add(
     ("cars", "racing", "motorsport"),
-    "racing", "race car", "racer", "street racer", "street racing", "car", "drift", "drifting", "driving",
-    "driver", "motorsport", "motorcycle", "delivery driver",
+    "racing", "race car", "racer", "street racer", "street racing", "car race", "drift", "drifting",
+    "race driver", "racing driver", "motorsport", "motorcycle race", "motorcycle racing", "rally",
+    "grand prix", "formula one",
 )
 _add(
     ("comedy",),
@@ -120,7 +127,8 @@ _add(
 _add(
     ("romance", "love triangle"),
     "love story", "romance", "romantic", "in love", "falling in love", "fall in love", "crush", "dating",
-    "girlfriend", "boyfriend", "couple", "love triangle", "confession",
+    "girlfriend", "boyfriend", "couple", "love triangle", "confession", "love each other", "lovers",
+    "feelings for", "rom com", "romcom", "love confession", "first love", "unrequited love",
 )
 _add(
     ("military", "war"),
@@ -130,7 +138,9 @@ _add(
 _add(
     ("historical",),
     "historical", "history", "feudal", "edo", "meiji", "sengoku", "ancient", "period drama", "victorian",
-    "world war", "wartime",
+    "world war", "wartime", "medieval", "middle ages", "renaissance", "century", "centuries ago", "heian",
+    "taisho", "showa era", "bakumatsu", "warring states", "prewar", "postwar", "prohibition era",
+    "roaring twenties", "old west", "wild west",
 )
 _add(("martial arts",), "martial art", "kung fu", "karate", "judo", "fighting tournament", "fighter")
 _add(
@@ -169,6 +179,15 @@ _add(("seinen",), "seinen", "adult", "mature")
 _add(("josei",), "josei")
 
 # fmt: on
+
+# Tags whose own label, said alone, names characters rather than the genre ("kids in a tiny school"
+# are not MyAnimeList's Kids audience); the phrases above ("for kids") still reach them.
+CHARACTER_LABELS: tuple[str, ...] = ("kids",)
+# Genre words that name a person's role after a possessive ("coached by his idol", "her god").
+ROLE_WORDS: tuple[str, ...] = ("idol", "god", "hero", "master", "star")
+POSSESSIVES: frozenset[str] = frozenset({"his", "her", "my", "their", "your", "our", "its"})
+# Tags a story set before the release eras implies ("gangsters in 1930s America", "the 1800s").
+PAST_SETTING_TAGS: tuple[str, ...] = ("historical",)
 
 # Release formats, positive mentions ("a movie") and the words negations name ("not a movie").
 TYPE_PHRASES: dict[str, tuple[AnimeType, ...]] = {

@@ -27,7 +27,16 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, TypeVar
 
 from anime_recommender.catalogue import Anime, AnimeType
-from anime_recommender.search.lexicon import GENRE_PHRASES, NEGATION_CUES, TITLE_CUES, TYPE_PHRASES
+from anime_recommender.search.lexicon import (
+    CHARACTER_LABELS,
+    GENRE_PHRASES,
+    NEGATION_CUES,
+    PAST_SETTING_TAGS,
+    POSSESSIVES,
+    ROLE_WORDS,
+    TITLE_CUES,
+    TYPE_PHRASES,
+)
 from anime_recommender.search.normalise import STOPWORDS, fold, stem, words
 
 # Queries are parsed up to this many characters (a 10 kB paste is cut at a word boundary).
@@ -275,6 +284,13 @@ _BEFORE = ("before", "pre", "until", "prior to", "older than", "up to")
 _AFTER = ("after", "since", "post", "newer than", "from", "between")
 
 
+_ROLE_STEMS = frozenset(stem(w) for w in ROLE_WORDS)
+
+
+def _stems(phrase: str) -> tuple[str, ...]:
+    return tuple(stem(w) for w, _, _ in words(phrase))
+
+
 def _phrase_table(phrases: Iterable[str]) -> dict[tuple[str, ...], str]:
     table: dict[tuple[str, ...], str] = {}
     for phrase in phrases:
@@ -323,10 +339,12 @@ class QueryParser:
             if tags and phrase_key:
                 self._genres[phrase_key] = tags
         # A tag named by its own label is understood too (manami: 'time travel', 'bounty hunters'),
-        # unless the label is only function words.
+        # unless the label is only function words or names characters ("kids").
+        labels = {_stems(label) for label in CHARACTER_LABELS}
         for key, tag in vocab.items():
-            if not all(part in STOPWORDS for part in key):
+            if not all(part in STOPWORDS for part in key) and key not in labels:
                 self._genres.setdefault(key, (tag,))
+        self._past_tags = tuple(vocab[key] for key in map(_stems, PAST_SETTING_TAGS) if key in vocab)
         self._types = {
             tuple(stem(w) for w, _, _ in words(phrase)): kinds for phrase, kinds in TYPE_PHRASES.items()
         }
@@ -400,10 +418,13 @@ class QueryParser:
         return None
 
     def _punctuated(self, state: _State, i: int) -> bool:
-        """Whether punctuation separates word i from word i+1 (a title span stops there)."""
+        """Whether punctuation separates word i from word i+1 (a title span stops there).
+
+        Punctuation inside a name, with no space ("Steins;Gate", "Re:Zero"), does not separate.
+        """
         ws = state.words
         between = state.folded[ws[i].end : ws[i + 1].start]
-        return any(ch in ',;.!?()[]"' for ch in between)
+        return any(ch in ',;.!?()[]"' for ch in between) and any(ch.isspace() for ch in between)
 
     # -- passes --------------------------------------------------------------------------------
     def _titles(self, state: _State) -> None:
@@ -571,62 +592,77 @@ class QueryParser:
                 return len(parts)
         return 0
 
-    def _era(self, state: _State) -> None:
-        ws = state.words
+    @staticmethod
+    def _scan(state: _State, part_at: Callable[[_State, int], int]) -> None:
+        """Walk the unclaimed words left to right; `part_at` claims a part at word i and returns
+        how many words it spans (0: nothing there), and the walk resumes after them."""
         i = 0
-        while i < len(ws):
-            if ws[i].used:
-                i += 1
-                continue
-            if (n := self._phrase_at(state, i, _RECENT_WORDS)) > 0:
-                first = self._reference_year - RECENT_YEARS
-                text = state.claim(i, i + n, keep=False)
-                state.year = (first, None)
-                state.note(i, Understood("era", text, f"{first}–", True))
-                i += n
-                continue
-            soft = self._soft_era(state, i)
-            if soft:
-                i += soft
-                continue
-            bound = self._phrase_at(state, i, _BEFORE)
-            after = 0 if bound else self._phrase_at(state, i, _AFTER)
-            at = i + bound + after
-            if (bound or after) and at < len(ws) and ws[at].text == "the":
-                at += 1
-            span = self._year_at(state, at)
-            if span is not None:
-                first, last, used = span
-                end = at + used
-                if bound:
-                    low, high = None, first - 1
-                elif (
-                    after
-                    and state.words[i].text in {"from", "between"}
-                    and (to := self._range_end(state, end))
-                ):
-                    high, extra = to
-                    low, end = first, end + extra
-                elif after and state.words[i].text == "from":
-                    # "from the 90s", "from 2005": the year/decade itself.
-                    low, high = first, last
-                elif after:
-                    low, high = (last + 1 if state.words[i].text in {"after", "post"} else first), None
-                else:
-                    low, high = first, last
-                    if (to := self._range_end(state, end)) is not None:
-                        high, extra = to
-                        end += extra
-                # "in the 90s", "from the 2010s": the preposition and article go with the era.
-                begin = i
-                while begin > 0 and not ws[begin - 1].used and ws[begin - 1].text in {"in", "the", "from"}:
-                    begin -= 1
-                text = state.claim(begin, end, keep=False)
-                state.year = (low, high)
-                state.note(i, Understood("era", text, _range_text(low, high), True))
-                i = end
-                continue
-            i += 1
+        while i < len(state.words):
+            i += max(0 if state.words[i].used else part_at(state, i), 1)
+
+    def _era(self, state: _State) -> None:
+        self._scan(state, self._era_at)
+
+    def _era_at(self, state: _State, i: int) -> int:
+        """An era at word i ("recent", "old", "before 2000", "in the 90s"): words spanned, 0 if none."""
+        ws = state.words
+        if (n := self._phrase_at(state, i, _RECENT_WORDS)) > 0:
+            first = self._reference_year - RECENT_YEARS
+            text = state.claim(i, i + n, keep=False)
+            state.year = (first, None)
+            state.note(i, Understood("era", text, f"{first}–", True))
+            return n
+        soft = self._soft_era(state, i)
+        if soft:
+            return soft
+        bound = self._phrase_at(state, i, _BEFORE)
+        after = 0 if bound else self._phrase_at(state, i, _AFTER)
+        at = i + bound + after
+        if (bound or after) and at < len(ws) and ws[at].text == "the":
+            at += 1
+        span = self._year_at(state, at)
+        if span is None:
+            return self._past_setting_at(state, i)
+        first, last, used = span
+        end = at + used
+        if bound:
+            low, high = None, first - 1
+        elif after and state.words[i].text in {"from", "between"} and (to := self._range_end(state, end)):
+            high, extra = to
+            low, end = first, end + extra
+        elif after and state.words[i].text == "from":
+            # "from the 90s", "from 2005": the year/decade itself.
+            low, high = first, last
+        elif after:
+            low, high = (last + 1 if state.words[i].text in {"after", "post"} else first), None
+        else:
+            low, high = first, last
+            if (to := self._range_end(state, end)) is not None:
+                high, extra = to
+                end += extra
+        # "in the 90s", "from the 2010s": the preposition and article go with the era.
+        begin = i
+        while begin > 0 and not ws[begin - 1].used and ws[begin - 1].text in {"in", "the", "from"}:
+            begin -= 1
+        text = state.claim(begin, end, keep=False)
+        state.year = (low, high)
+        state.note(i, Understood("era", text, _range_text(low, high), True))
+        return end - i
+
+    def _past_setting_at(self, state: _State, i: int) -> int:
+        """A decade before the release eras ("1930s America", "the 1800s") boosts the historical tags."""
+        match = _DECADE.match(state.words[i].text)
+        if not self._past_tags or match is None or len(match.group(1)) != 4:
+            return 0
+        if int(match.group(1)) >= MIN_RELEASE_YEAR:
+            return 0
+        # Kept in the residual: the decade is also a word the lexical search may match.
+        text = state.claim(i, i + 1, keep=True)
+        for tag in self._past_tags:
+            if tag not in state.boosts:
+                state.boosts[tag] = None
+                state.note(i, Understood("genre", text, tag, False))
+        return 1
 
     def _range_end(self, state: _State, i: int) -> tuple[int, int] | None:
         """ "… to 2005" / "… and 2005" / "… - 2005" after a year: (last year, words used)."""
@@ -659,48 +695,43 @@ class QueryParser:
         return _NUMBER_WORDS.get(text)
 
     def _length(self, state: _State) -> None:
+        self._scan(state, self._length_at)
+
+    def _length_at(self, state: _State, i: int) -> int:
+        """A length at word i ("under 13 episodes", "26 episodes", "long-running", "short"): words spanned."""
         ws = state.words
-        i = 0
-        while i < len(ws):
-            if ws[i].used:
-                i += 1
-                continue
-            handled = 0
-            for table, is_max in ((_LENGTH_MAX, True), (_LENGTH_MIN, False)):
-                n = self._phrase_at(state, i, table)
-                number = self._number_at(state, i + n) if n else None
-                has_unit = i + n + 1 < len(ws) and ws[i + n + 1].text in _EPISODE_WORDS
-                if n and number is not None and has_unit:
-                    phrase = " ".join(w.text for w in ws[i : i + n])
-                    offset = table[phrase]
-                    bound = max(0, number + offset)
-                    text = state.claim(i, i + n + 2, keep=False)
-                    low, high = state.episodes
-                    state.episodes = (low, bound) if is_max else (bound, high)
-                    value = f"≤ {bound} episodes" if is_max else f"≥ {bound} episodes"
-                    state.note(i, Understood("length", text, value, True))
-                    handled = n + 2
-                    break
-            if not handled:
-                number = self._number_at(state, i)
-                if number is not None and i + 1 < len(ws) and ws[i + 1].text in _EPISODE_WORDS:
-                    text = state.claim(i, i + 2, keep=False)
-                    state.episodes = (number, number)
-                    state.note(i, Understood("length", text, f"{number} episodes", True))
-                    handled = 2
-            if not handled and (n := self._phrase_at(state, i, _LONG_PHRASES)):
-                following = ws[i + n].text if i + n < len(ws) else ""
-                if n > 1 or following in {"series", "show", "anime", "running", ""}:
-                    text = state.claim(i, i + n, keep=False)
-                    state.episodes = (LONG_MIN_EPISODES, None)
-                    state.note(i, Understood("length", text, f"≥ {LONG_MIN_EPISODES} episodes", True))
-                    handled = n
-            if not handled and (n := self._phrase_at(state, i, _SHORT_PHRASES)):
+        for table, is_max in ((_LENGTH_MAX, True), (_LENGTH_MIN, False)):
+            n = self._phrase_at(state, i, table)
+            number = self._number_at(state, i + n) if n else None
+            has_unit = i + n + 1 < len(ws) and ws[i + n + 1].text in _EPISODE_WORDS
+            if n and number is not None and has_unit:
+                phrase = " ".join(w.text for w in ws[i : i + n])
+                bound = max(0, number + table[phrase])
+                text = state.claim(i, i + n + 2, keep=False)
+                low, high = state.episodes
+                state.episodes = (low, bound) if is_max else (bound, high)
+                value = f"≤ {bound} episodes" if is_max else f"≥ {bound} episodes"
+                state.note(i, Understood("length", text, value, True))
+                return n + 2
+        number = self._number_at(state, i)
+        if number is not None and i + 1 < len(ws) and ws[i + 1].text in _EPISODE_WORDS:
+            text = state.claim(i, i + 2, keep=False)
+            state.episodes = (number, number)
+            state.note(i, Understood("length", text, f"{number} episodes", True))
+            return 2
+        if n := self._phrase_at(state, i, _LONG_PHRASES):
+            following = ws[i + n].text if i + n < len(ws) else ""
+            if n > 1 or following in {"series", "show", "anime", "running", ""}:
                 text = state.claim(i, i + n, keep=False)
-                state.episodes = (None, SHORT_MAX_EPISODES)
-                state.note(i, Understood("length", text, f"≤ {SHORT_MAX_EPISODES} episodes", True))
-                handled = n
-            i += max(handled, 1)
+                state.episodes = (LONG_MIN_EPISODES, None)
+                state.note(i, Understood("length", text, f"≥ {LONG_MIN_EPISODES} episodes", True))
+                return n
+        if n := self._phrase_at(state, i, _SHORT_PHRASES):
+            text = state.claim(i, i + n, keep=False)
+            state.episodes = (None, SHORT_MAX_EPISODES)
+            state.note(i, Understood("length", text, f"≤ {SHORT_MAX_EPISODES} episodes", True))
+            return n
+        return 0
 
     def _type(self, state: _State) -> None:
         for i in range(len(state.words)):
@@ -721,6 +752,9 @@ class QueryParser:
                 i += 1
                 continue
             length, tags = found
+            if length == 1 and _role_after_possessive(state, i):
+                i += 1  # "coached by his idol": a role model, not the idol genre
+                continue
             # Genre words stay in the residual: the dense and lexical searches use them too.
             text = state.claim(i, i + length, keep=True)
             for tag in tags:
@@ -728,6 +762,10 @@ class QueryParser:
                     state.boosts[tag] = None
                     state.note(i, Understood("genre", text, tag, False))
             i += length
+
+
+def _role_after_possessive(state: _State, i: int) -> bool:
+    return i > 0 and state.words[i].stem in _ROLE_STEMS and state.words[i - 1].text in POSSESSIVES
 
 
 def _only_digits_or_marks(text: str) -> bool:
