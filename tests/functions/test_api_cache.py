@@ -140,3 +140,27 @@ def test_l1_never_serves_an_entry_across_a_hot_swap(moto_endpoint: str, cache_ta
     # Then the same request is computed again on d2, never read from d1's entry
     assert status == "miss" and b'"d2"' in body
     assert serve("d2") == ("hit", body) and b'"d1"' in serve("d1")[1]
+
+
+def test_client_is_built_by_the_first_shared_lookup_and_a_failed_build_serves_uncached() -> None:
+    # Given a cache whose client cannot be built (botocore refuses the endpoint)
+    cache = DynamoDBCache("cache", ttl_seconds=60, endpoint_url="not a url", region_name="us-east-1")
+    # Nothing is built at construction (the cold start), and a local-only lookup never builds it
+    assert cache._client_built is None
+    assert cache.get("k", shared=False).status == "bypass"
+    assert cache._client_built is None
+    # Then a shared lookup and a write report an error instead of raising
+    assert cache.get("k").status == "error"
+    assert cache.put("k", b"{}") == "error"
+    assert cache.stats.errors == 2
+
+
+def test_first_similar_after_init_does_not_build_the_dynamodb_client(
+    load_handler: Any, bundle_dir: Path, call: Any, moto_endpoint: str, cache_table: str
+) -> None:
+    api = load_handler(bundle_dir, CACHE_TABLE_NAME=cache_table, CACHE_ENDPOINT_URL=moto_endpoint)
+    dynamodb = api.app.state.api.cache.shared
+    assert call(api, "similar")[0] == 200 and dynamodb._client_built is None
+    # The first /search reaches the table, which builds the client
+    assert call(api, "search")[1]["x-cache"] == "miss"
+    assert dynamodb._client_built is not None

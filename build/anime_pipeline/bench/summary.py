@@ -53,9 +53,10 @@ SUMMARY_KEYS: dict[str, str] = {
     "int8_cosine": "mean cosine int8 vs fp32 V4 over the catalogue, from the export's parity.json",
     "embedding_texts_per_s": "int8 encoder with 2 threads (texts/s)",
     "index_recall_at_10": "V4 index recall@10 against exact search",
-    "index_v3_recall_at_10": "V3 index recall@10 against exact search",
-    "init_ms": "cold start under the Lambda RIE + awslambdaric (python3.12, template layout): process start until "
-    "the runtime asks for its first event, median of 5 fresh starts (in-process worker when no runtime; see note)",
+    "index_v3_recall_at_10": "V3 flat int8 index recall@10 against exact float search",
+    "init_ms": "cold start under the Lambda RIE + awslambdaric (python3.12, template layout): process "
+    "start until the runtime asks for its first event, median of 5 fresh starts (in-process worker "
+    "when no runtime; see note)",
     "first_request_ms": "first GET /anime/{id}/similar?k=10 after that init (median of the same starts)",
     **{
         f"{route}_{state}_{q}_ms": f"{route} {state.replace('_', ' ')}, {q} through the Lambda handler"

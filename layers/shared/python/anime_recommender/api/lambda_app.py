@@ -43,7 +43,7 @@ class Serving:
 def load_serving(settings: ApiSettings, observer: RequestObserver | None = None) -> Serving:
     """Load artifacts from `settings.artifacts_dir` and build the app (once per container)."""
     started = time.perf_counter()
-    # First: a DynamoDB cache builds its client on a thread, which overlaps the bundle load below.
+    # The DynamoDB client is built by the first request that uses the shared tier (see `DynamoDBCache`).
     cache = make_cache(
         settings.cache_table_name,
         ttl_seconds=settings.cache_ttl_seconds,

@@ -9,7 +9,9 @@
   anime, update the indexes) beside the Python work of validation and the V2 lists;
 * `lexical` — `LexicalBuild`: the new catalogue's BM25 index (/search) rebuilt in a forked child
   beside the same work;
-* `update` — `run_delta_update`, the one call of the Lambda handler and `anime-build delta`;
+* `forked` — `ForkedJob`: the one fork-or-thread job runner both of them use (pipe, timeout, "died");
+* `update` — `run_delta_update`, the one call of the Lambda handler and `anime-build delta` (story text
+  is carried from the base bundle, or merged from an optional synopsis file);
 * `source` — fetch the catalogue from s3://, https:// or a path; `settings` — env configuration.
 
 The domain holds what the API shares with it: `anime_recommender.store` (`ArtifactStore`, `Pointer`:

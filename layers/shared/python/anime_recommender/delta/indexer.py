@@ -7,21 +7,17 @@ loads). An `IndexWorker` in a forked child process loads and verifies the model 
 while the parent validates, then embeds the added and changed anime and saves the updated indexes
 while the parent updates the V2 lists and writes the catalogue: two cores, two interpreters.
 
-Fork is used only while the process runs no other thread (forking a threaded process can deadlock on
-a lock another thread held) and when the caller does not hand in its own encoder; otherwise the same
-code runs in a thread. Either way the base bundle is only read, and files are written only into the
-job's `out_dir`; a worker that fails, dies or hangs makes `result` raise `IndexWorkerError` (a
-`DeltaApplyError`), so nothing is published.
+The worker is a `ForkedJob` (`forked`): forked only while the process runs no other thread, and only
+when the caller does not hand in its own encoder; otherwise the same code runs in a thread. Either
+way the base bundle is only read, and files are written only into the job's `out_dir`; a worker that
+fails, dies or hangs makes `result` raise `IndexWorkerError` (a `DeltaApplyError`), so nothing is
+published.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -36,6 +32,7 @@ from anime_recommender.artifacts import (
     sha256_file,
 )
 from anime_recommender.delta.base import verified_manifest
+from anime_recommender.delta.forked import ForkedJob, JobDied, JobFailed, JobTimedOut, Receive
 from anime_recommender.delta.plan import DeltaApplyError, DeltaPlan
 from anime_recommender.encoder import OnnxEncoder
 from anime_recommender.index import SearchIndex, load_index
@@ -162,20 +159,13 @@ def _apply(loaded: _Loaded, job: IndexJob, threads: int) -> IndexJobResult:
     return IndexJobResult(infos=infos, files=files, timings_s=timings)
 
 
-def _serve(conn: Connection, bundle_dir: Path, threads: int, encoder: OnnxEncoder | None) -> None:
-    """Load, wait for one job (None: stop), apply it, send ("ok", result) or ("error", message)."""
-    try:
-        loaded = _load(bundle_dir, threads, encoder)
-        job = conn.recv()
-        if job is not None:
-            conn.send(("ok", _apply(loaded, job, threads)))
-    except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent as a message
-        try:
-            conn.send(("error", f"{type(exc).__name__}: {exc}"))
-        except (OSError, ValueError):
-            pass  # the parent is gone or stopped listening: nothing to report to
-    finally:
-        conn.close()
+def _serve(
+    receive: Receive, bundle_dir: Path, threads: int, encoder: OnnxEncoder | None
+) -> IndexJobResult | None:
+    """Load, wait for one job (None: stop) and apply it."""
+    loaded = _load(bundle_dir, threads, encoder)
+    job = receive()
+    return None if job is None else _apply(loaded, job, threads)
 
 
 class IndexWorker:
@@ -183,16 +173,12 @@ class IndexWorker:
     applies one `IndexJob` (`submit`, then `result`). Use as a context manager (or call `close`)."""
 
     def __init__(self, bundle_dir: Path, *, threads: int = 1, encoder: OnnxEncoder | None = None) -> None:
-        self.forked = encoder is None and threading.active_count() == 1
-        context = multiprocessing.get_context("fork")
-        self._conn, child = context.Pipe()
-        runner: Callable[..., Any] = context.Process if self.forked else threading.Thread
-        self._runner = runner(
-            target=_serve, args=(child, bundle_dir, threads, encoder), name="delta-indexer", daemon=True
+        self._runner: ForkedJob[IndexJobResult | None] = ForkedJob(
+            lambda receive: _serve(receive, bundle_dir, threads, encoder),
+            name="delta-indexer",
+            fork=encoder is None,  # a caller's encoder lives in this process
         )
-        self._runner.start()
-        if self.forked:
-            child.close()  # the child holds its own copy; EOF then means the child is gone
+        self.forked = self._runner.forked
         self._sent = False
 
     def submit(self, job: IndexJob) -> None:
@@ -200,35 +186,26 @@ class IndexWorker:
         if self._sent:
             raise IndexWorkerError("an index worker takes one job")
         self._sent = True
-        try:
-            self._conn.send(job)
-        except OSError:
-            pass  # a worker that failed to load has closed its end: its error waits in `result`
+        self._runner.send(job)  # a worker that failed to load has ended: its error waits in `result`
 
     def result(self, timeout_s: float = JOB_TIMEOUT_S) -> IndexJobResult:
         """The submitted job's result; `IndexWorkerError` if the worker failed, died or hung."""
         try:
-            if not self._conn.poll(timeout_s):
-                raise IndexWorkerError(f"index worker gave no result within {timeout_s:.0f} s")
-            status, payload = self._conn.recv()
-        except (EOFError, OSError) as exc:
-            raise IndexWorkerError(f"index worker died ({exc or type(exc).__name__})") from exc
-        if status != "ok":
-            raise IndexWorkerError(str(payload))
-        assert isinstance(payload, IndexJobResult)
-        return payload
+            indexed = self._runner.result(timeout_s)
+        except JobTimedOut as exc:
+            raise IndexWorkerError(f"index worker gave no result within {timeout_s:.0f} s") from exc
+        except JobDied as exc:
+            raise IndexWorkerError(f"index worker died ({exc})") from exc
+        except JobFailed as exc:
+            raise IndexWorkerError(str(exc)) from exc
+        assert indexed is not None  # None answers only the stop message, and `close` sends that
+        return indexed
 
     def close(self) -> None:
         """Stop the worker (after its job, or at once when none was sent) and wait for it."""
         if not self._sent:
-            try:
-                self._conn.send(None)
-            except (OSError, ValueError):
-                pass
-        self._conn.close()
-        self._runner.join(timeout=30)
-        if self.forked and self._runner.is_alive():
-            self._runner.terminate()
+            self._runner.send(None)
+        self._runner.close(wait_s=30)
 
     def __enter__(self) -> IndexWorker:
         return self
