@@ -199,3 +199,10 @@ def test_delta_updates_a_flat_v3_in_kind(bundle_dir: Path, tmp_path: Path) -> No
     fresh = encoder.encode([anime_text(new_anime)], batch_size=1)["v3"][0]
     np.testing.assert_allclose(v3.vector(new_anime.id), fresh, atol=2e-2)
     assert v3.search(fresh, 1)[0][0] == new_anime.id
+
+
+def test_hnswlib_build_refuses_a_flat_manifests_zero_parameters() -> None:
+    # A flat index's manifest entry records M=0; handing it to hnswlib must fail clearly, not crash
+    vectors = np.random.default_rng(0).standard_normal((8, 4))
+    with pytest.raises(ValueError, match="M >= 2"):
+        VectorIndex.build(range(8), vectors, M=0, ef_construction=0)

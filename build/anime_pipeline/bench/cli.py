@@ -342,6 +342,10 @@ def section_api(cfg: BenchConfig) -> dict[str, Any]:
                 "for its first event",
             ),
         ),
+        # Both views of the cold start, whichever the headline took: per-start samples included.
+        "cold_start_source": cold.get("source"),
+        "cold_start_emulator": raw.get("cold_start_emulator"),
+        "cold_start_in_process": raw.get("cold_start_in_process"),
         "routes": routes,
         "cache_tiers": {
             state: {

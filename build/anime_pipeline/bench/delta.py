@@ -30,7 +30,7 @@ from anime_recommender.catalogue import AnimeType, Catalogue
 from anime_recommender.delta.base import load_base_release_dates
 from anime_recommender.delta.plan import DeltaRefusedError, load_new_catalogue
 from anime_recommender.delta.update import DeltaSummary, run_delta_update
-from anime_recommender.index import VectorIndex
+from anime_recommender.index import index_class
 from anime_recommender.loaders import SYNTHETIC_ID_BASE
 from anime_recommender.release_dates import local_release_dates
 from anime_recommender.store import LocalArtifactStore
@@ -129,7 +129,8 @@ def _full_rebuild_seconds(
         vecs = vectors[space]
         full = np.resize(vecs, (len(catalogue), vecs.shape[1])) if len(vecs) < len(catalogue) else vecs
         t0 = time.perf_counter()
-        VectorIndex.build(
+        # Each space as the index stage builds it: hnswlib V4, flat int8 V3.
+        index_class(info.kind).build(
             catalogue.ids, full, M=info.M, ef_construction=info.ef_construction, threads=threads
         )
         index_s += time.perf_counter() - t0

@@ -139,6 +139,9 @@ class VectorIndex:
             raise ValueError(f"{len(id_arr)} ids but {len(vecs)} vectors")
         if len(np.unique(id_arr)) != len(id_arr) or (len(id_arr) and id_arr.min() < 0):
             raise ValueError("anime ids must be unique and non-negative")
+        if M < 2 or ef_construction < 1:
+            # hnswlib does not check: M=0 (a flat index's manifest entry) crashes the process.
+            raise ValueError(f"hnswlib needs M >= 2 and ef_construction >= 1, got M={M}, {ef_construction}")
         index = hnswlib.Index(space="ip", dim=vecs.shape[1])
         index.init_index(
             max_elements=max(1, len(vecs)),
