@@ -234,6 +234,11 @@ class VectorIndex:
             return np.array(self._flat[self._flat_row[label]], dtype=np.float32)
         return np.asarray(self._index.get_items([label])[0], dtype=np.float32)
 
+    def similarities(self, query: np.ndarray, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Inner products of `query` with many anime's vectors: (float32 [n], present [n]); 0 where absent."""
+        matrix, present = self.vectors(ids)
+        return matrix @ np.asarray(query, dtype=np.float32), present
+
     def vectors(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """Stored unit vectors of many anime at once: (float32 [n, dim], present bool [n]).
 
@@ -584,6 +589,19 @@ class FlatIndex:
         if row < 0:
             raise UnknownAnimeError(anime_id)
         return self.codebook.decode(self._codes[row : row + 1], self._scales[row : row + 1])[0]
+
+    def similarities(self, query: np.ndarray, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Inner products of `query` with many anime's decoded vectors: (float32 [n], present bool [n]).
+
+        Scored on the codes as `search` scores them (the query rotated once), not by decoding the rows:
+        decoding n rows costs an n x dim x dim product (~2 ms for a 400-candidate re-ranking pool).
+        """
+        rows = self._rows(ids)
+        present = rows >= 0
+        out = np.zeros(len(rows), dtype=np.float32)
+        if present.any():
+            out[present] = self._scores(np.asarray(query, dtype=np.float32), rows[present])
+        return out, present
 
     def vectors(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """Decoded vectors of many anime: (float32 [n, dim], present bool [n]); absent rows are 0."""

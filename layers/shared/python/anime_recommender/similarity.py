@@ -68,6 +68,10 @@ class VectorSearch(Protocol):
         """Vectors of many anime: (float32 [n, dim], present [n]); absent ids give zero rows."""
         ...
 
+    def similarities(self, query: np.ndarray, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """`vectors(ids)[0] @ query` without materialising the vectors: (float32 [n], present [n])."""
+        ...
+
 
 class TextEncoder(Protocol):
     """Free text → unit vectors per space (`anime_recommender.encoder.OnnxEncoder`)."""
@@ -339,8 +343,8 @@ class TieredBackend:
         m4, _ = self.index.vectors(ids.tolist())
         score = m4 @ query_v4
         if query_v3 is not None:
-            m3, _ = self.secondary.vectors(ids.tolist())
-            score = score + self.ranking.text_w_v3 * (m3 @ query_v3)
+            v3_sims, _ = self.secondary.similarities(query_v3, ids.tolist())
+            score = score + self.ranking.text_w_v3 * v3_sims
         features = self.rerank_features()
         score = score + self.ranking.text_w_popularity * features.pop[features.rows(ids)]
         order = np.lexsort((ids, -score))[:k]
@@ -383,8 +387,8 @@ class TieredBackend:
             v3_arr = np.zeros(len(ids), dtype=np.float64)
         else:
             # Candidates without a V3 vector get zero rows, hence V3 similarity 0 (as documented).
-            matrix_v3, _ = self.secondary.vectors(ids)
-            v3_arr = (matrix_v3 @ query_v3).astype(np.float64)
+            v3_sims, _ = self.secondary.similarities(query_v3, ids)
+            v3_arr = v3_sims.astype(np.float64)
         rows = features.rows(id_arr)
         query_row = self.catalogue.row(anime_id)
         cfg = self.ranking
