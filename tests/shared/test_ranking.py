@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -11,6 +13,8 @@ from anime_recommender.ranking import (
     Candidate,
     FranchiseIndex,
     RankingConfig,
+    _all_keys,
+    _opening,
     franchise_entries,
     popularity,
     quality,
@@ -20,6 +24,7 @@ from anime_recommender.ranking import (
     score_arrays,
     spread_franchises,
     title_key,
+    title_keys,
 )
 
 
@@ -268,3 +273,109 @@ def test_sequel_is_never_in_the_list_on_tiny_catalogue(tiny_catalogue: Catalogue
     # Then the sequel takes no slot, and K-On! takes one slot, not two
     assert 1735 not in ranked and len(ranked) == 5
     assert len({5680, 7791} & set(ranked)) == 1
+
+
+# Titles that exercise every branch of `title_key`: the batch form must agree with it on each.
+TRICKY_TITLES = [
+    "",
+    " ",
+    "!!!",
+    "???",
+    "-",
+    " - ",
+    "Re:Zero kara Hajimeru Isekai Seikatsu",
+    "Fate/Zero",
+    "Fate/stay night",
+    "Naruto - Shippuuden",
+    "Naruto -Shippuuden-",
+    "Mobile Suit Gundam: The 08th MS Team",
+    "K-On!!",
+    "Hunter x Hunter (2011)",
+    "[Oshi no Ko]",
+    "(Season 2)",
+    "Gintama'",
+    "Gintama (2015) Season 2 Part 1",
+    "Pokémon: XY",
+    "ポケットモンスター",
+    "進撃の巨人 Season 3",
+    "Kaubôi bibappu",
+    "Shin Movie",
+    "The Movie",
+    "Eiga Doraemon",
+    "Season 2",
+    "Title\u2028Second line",
+    "Tab\tSeparated - Part 2",
+    "A\u3000B",
+    "x~y",
+    "Unclosed (paren: here",
+    "Closed] early [2",
+    "Lupin III",
+    "ONE PIECE FILM RED",
+    "2nd Season",
+    "s",
+    "Ａｎｉｍｅ",
+    "Cowboy Bebop: Tengoku no Tobira",
+    "Line\nBreak: sub",
+    "Dash–Dash — Em",
+    "a\r-\rb",
+]
+_TRICKY_SYNONYMS = ("Kaubôi bibappu", "カウボーイビバップ", "", "Cowboy Bebop: The Movie", "Re:Zero")
+
+
+def _manami_like() -> list[Anime]:
+    # manami-shaped: synonyms (empty ones too), non-ASCII titles, shared sources and `related` links.
+    return [
+        _a(
+            i + 1,
+            title,
+            synonyms=_TRICKY_SYNONYMS[i % 5 :] if i % 3 else (),
+            sources=(f"https://myanimelist.net/anime/{i + 1}",),
+            related=(f"https://myanimelist.net/anime/{i + 2}",) if i % 4 == 0 else (),
+            tags=("action", "drama") if i % 2 else ("comedy",),
+        )
+        for i, title in enumerate(TRICKY_TITLES)
+    ]
+
+
+def test_title_keys_equals_title_key_on_tricky_titles() -> None:
+    assert title_keys(TRICKY_TITLES) == [title_key(t) for t in TRICKY_TITLES]
+    assert title_keys([]) == []
+
+
+def _reference_franchise_maps(animes: list[Anime]) -> tuple[dict[str, set[int]], dict[str, set[int]]]:
+    # The per-anime construction `FranchiseIndex` used before `title_keys`: the key order is compared too.
+    by_key: dict[str, set[int]] = {}
+    by_opening: dict[str, set[int]] = {}
+    for anime in animes:
+        for key in _all_keys(anime):
+            by_key.setdefault(key, set()).add(anime.id)
+            opening = _opening(key)
+            if opening is not None:
+                by_opening.setdefault(opening, set()).add(anime.id)
+    return by_key, by_opening
+
+
+def _assert_franchise_index_matches_reference(animes: list[Anime]) -> None:
+    index = FranchiseIndex(animes)
+    by_key, by_opening = _reference_franchise_maps(animes)
+    assert list(index._by_key.items()) == list(by_key.items())
+    assert list(index._by_opening.items()) == list(by_opening.items())
+    assert index._by_source == {url: a.id for a in animes for url in a.sources}
+    assert dict(index._listing) == {
+        u: {a.id for a in animes if u in a.related} for b in animes for u in b.related
+    }
+
+
+def test_franchise_index_equals_per_anime_construction_on_manami_like_catalogue() -> None:
+    _assert_franchise_index_matches_reference(_manami_like())
+
+
+_REAL_CATALOGUE = Path(__file__).parents[2] / "layers/artifacts/anime-artifacts/catalogue.jsonl.gz"
+
+
+@pytest.mark.skipif(not _REAL_CATALOGUE.exists(), reason="the built bundle is not in this checkout")
+def test_franchise_index_equals_per_anime_construction_on_real_catalogue() -> None:
+    animes = list(Catalogue.load(_REAL_CATALOGUE))
+    names = [n for a in animes for n in (a.title, *a.synonyms)]
+    assert title_keys(names) == [title_key(n) for n in names]
+    _assert_franchise_index_matches_reference(animes)

