@@ -38,6 +38,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from anime_recommender.batch_text import map_joined
 from anime_recommender.catalogue import Anime, AnimeType, Catalogue
 
 # ---------------------------------------------------------------------------------------------
@@ -117,20 +118,16 @@ def title_keys(titles: Sequence[str]) -> list[str]:
 
     Built for the cold start: the regex work for 17.5k titles runs once instead of per title.
     """
-    out = [""] * len(titles)
-    fast: list[int] = []
-    for i, title in enumerate(titles):
-        if title.isascii() and "\n" not in title:
-            fast.append(i)
-        else:
-            out[i] = title_key(title)
-    if not fast:  # "".split("\n") is [""], one line too many
-        return out
-    joined = "\n".join([titles[i] for i in fast]).lower()
-    bases = _SUBTITLE_TO_EOL.sub("", _PAREN_LINE.sub(" ", joined))
+    return map_joined(titles, title_key, _title_keys_of_lines)
+
+
+def _title_keys_of_lines(joined: str) -> list[str | None]:
+    """`title_key` of each line of ASCII titles joined by '\n' (None: nothing left, see `title_key`)."""
+    bases = _SUBTITLE_TO_EOL.sub("", _PAREN_LINE.sub(" ", joined.lower()))
     lines = bases.encode("ascii").translate(_NON_WORD_TO_SPACE).decode("ascii").split("\n")
     trailing: dict[str, bool] = {}  # word → whether it is a trailing marker (few distinct words end titles)
-    for i, line in zip(fast, lines, strict=True):
+    out: list[str | None] = []
+    for line in lines:
         words = line.split()
         while words:
             last = words[-1]
@@ -143,7 +140,7 @@ def title_keys(titles: Sequence[str]) -> list[str]:
         while len(words) > 1 and words[0] in _LEADING_MARKERS:
             words.pop(0)
         # Nothing left: `title_key` falls back to the whole title (rare; no batch form needed).
-        out[i] = " ".join(words) if words else title_key(titles[i])
+        out.append(" ".join(words) if words else None)
     return out
 
 

@@ -20,6 +20,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from anime_recommender.batch_text import map_joined
 from anime_recommender.catalogue import Anime
 
 _NON_ALNUM = re.compile(r"[^0-9a-z]+")
@@ -44,19 +45,11 @@ _NON_ALNUM_OR_NEWLINE = re.compile(r"[^0-9a-z\n]+")
 
 def normalise_many(texts: list[str]) -> list[str]:
     """`normalise` of each text; ASCII texts (nearly all titles) in one regex pass over their join."""
-    out = [""] * len(texts)
-    fast: list[int] = []
-    for i, text in enumerate(texts):
-        if text.isascii() and "\n" not in text:
-            fast.append(i)
-        else:
-            out[i] = normalise(text)
-    if not fast:
-        return out  # "".split("\n") would give one empty part for no text
-    joined = "\n".join(texts[i] for i in fast).lower()
-    for i, part in zip(fast, _NON_ALNUM_OR_NEWLINE.sub(" ", joined).split("\n"), strict=True):
-        out[i] = part.strip()
-    return out
+    return map_joined(texts, normalise, _normalise_lines)
+
+
+def _normalise_lines(joined: str) -> list[str | None]:
+    return [part.strip() for part in _NON_ALNUM_OR_NEWLINE.sub(" ", joined.lower()).split("\n")]
 
 
 def _bigrams(word: str) -> set[str]:

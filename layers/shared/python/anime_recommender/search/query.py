@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, TypeVar
 
+from anime_recommender.batch_text import map_joined
 from anime_recommender.catalogue import Anime, AnimeType
 from anime_recommender.search.lexicon import (
     CHARACTER_LABELS,
@@ -190,20 +191,16 @@ _NON_WORD_TO_SPACE = bytes(
 
 def title_keys(texts: Sequence[str]) -> list[str]:
     """`title_key` of each text; ASCII texts (nearly every title) in one pass over their join."""
-    out = [""] * len(texts)
-    fast: list[int] = []
-    for i, text in enumerate(texts):
-        if text.isascii() and "_" not in text and "\n" not in text:
-            fast.append(i)
-        else:
-            out[i] = title_key(text)
-    if not fast:  # "".split("\n") is [""], one line too many
-        return out
-    joined = "\n".join([texts[i] for i in fast]).lower().encode("ascii")
-    lines = joined.translate(_NON_WORD_TO_SPACE).decode("ascii").split("\n")
-    for i, line in zip(fast, lines, strict=True):
-        out[i] = " ".join(line.split())
-    return out
+    return map_joined(texts, title_key, _title_keys_of_lines, batchable=_batchable_title)
+
+
+def _batchable_title(text: str) -> bool:
+    return text.isascii() and "_" not in text  # `words` drops "_", the batch form would not
+
+
+def _title_keys_of_lines(joined: str) -> list[str | None]:
+    lines = joined.lower().encode("ascii").translate(_NON_WORD_TO_SPACE).decode("ascii").split("\n")
+    return [" ".join(line.split()) for line in lines]
 
 
 # A fuzzy title match after a cue must be at least this close (difflib ratio, `TitleIndex`).
