@@ -574,7 +574,7 @@ def _load_lexical(
         return None
     try:
         index = LexicalIndex.load(directory / LEXICAL_DIR)
-    # bm25s/numpy raise assorted types on a verified but unreadable index: it degrades, never refuses.
+    # numpy/json raise assorted types on a verified but unreadable index: it degrades, never refuses.
     except Exception as exc:
         reason = str(exc) if isinstance(exc, LexicalIndexError) else f"{type(exc).__name__}: {exc}"
         failures.append(ArtifactFailure(LEXICAL_DIR, f"failed to load: {reason}", "lexical"))

@@ -16,7 +16,6 @@ from anime_recommender.api.app import create_app
 from anime_recommender.api.middleware import RequestObserver
 from anime_recommender.api.refresh import RefreshingBundleProvider
 from anime_recommender.artifacts import load_bundle
-from anime_recommender.cache import make_cache
 from anime_recommender.settings import ApiSettings
 from anime_recommender.similarity import TieredBackend, backend_from_bundle
 
@@ -43,15 +42,6 @@ class Serving:
 def load_serving(settings: ApiSettings, observer: RequestObserver | None = None) -> Serving:
     """Load artifacts from `settings.artifacts_dir` and build the app (once per container)."""
     started = time.perf_counter()
-    # The DynamoDB client is built by the first request that uses the shared tier (see `DynamoDBCache`).
-    cache = make_cache(
-        settings.cache_table_name,
-        ttl_seconds=settings.cache_ttl_seconds,
-        local_size=settings.local_cache_size,
-        timeout_seconds=settings.cache_timeout_seconds,
-        max_item_bytes=settings.cache_max_item_bytes,
-        endpoint_url=settings.cache_endpoint_url,
-    )
 
     # all_tiers: the V4 re-ranking also uses V3 similarities, so both indexes are loaded.
     def load(directory: Path) -> TieredBackend:
@@ -65,7 +55,7 @@ def load_serving(settings: ApiSettings, observer: RequestObserver | None = None)
     # layer's bundle, and hot-swaps when the pointer moves (delta updates; see `api.refresh`).
     provider = RefreshingBundleProvider.from_settings(settings, load)
     backend = provider.backend
-    app = create_app(settings, provider, cache=cache, observer=observer)
+    app = create_app(settings, provider, observer=observer)
     # The title index etc. are built by the first provider call; do it now, inside the timed init.
     app.state.api.services()
     init_ms = (time.perf_counter() - started) * 1000.0
