@@ -48,9 +48,23 @@ def _tracing_enabled() -> bool:
 Handler = Callable[[dict, LambdaContext], dict]
 if _tracing_enabled():
     # Imported only when used: X-Ray's SDK costs ~0.4 s of init even when tracing ends up disabled.
+    import wrapt
     from aws_lambda_powertools import Tracer
 
-    tracer = Tracer(service=settings.powertools_service_name)
+    # auto_patch would import and patch, during init, every library X-Ray knows (~0.1 s, nearly all
+    # of it importing botocore). botocore is the one this function calls, and only once a DynamoDB
+    # lookup builds its client: patch it when that happens, so its calls are still traced. The hook
+    # is on botocore.session (every client is made by one), which imports botocore.client and
+    # botocore.endpoint, the modules X-Ray wraps, before it runs.
+    tracer = Tracer(service=settings.powertools_service_name, auto_patch=False)
+
+    def _trace_botocore(_module: object) -> None:
+        try:
+            tracer.patch(["botocore"])
+        except Exception:  # an untraced DynamoDB call beats a failed lookup
+            logger.exception("X-Ray patching of botocore failed; DynamoDB calls are not traced")
+
+    wrapt.register_post_import_hook(_trace_botocore, "botocore.session")
     _traced: Callable[[Handler], Handler] = tracer.capture_lambda_handler(capture_response=False)
 else:
 

@@ -74,3 +74,21 @@ def test_no_lexical_index_and_no_model_makes_search_503(
     status, headers, body = call(api, "search")
     assert status == 503 and headers["content-type"] == "application/problem+json"
     assert body["type"] == "/problems/tier-unavailable"
+
+
+def test_broken_catalogue_tables_are_rebuilt_and_answers_do_not_change(
+    load_handler: Any, bundle_dir: Path, call: Any
+) -> None:
+    intact = load_handler(bundle_dir)
+    events = ("anime_autocomplete", "anime_autocomplete_fuzzy", "similar", "search_like_title", "search")
+    expected = {name: call(intact, name)[2]["items"] for name in events}
+    assert call(intact, "health")[2]["failures"] == []
+
+    corrupt_file(bundle_dir / "catalogue_tables.marshal", "flip")
+    api = load_handler(bundle_dir)
+    health = call(api, "health")[2]
+    # A corrupt file is reported, but costs no tier: the tables are built from the catalogue.
+    assert health["tier"] == "v4" and any(f.startswith("tables:") for f in health["failures"])
+    for name in events:
+        status, _, body = call(api, name)
+        assert status == 200 and body["items"] == expected[name], name

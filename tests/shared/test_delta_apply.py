@@ -15,6 +15,7 @@ from delta_support import weekly_change
 
 from anime_recommender.artifacts import Manifest, load_bundle, verify
 from anime_recommender.catalogue import Catalogue
+from anime_recommender.catalogue_tables import CatalogueTables
 from anime_recommender.delta.apply import apply_delta
 from anime_recommender.delta.lexical import LexicalBuild, LexicalBuildError
 from anime_recommender.delta.plan import plan_delta
@@ -60,6 +61,12 @@ def test_apply_delta_embeds_only_changes_and_updates_indexes(
     assert bundle.lexical.search("sousou frieren", 1)[0].anime_id == 52991
     assert 1 in {h.anime_id for h in bundle.lexical.search("jazz", 5)}
     assert 40000 not in bundle.lexical.ids
+    # ... and so were the lookup tables: the new version's cold start reads them, with the added
+    # anime in autocomplete and the removed one gone.
+    assert bundle.tables is not None
+    assert vars(bundle.tables.titles) == vars(CatalogueTables.build(new).titles)
+    assert [m.anime_id for m in bundle.tables.titles.search("sousou no frieren", 1)] == [52991]
+    assert 40000 not in {a for ids in bundle.tables.titles.state()["name_ids"] for a in ids}
 
 
 def test_delta_version_links_the_model_and_verifies(

@@ -12,12 +12,16 @@ Layout of a bundle directory (`BuildPaths.artifacts_dir`; `/opt/anime-artifacts`
     index_v4/ index_v3/      index directories: V4 hnswlib (`VectorIndex`), V3 flat int8 (`FlatIndex`);
                              the manifest's `indexes[space].kind` says which (older bundles: hnswlib)
     lexical/                 the BM25 index of the catalogue (`search.lexical.LexicalIndex`) for /search
+    catalogue_tables.marshal optional: the catalogue's title and franchise tables (`catalogue_tables`),
+                             read instead of built at cold start when valid for this catalogue and code
 
 `load_bundle` verifies the sha256 of every file it loads before using it and degrades per tier:
 V4 index (or the model's v4 output) broken → "v3"; model or V3 index broken too → "v2" (neighbour
 lists only, no encoder); catalogue or neighbour lists broken → `ArtifactIntegrityError`. The lexical
 index is a component of its own: broken or absent, it is reported in `failures` and search loses its
-lexical side, the tier stays what the vectors allow. Hashing runs
+lexical side, the tier stays what the vectors allow. A corrupt tables file is reported in `failures`
+too, and the tables are built from the catalogue (a stale one, of other code, is silently rebuilt).
+Hashing runs
 in a thread pool (hashlib releases the GIL) while the main thread parses what is already verified, so
 cold start pays roughly max(hash, load) rather than their sum.
 """
@@ -39,6 +43,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from anime_recommender.catalogue import Catalogue
+from anime_recommender.catalogue_tables import (
+    TABLES_FILE,
+    CatalogueTables,
+    StaleTablesError,
+    load_tables,
+    save_tables,
+)
 from anime_recommender.encoder import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, EncoderConfig, OnnxEncoder
 from anime_recommender.index import FLAT_KIND, HNSW_KIND, IndexKind, SearchIndex, load_index
 from anime_recommender.neighbours import NeighbourLists
@@ -272,7 +283,8 @@ def write_bundle(
     The directory is rebuilt from scratch so no stale file from an older bundle survives.
     `release_dates`: the enrichment the catalogue was ingested with (written as `release_dates.json`,
     so delta updates enrich new catalogues identically); None writes no such file.
-    The catalogue's lexical index (/search's BM25 side) is built and written as `lexical/`.
+    The catalogue's lexical index (/search's BM25 side) is built and written as `lexical/`, its
+    lookup tables as `catalogue_tables.marshal`.
     """
     if directory.exists():
         shutil.rmtree(directory)
@@ -280,6 +292,7 @@ def write_bundle(
     catalogue.save(directory / CATALOGUE)
     hashes = catalogue.content_hashes()
     save_content_hashes(directory / CONTENT_HASHES, hashes)
+    save_tables(directory / TABLES_FILE, CatalogueTables.build(catalogue), data_version(hashes))
     neighbours.save(directory / NEIGHBOURS)
     counts = {"anime": len(catalogue), "neighbours": len(neighbours), "neighbours_k": neighbours.k}
     if release_dates is not None:
@@ -348,6 +361,8 @@ def _component_files(manifest: Manifest) -> dict[str, list[str]]:
         "lexical": sorted(r for r in manifest.files if r.startswith(LEXICAL_DIR + "/"))
         or [f"{LEXICAL_DIR}/lexical.json"],
     }
+    if TABLES_FILE in manifest.files:  # optional: bundles written before it have none
+        parts["tables"] = [TABLES_FILE]
     for space in manifest.indexes:
         prefix = index_dir(space) + "/"
         parts[index_dir(space)] = sorted(rel for rel in manifest.files if rel.startswith(prefix))
@@ -415,6 +430,7 @@ class ServingBundle:
     failures: list[ArtifactFailure] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     lexical: LexicalIndex | None = None  # None when its files failed (search then has no BM25 side)
+    tables: CatalogueTables | None = None  # None: no valid saved tables (consumers build them)
 
     @property
     def index(self) -> SearchIndex | None:
@@ -480,6 +496,8 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
     components = _component_files(manifest)
     spaces = [s for s in SPACES if s in manifest.indexes]
     wanted = ["catalogue", "neighbours", "lexical", "model"] + [index_dir(s) for s in spaces]
+    if "tables" in components:
+        wanted.insert(2, "tables")
     # The fallback index is only hashed eagerly when it will certainly be needed.
     if not all_tiers and len(spaces) > 1:
         wanted = wanted[:-1]
@@ -514,6 +532,9 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
                     CATALOGUE + " / " + NEIGHBOURS, f"failed to load: {exc}", "catalogue"
                 )
                 raise ArtifactIntegrityError(f"{directory}: {exc}", [failure]) from exc
+
+        with timed(seconds, "tables"):
+            tables = _load_tables(directory, manifest, catalogue, verifier, failures)
 
         with timed(seconds, "lexical"):
             lexical = _load_lexical(directory, catalogue, verifier, failures)
@@ -561,7 +582,31 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
         failures=failures,
         timings_ms={name: round(s * 1000, 1) for name, s in seconds.items()},
         lexical=lexical,
+        tables=tables,
     )
+
+
+def _load_tables(
+    directory: Path,
+    manifest: Manifest,
+    catalogue: Catalogue,
+    verifier: _Verifier,
+    failures: list[ArtifactFailure],
+) -> CatalogueTables | None:
+    """The bundle's saved tables when verified and valid for its catalogue and this code, else None."""
+    if TABLES_FILE not in manifest.files:
+        return None
+    problems = verifier.check("tables")
+    if problems:
+        failures.extend(problems)
+        return None
+    try:
+        return load_tables(directory / TABLES_FILE, catalogue, manifest.data_version)
+    except StaleTablesError:
+        return None  # written by other code (a layer redeployed over this bundle): not a fault
+    except (OSError, ValueError) as exc:
+        failures.append(ArtifactFailure(TABLES_FILE, f"failed to load: {exc}", "tables"))
+        return None
 
 
 def _load_lexical(

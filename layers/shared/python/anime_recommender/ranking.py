@@ -29,11 +29,11 @@ import math
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -257,6 +257,29 @@ class FranchiseIndex:
                 self._by_source[url] = anime.id
             for url in anime.related:
                 self._listing[url].add(anime.id)
+
+    def state(self) -> dict[str, dict]:
+        """What was built from the titles, as plain dicts (saved by `catalogue_tables`)."""
+        return {
+            "by_key": dict(self._by_key),
+            "by_source": self._by_source,
+            "listing": dict(self._listing),
+            "by_opening": dict(self._by_opening),
+        }
+
+    @classmethod
+    def from_state(cls, animes: Iterable[Anime], state: Mapping[str, Any]) -> FranchiseIndex:
+        """The index `state()` was taken from, over the same anime, without keying their titles again."""
+        index = cls.__new__(cls)
+        index._anime = {anime.id: anime for anime in animes}
+        # Plain dicts, not copied into defaultdicts: after __init__ they are only read, with .get()
+        # or with keys they hold.
+        index._by_key = state["by_key"]
+        index._by_source = state["by_source"]
+        index._listing = state["listing"]
+        index._first_word = None
+        index._by_opening = state["by_opening"]
+        return index
 
     def _candidate_ids(self, anime: Anime) -> set[int]:
         found: set[int] = set()
@@ -568,7 +591,7 @@ class RerankFeatures:
     (exactly the anime `same_franchise` accepts) and are memoised per query anime.
     """
 
-    def __init__(self, catalogue: Catalogue) -> None:
+    def __init__(self, catalogue: Catalogue, franchise: FranchiseIndex | None = None) -> None:
         self.ids = np.fromiter((a.id for a in catalogue), dtype=np.int64, count=len(catalogue))
         members = np.array([np.nan if a.members is None else a.members for a in catalogue], dtype=np.float64)
         scores = np.array([np.nan if a.score is None else a.score for a in catalogue], dtype=np.float64)
@@ -587,7 +610,7 @@ class RerankFeatures:
         self.tag_start = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         self.tag_ids = np.array(flat, dtype=np.int64)
         self.n_tags = len(tag_numbers)
-        self.franchise = FranchiseIndex(catalogue)
+        self.franchise = franchise if franchise is not None else FranchiseIndex(catalogue)
         self._catalogue = catalogue
         self._siblings: dict[int, frozenset[int]] = {}
 

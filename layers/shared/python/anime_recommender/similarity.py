@@ -19,6 +19,7 @@ import numpy as np
 
 from anime_recommender.artifacts import ServingBundle, Tier
 from anime_recommender.catalogue import Catalogue
+from anime_recommender.catalogue_tables import CatalogueTables
 from anime_recommender.ranking import (
     COMPONENTS,
     RankingConfig,
@@ -155,6 +156,10 @@ class SimilarityBackend(Protocol):
         """Hybrid search's dense pool (None without an encoder) and its 'like …' anchor pool."""
         ...
 
+    def catalogue_tables(self) -> CatalogueTables:
+        """The catalogue's title, franchise and exact-title tables (`catalogue_tables`)."""
+        ...
+
 
 def _unit(vector: np.ndarray) -> np.ndarray | None:
     norm = float(np.linalg.norm(vector))
@@ -177,6 +182,7 @@ class TieredBackend:
         secondary: the V3 index while serving V4, for the re-ranking's V3 component.
         ranking: re-ranking knobs; None = plain cosine order.
         lexical: the catalogue's BM25 index (hybrid search's lexical side), None when unavailable.
+        tables: the catalogue's lookup tables as the bundle saved them; None = built on first use.
     """
 
     catalogue: Catalogue
@@ -188,9 +194,11 @@ class TieredBackend:
     secondary: VectorSearch | None = None
     ranking: RankingConfig | None = None
     lexical: LexicalIndex | None = None
+    tables: CatalogueTables | None = field(default=None, repr=False)
     _all_ids: frozenset[int] = field(init=False, repr=False)
     _features: RerankFeatures | None = field(default=None, init=False, repr=False)
     _features_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _tables_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._all_ids = frozenset(self.catalogue.ids)
@@ -430,9 +438,19 @@ class TieredBackend:
         if features is None:
             with self._features_lock:
                 if self._features is None:
-                    self._features = RerankFeatures(self.catalogue)
+                    self._features = RerankFeatures(self.catalogue, self.catalogue_tables().franchise)
                 features = self._features
         return features
+
+    def catalogue_tables(self) -> CatalogueTables:
+        """See `SimilarityBackend.catalogue_tables`: the bundle's, else built once (~0.15 s on 17.5k)."""
+        tables = self.tables
+        if tables is None:
+            with self._tables_lock:  # not the features' lock: their build calls this
+                if self.tables is None:
+                    self.tables = CatalogueTables.build(self.catalogue)
+                tables = self.tables
+        return tables
 
     def _secondary_vector(self, anime_id: int) -> np.ndarray | None:
         assert self.secondary is not None
@@ -521,7 +539,9 @@ def backend_from_bundle(bundle: ServingBundle, ranking: RankingConfig | None = N
         failures=failures,
     )
     if bundle.tier == "v2":
-        return TieredBackend(bundle.catalogue, info, bundle.neighbours, lexical=bundle.lexical)
+        return TieredBackend(
+            bundle.catalogue, info, bundle.neighbours, lexical=bundle.lexical, tables=bundle.tables
+        )
     return TieredBackend(
         bundle.catalogue,
         info,
@@ -532,4 +552,5 @@ def backend_from_bundle(bundle: ServingBundle, ranking: RankingConfig | None = N
         secondary=bundle.indexes.get("v3") if bundle.tier == "v4" else None,
         ranking=(ranking or RankingConfig()) if bundle.tier == "v4" else None,
         lexical=bundle.lexical,
+        tables=bundle.tables,
     )

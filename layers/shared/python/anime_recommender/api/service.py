@@ -34,11 +34,11 @@ from anime_recommender.api.models import (
     TitleMatchPublic,
     UnderstoodPublic,
 )
-from anime_recommender.api.titles import TitleIndex
 from anime_recommender.catalogue import Anime, AnimeType
 from anime_recommender.ranking import franchise_entries
 from anime_recommender.search.engine import SearchEngine, SearchResult, explanation_summary
 from anime_recommender.search.hybrid import SearchHit
+from anime_recommender.search.titles import TitleIndex
 from anime_recommender.similarity import DISLIKE_WEIGHT, Hit, SimilarityBackend
 
 _W = DISLIKE_WEIGHT
@@ -92,7 +92,8 @@ class RecommenderService:
         self.backend = backend
         catalogue = backend.catalogue
         self.catalogue = catalogue
-        self.titles = TitleIndex(catalogue)
+        tables = backend.catalogue_tables()
+        self.titles = tables.titles
         # Filter columns in row order: one vectorised mask per request instead of a Python scan.
         self._ids = np.array(catalogue.ids, dtype=np.int64)
         self._year = np.array([np.nan if a.year is None else a.year for a in catalogue], dtype=np.float64)
@@ -101,7 +102,12 @@ class RecommenderService:
         dense, anchors = backend.search_pools()
         # Built once per backend (cold start / hot swap): parser tables and the ranker's columns.
         self.search_engine = SearchEngine(
-            catalogue, backend.lexical, dense=dense, anchors=anchors, matcher=self.titles
+            catalogue,
+            backend.lexical,
+            dense=dense,
+            anchors=anchors,
+            matcher=self.titles,
+            exact_titles=tables.exact_titles,
         )
 
     # -- lookups -------------------------------------------------------------------------------

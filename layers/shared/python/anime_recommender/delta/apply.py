@@ -8,7 +8,8 @@ updates the indexes through `VectorIndex`, which keeps hnswlib's pitfalls away: 
 marked deleted first, so new anime reuse their slots (`replace_deleted`) before the index is
 resized; a changed anime keeps its label and gets its vector replaced by a plain `add_items`; new
 anime always get fresh labels (never a deleted label again). Meanwhile this process writes the
-catalogue and merges the V2 lists (`lists`), and a `LexicalBuild` (`lexical`, a forked child)
+catalogue, merges the V2 lists (`lists`) and saves the catalogue's lookup tables (`catalogue_tables`),
+and a `LexicalBuild` (`lexical`, a forked child)
 rebuilds the new catalogue's BM25 index for /search, so it is published with the version.
 """
 
@@ -28,6 +29,7 @@ from anime_recommender.artifacts import (
     save_content_hashes,
     write_manifest,
 )
+from anime_recommender.catalogue_tables import TABLES_FILE, CatalogueTables, save_tables
 from anime_recommender.delta.base import DeltaBase, carried_files, load_delta_base
 from anime_recommender.delta.indexer import IndexJob, IndexJobResult, IndexWorker
 from anime_recommender.delta.lexical import LexicalBuild
@@ -178,6 +180,9 @@ def apply_delta(
             _write_catalogue(plan, out_dir)
         with timed(timings, "neighbours"):
             update = _write_lists(base, plan, teacher, out_dir / NEIGHBOURS)
+        with timed(timings, "tables"):
+            # Saved so the API's cold start on this version reads them instead of building them.
+            save_tables(out_dir / TABLES_FILE, CatalogueTables.build(plan.catalogue), plan.new_version)
         with timed(timings, "wait_index"):
             indexed = worker.result()  # IndexWorkerError (a DeltaApplyError) when it failed
         with timed(timings, "wait_lexical"):

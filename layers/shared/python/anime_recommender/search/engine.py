@@ -13,7 +13,7 @@ With neither a lexical index nor an encoder there is nothing to search with (`av
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -53,6 +53,8 @@ class SearchEngine:
         dense: free text → (id, cosine) pool, None without an encoder.
         anchors: anchor ids → (id, similarity) pool for "like …" queries.
         matcher: the API's title index, for looser title matches after a cue (optional).
+        exact_titles: the parser's exact-title table of this catalogue when already built
+            (`catalogue_tables`); None builds it here.
         weights: the blend's weights (defaults: `HybridWeights()`).
     """
 
@@ -65,9 +67,10 @@ class SearchEngine:
         anchors: AnchorSearch | None = None,
         matcher: TitleMatcher | None = None,
         weights: HybridWeights | None = None,
+        exact_titles: Mapping[str, int] | None = None,
     ) -> None:
         self.catalogue = catalogue
-        self.parser = QueryParser.for_catalogue(catalogue, matcher=matcher)
+        self.parser = QueryParser.for_catalogue(catalogue, matcher=matcher, exact_titles=exact_titles)
         self.ranker = HybridRanker(catalogue, lexical, weights)
         self.dense = dense
         self.anchors = anchors

@@ -22,7 +22,7 @@ ranking then answers "popular within the filters".
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, TypeVar
 
@@ -153,7 +153,7 @@ class TitleResolver(Protocol):
 
 
 class TitleMatchLike(Protocol):
-    """What `api.titles.TitleMatch` offers (kept structural: the domain never imports `api/`)."""
+    """What `search.titles.TitleMatch` offers (kept structural: the parser needs only this much)."""
 
     @property
     def anime_id(self) -> int: ...
@@ -166,7 +166,7 @@ class TitleMatchLike(Protocol):
 
 
 class TitleMatcher(Protocol):
-    """What `api.titles.TitleIndex` offers: ranked title matches (stage 0 exact … 3 fuzzy)."""
+    """What `search.titles.TitleIndex` offers: ranked title matches (stage 0 exact … 3 fuzzy)."""
 
     def search(self, query: str, limit: int) -> Sequence[TitleMatchLike]: ...
 
@@ -215,7 +215,18 @@ class CatalogueTitles:
     word is a prefix of some title word" is too loose for ordinary English and is not accepted.
     """
 
-    def __init__(self, animes: Iterable[Anime], matcher: TitleMatcher | None = None) -> None:
+    def __init__(
+        self,
+        animes: Iterable[Anime],
+        matcher: TitleMatcher | None = None,
+        *,
+        exact: Mapping[str, int] | None = None,
+    ) -> None:
+        self._matcher = matcher
+        if exact is not None:
+            # `exact_titles` of the same anime, saved with the bundle (`catalogue_tables`).
+            self._exact = dict(exact)
+            return
         names: list[str] = []
         owners: list[tuple[int, int]] = []
         for anime in animes:
@@ -230,7 +241,11 @@ class CatalogueTitles:
             if key and (key not in best or owner[1] > best[key][1]):
                 best[key] = owner
         self._exact = {key: anime_id for key, (anime_id, _) in best.items()}
-        self._matcher = matcher
+
+    @property
+    def exact_titles(self) -> dict[str, int]:
+        """Title key → anime id (the most popular anime per key), what `exact=` takes back."""
+        return self._exact
 
     def __call__(self, span: str, cued: bool) -> int | None:
         key = title_key(span)
@@ -384,12 +399,18 @@ class QueryParser:
         }
 
     @classmethod
-    def for_catalogue(cls, animes: Sequence[Anime], matcher: TitleMatcher | None = None) -> QueryParser:
-        """A parser over a catalogue's tags and titles (`matcher`: the API's title index, optional)."""
+    def for_catalogue(
+        cls,
+        animes: Sequence[Anime],
+        matcher: TitleMatcher | None = None,
+        exact_titles: Mapping[str, int] | None = None,
+    ) -> QueryParser:
+        """A parser over a catalogue's tags and titles (`matcher`: the API's title index, optional;
+        `exact_titles`: `CatalogueTitles.exact_titles` of these anime, when already at hand)."""
         years = [a.year for a in animes if a.year is not None]
         return cls(
             {t for a in animes for t in a.tags},
-            CatalogueTitles(animes, matcher),
+            CatalogueTitles(animes, matcher, exact=exact_titles),
             reference_year=max(years) if years else 2024,
         )
 

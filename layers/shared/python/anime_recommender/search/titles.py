@@ -17,8 +17,9 @@ import heapq
 import re
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from anime_recommender.batch_text import map_joined
 from anime_recommender.catalogue import Anime
@@ -107,6 +108,30 @@ class TitleIndex:
         self._words = sorted(words)
         self._word_ids = [words[w] for w in self._words]
         self._bigram_words: dict[str, list[int]] | None = None
+
+    def state(self) -> dict[str, Any]:
+        """What was built from the names, as plain lists and dicts (saved by `catalogue_tables`)."""
+        return {
+            "popularity": self._popularity,
+            "original": self._original,
+            "names": self._names,
+            "name_ids": self._name_ids,
+            "words": self._words,
+            "word_ids": self._word_ids,
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> TitleIndex:
+        """The index `state()` was taken from, without normalising and sorting every name again."""
+        index = cls.__new__(cls)
+        index._popularity = state["popularity"]
+        index._original = state["original"]
+        index._names = state["names"]
+        index._name_ids = state["name_ids"]
+        index._words = state["words"]
+        index._word_ids = state["word_ids"]
+        index._bigram_words = None
+        return index
 
     def __len__(self) -> int:
         return len(self._names)

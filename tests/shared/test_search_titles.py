@@ -1,9 +1,9 @@
-"""Title autocomplete structures (`api/titles.py`)."""
+"""Title autocomplete structures (`search/titles.py`)."""
 
 from __future__ import annotations
 
-from anime_recommender.api.titles import TitleIndex, normalise, normalise_many
 from anime_recommender.catalogue import Anime, AnimeType
+from anime_recommender.search.titles import TitleIndex, normalise, normalise_many
 
 
 def test_normalise_many_equals_normalise_whatever_the_mix() -> None:
