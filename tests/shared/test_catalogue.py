@@ -12,6 +12,21 @@ def test_catalogue_round_trips_and_orders_by_id(tiny_catalogue: Catalogue, tmp_p
     assert loaded.ids == sorted(loaded.ids)
     assert [a.to_dict() for a in loaded] == [a.to_dict() for a in tiny_catalogue]
     assert loaded.by_id(1).title == "Cowboy Bebop"
+    # Loaded records are full `Anime` values: equal, hashable, frozen, every field in its place.
+    assert list(loaded) == list(tiny_catalogue)
+    assert {hash(a) for a in loaded} == {hash(a) for a in tiny_catalogue}
+    assert [a.related for a in loaded] == [a.related for a in tiny_catalogue]
+    with pytest.raises(AttributeError):
+        loaded.by_id(1).title = "changed"  # type: ignore[misc]
+
+
+def test_numeric_columns_are_nan_where_unknown_and_read_only(tiny_catalogue: Catalogue) -> None:
+    years = tiny_catalogue.numbers("year")
+    assert years is tiny_catalogue.numbers("year")  # built once
+    for anime, year in zip(tiny_catalogue, years.tolist(), strict=True):
+        assert (year != year) if anime.year is None else year == anime.year
+    with pytest.raises(ValueError):
+        years[0] = 1999.0
 
 
 def test_content_hash_changes_only_with_content() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import marshal
+import zlib
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from anime_recommender.catalogue_tables import (
     StaleTablesError,
     code_fingerprint,
     load_tables,
+    read_tables,
     save_tables,
 )
 from anime_recommender.search.query import QueryParser
@@ -37,7 +39,7 @@ def _assert_same_tables(loaded: CatalogueTables, built: CatalogueTables, catalog
 def test_saved_tables_load_as_the_ones_built(tiny_catalogue: Catalogue, tmp_path: Path) -> None:
     built = CatalogueTables.build(tiny_catalogue)
     save_tables(tmp_path / TABLES_FILE, built, _version(tiny_catalogue))
-    loaded = load_tables(tmp_path / TABLES_FILE, tiny_catalogue, _version(tiny_catalogue))
+    loaded = load_tables(read_tables(tmp_path / TABLES_FILE), tiny_catalogue, _version(tiny_catalogue))
     _assert_same_tables(loaded, CatalogueTables.build(tiny_catalogue), tiny_catalogue)
     # What users see: autocomplete, franchise siblings and the parser's titles.
     for query in ("naruto", "shingeki", "fullmetal alchemist", "narto"):
@@ -54,35 +56,41 @@ def test_tables_of_another_catalogue_or_other_code_are_stale(
     path = tmp_path / TABLES_FILE
     save_tables(path, CatalogueTables.build(tiny_catalogue), "another-version")
     with pytest.raises(StaleTablesError, match="data version"):
-        load_tables(path, tiny_catalogue, _version(tiny_catalogue))
-    document = marshal.loads(path.read_bytes())
+        load_tables(read_tables(path), tiny_catalogue, _version(tiny_catalogue))
+    document = marshal.loads(read_tables(path))
     document |= {"data_version": _version(tiny_catalogue), "code": "0" * 16}
-    path.write_bytes(marshal.dumps(document))
+    path.write_bytes(zlib.compress(marshal.dumps(document)))
     assert code_fingerprint() != "0" * 16
     with pytest.raises(StaleTablesError, match="other code"):
-        load_tables(path, tiny_catalogue, _version(tiny_catalogue))
+        load_tables(read_tables(path), tiny_catalogue, _version(tiny_catalogue))
 
 
 @pytest.mark.parametrize(
     "content",
-    [b"", b"\x00garbage", marshal.dumps([1, 2, 3]), marshal.dumps({"format": "something else"})],
+    [
+        b"",
+        b"\x00garbage",
+        zlib.compress(b"\x00garbage"),
+        zlib.compress(marshal.dumps([1, 2, 3])),
+        zlib.compress(marshal.dumps({"format": "something else"})),
+    ],
 )
 def test_unreadable_tables_raise_value_error(
     tiny_catalogue: Catalogue, tmp_path: Path, content: bytes
 ) -> None:
     (tmp_path / TABLES_FILE).write_bytes(content)
     with pytest.raises(ValueError):
-        load_tables(tmp_path / TABLES_FILE, tiny_catalogue, _version(tiny_catalogue))
+        load_tables(read_tables(tmp_path / TABLES_FILE), tiny_catalogue, _version(tiny_catalogue))
 
 
 def test_incomplete_tables_raise_value_error(tiny_catalogue: Catalogue, tmp_path: Path) -> None:
     path = tmp_path / TABLES_FILE
     save_tables(path, CatalogueTables.build(tiny_catalogue), _version(tiny_catalogue))
-    document = marshal.loads(path.read_bytes())
+    document = marshal.loads(read_tables(path))
     del document["titles"]["words"]
-    path.write_bytes(marshal.dumps(document))
+    path.write_bytes(zlib.compress(marshal.dumps(document)))
     with pytest.raises(ValueError, match="incomplete"):
-        load_tables(path, tiny_catalogue, _version(tiny_catalogue))
+        load_tables(read_tables(path), tiny_catalogue, _version(tiny_catalogue))
 
 
 def test_bundle_ships_and_loads_its_tables(bundle_dir: Path, tiny_catalogue: Catalogue) -> None:

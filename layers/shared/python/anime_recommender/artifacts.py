@@ -48,6 +48,7 @@ from anime_recommender.catalogue_tables import (
     CatalogueTables,
     StaleTablesError,
     load_tables,
+    read_tables,
     save_tables,
 )
 from anime_recommender.encoder import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, EncoderConfig, OnnxEncoder
@@ -495,9 +496,8 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
     manifest = _read_manifest(directory)
     components = _component_files(manifest)
     spaces = [s for s in SPACES if s in manifest.indexes]
-    wanted = ["catalogue", "neighbours", "lexical", "model"] + [index_dir(s) for s in spaces]
-    if "tables" in components:
-        wanted.insert(2, "tables")
+    tables_part = ["tables"] if "tables" in components else []  # older bundles have none
+    wanted = ["catalogue", "neighbours", *tables_part, "lexical", "model"] + [index_dir(s) for s in spaces]
     # The fallback index is only hashed eagerly when it will certainly be needed.
     if not all_tiers and len(spaces) > 1:
         wanted = wanted[:-1]
@@ -509,8 +509,9 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
     # files verified: np.load's inflate and hnswlib's load release the GIL, so they run beside the
     # catalogue parse and the ONNX session build instead of after them (~0.1 s of cold start). Every
     # result is awaited before this function returns, so failures and tier are decided as before.
-    loader = ThreadPoolExecutor(max_workers=3, thread_name_prefix="load")
+    loader = ThreadPoolExecutor(max_workers=4, thread_name_prefix="load")
     pending_lists = loader.submit(_lists_if_verified, directory, verifier)
+    pending_tables = loader.submit(_tables_if_verified, directory, verifier) if "tables" in wanted else None
     pending_indexes = {
         space: loader.submit(_read_index, directory, manifest, space, verifier)
         for space in spaces
@@ -534,7 +535,11 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
                 raise ArtifactIntegrityError(f"{directory}: {exc}", [failure]) from exc
 
         with timed(seconds, "tables"):
-            tables = _load_tables(directory, manifest, catalogue, verifier, failures)
+            tables = (
+                None
+                if pending_tables is None
+                else _load_tables(pending_tables, manifest, catalogue, failures)
+            )
 
         with timed(seconds, "lexical"):
             lexical = _load_lexical(directory, catalogue, verifier, failures)
@@ -586,25 +591,33 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
     )
 
 
-def _load_tables(
-    directory: Path,
-    manifest: Manifest,
-    catalogue: Catalogue,
-    verifier: _Verifier,
-    failures: list[ArtifactFailure],
-) -> CatalogueTables | None:
-    """The bundle's saved tables when verified and valid for its catalogue and this code, else None."""
-    if TABLES_FILE not in manifest.files:
-        return None
+TablesRead = bytes | list[ArtifactFailure]
+
+
+def _tables_if_verified(directory: Path, verifier: _Verifier) -> TablesRead:
+    """The tables file inflated once it verified, else why not (runs in a loader thread)."""
     problems = verifier.check("tables")
     if problems:
-        failures.extend(problems)
+        return problems
+    try:
+        return read_tables(directory / TABLES_FILE)
+    except (OSError, ValueError) as exc:
+        return [ArtifactFailure(TABLES_FILE, f"failed to load: {exc}", "tables")]
+
+
+def _load_tables(
+    pending: Future[TablesRead], manifest: Manifest, catalogue: Catalogue, failures: list[ArtifactFailure]
+) -> CatalogueTables | None:
+    """The bundle's saved tables when verified and valid for its catalogue and this code, else None."""
+    raw = pending.result()
+    if isinstance(raw, list):
+        failures.extend(raw)
         return None
     try:
-        return load_tables(directory / TABLES_FILE, catalogue, manifest.data_version)
+        return load_tables(raw, catalogue, manifest.data_version)
     except StaleTablesError:
         return None  # written by other code (a layer redeployed over this bundle): not a fault
-    except (OSError, ValueError) as exc:
+    except ValueError as exc:
         failures.append(ArtifactFailure(TABLES_FILE, f"failed to load: {exc}", "tables"))
         return None
 

@@ -593,11 +593,9 @@ class RerankFeatures:
 
     def __init__(self, catalogue: Catalogue, franchise: FranchiseIndex | None = None) -> None:
         self.ids = np.fromiter((a.id for a in catalogue), dtype=np.int64, count=len(catalogue))
-        members = np.array([np.nan if a.members is None else a.members for a in catalogue], dtype=np.float64)
-        scores = np.array([np.nan if a.score is None else a.score for a in catalogue], dtype=np.float64)
-        self.pop = popularity(members)
-        self.qual = quality(scores)
-        self.years = np.array([np.nan if a.year is None else a.year for a in catalogue], dtype=np.float64)
+        self.pop = popularity(catalogue.numbers("members"))
+        self.qual = quality(catalogue.numbers("score"))
+        self.years = catalogue.numbers("year")
         tag_numbers: dict[str, int] = {}
         flat: list[int] = []
         counts = np.zeros(len(catalogue), dtype=np.int64)

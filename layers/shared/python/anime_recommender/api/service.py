@@ -96,8 +96,8 @@ class RecommenderService:
         self.titles = tables.titles
         # Filter columns in row order: one vectorised mask per request instead of a Python scan.
         self._ids = np.array(catalogue.ids, dtype=np.int64)
-        self._year = np.array([np.nan if a.year is None else a.year for a in catalogue], dtype=np.float64)
-        self._score = np.array([np.nan if a.score is None else a.score for a in catalogue], dtype=np.float64)
+        self._year = catalogue.numbers("year")
+        self._score = catalogue.numbers("score")
         self._type = np.array([a.type.value for a in catalogue], dtype=object)
         dense, anchors = backend.search_pools()
         # Built once per backend (cold start / hot swap): parser tables and the ranker's columns.

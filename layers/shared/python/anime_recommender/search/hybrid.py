@@ -104,14 +104,10 @@ class HybridRanker:
         self.weights = weights or HybridWeights()
         self.ids = np.asarray(catalogue.ids, dtype=np.int64)
         n = len(catalogue)
-        members = np.array([np.nan if a.members is None else a.members for a in catalogue], dtype=np.float64)
-        scores = np.array([np.nan if a.score is None else a.score for a in catalogue], dtype=np.float64)
-        self.pop = popularity(members)
-        self.qual = quality(scores)
-        self.years = np.array([np.nan if a.year is None else a.year for a in catalogue], dtype=np.float64)
-        self.episodes = np.array(
-            [np.nan if a.episodes is None else a.episodes for a in catalogue], dtype=float
-        )
+        self.pop = popularity(catalogue.numbers("members"))
+        self.qual = quality(catalogue.numbers("score"))
+        self.years = catalogue.numbers("year")
+        self.episodes = catalogue.numbers("episodes")
         self.type_codes = np.fromiter((_TYPE_CODES[a.type] for a in catalogue), dtype=np.int8, count=n)
         rows_of: dict[str, list[int]] = {}
         for row, anime in enumerate(catalogue):
