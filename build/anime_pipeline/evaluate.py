@@ -298,12 +298,9 @@ def build_pools(
 ) -> CandidatePools:
     """What the API sees: top-`pool` by V4 ∪ top-`v3_pool` by V3 (as the two hnswlib searches
     would return) ∪ the V2 list (`v2_top`, rows), minus the query's franchise siblings."""
-    members = np.array([np.nan if a.members is None else a.members for a in catalogue], dtype=np.float64)
-    years = np.array([np.nan if a.year is None else a.year for a in catalogue], dtype=np.float64)
-    pop_all = popularity(members)
-    qual_all = quality(
-        np.array([np.nan if a.score is None else a.score for a in catalogue], dtype=np.float64)
-    )
+    years = catalogue.numbers("year")
+    pop_all = popularity(catalogue.numbers("members"))
+    qual_all = quality(catalogue.numbers("score"))
     lists: list[np.ndarray] = []
     jaccard = V1Model.from_catalogue(catalogue, "jaccard")
 

@@ -331,7 +331,7 @@ class TeacherFeatures:
             return w[t] * row_scale[r]
 
         w_score = cfg.score_weight / cfg.tag_weight
-        scores = np.array([np.nan if a.score is None else a.score for a in catalogue], dtype=np.float64)
+        scores = catalogue.numbers("score")
         missing = np.isnan(scores)
         scaled = scores * w_score / cfg.score_scale
         # Distinct sentinels more than w_score apart, so two missing scores also get the full penalty.
