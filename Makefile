@@ -13,6 +13,16 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export AWS_DEFAULT_REGION ?= us-east-1
 
+# `make build STORYTEXT=file` (and demo, serve, bench, build-layer): the story-text configuration, with
+# its own work and layer folders so the default build's stay as they are (both measurable from one
+# checkout). The file is read where it lies; it is never copied into the repository or a layer.
+ifdef STORYTEXT
+export ANIME_STORYTEXT := $(abspath $(STORYTEXT))
+export ANIME_WORK_DIR ?= $(CURDIR)/.work-storytext
+export ANIME_ARTIFACTS_LAYER_DIR ?= $(CURDIR)/layers/artifacts-storytext
+export ANIME_BANGUMI ?= $(CURDIR)/.work/npm/node_modules/bangumi-data/dist/data.json
+endif
+
 .PHONY: help setup tools browser demo build serve test test-slow bench bench-quick bench-teacher build-layer layers-arm64 layers-40k deploy-check delta validate lint clean lambda-runtime invoke
 TOOLS_VENV := .work/tools-venv
 TOOLS_STAMP := $(TOOLS_VENV)/.installed
@@ -64,13 +74,13 @@ browser: tests/functions/browser/node_modules ## Headless Chromium (Debian packa
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } \
 	|| echo "chromium not installed and not root: browser tests will be skipped"
 
-build: setup ## Run the whole offline build on the default catalogue (anime-build all)
+build: setup ## Run the whole offline build on the default catalogue (anime-build all); STORYTEXT=file for story text
 	$(BUILD) all
 
 serve: setup ## Serve the built artifacts locally (uvicorn) on $(HOST):$(PORT)
 	$(BUILD) serve --host $(HOST) --port $(PORT)
 
-demo: build serve ## Main job: setup, full build of the default catalogue, then serve it locally
+demo: build serve ## Main job: setup, full build of the default catalogue, then serve it locally (STORYTEXT=file too)
 
 test: setup tools validate lambda-runtime browser ## make validate, then the default (fast) test suite, as CI does
 	$(TOOLS_PATH) $(PY) -m pytest -q

@@ -29,6 +29,12 @@ def local_store_dir(paths: BuildPaths) -> Path:
     return paths.work / "artifact-store"
 
 
+def story_text_file(args: argparse.Namespace) -> Path | None:
+    """The story-text file of `anime-build delta`: `--storytext`, else the older `--synopses`."""
+    location = args.storytext or args.synopses
+    return Path(location) if location else None
+
+
 def run(args: argparse.Namespace) -> int:
     """CLI entry of `anime-build delta`: 0 published/unchanged, 2 refused."""
     paths = BuildPaths.from_env()
@@ -40,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
         work_dir=paths.work / "delta",
         policy=DeltaPolicy(max_removed_share=args.max_removed_share),
         threads=args.threads,
-        synopses_path=Path(args.synopses) if args.synopses else None,
+        storytext_path=story_text_file(args),
+        storytext_adds=args.storytext_adds,
     )
     sys.stdout.write(json.dumps({"store": str(store.root), **summary.to_dict()}, indent=2) + "\n")
     return 2 if summary.status == "refused" else 0
@@ -53,8 +60,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="apply a new catalogue as a delta update and publish it to the local artifact store",
         description="Validates the catalogue (same loaders as ingest; refuses malformed files and "
         "suspicious shrinks), diffs it by content hash against the version being served (the local "
-        "pointer's, else the bundle's), embeds only added/changed anime with the bundle's int8 ONNX model, "
-        "updates the V4/V3 indexes and the affected V2 lists, and publishes a new version to "
+        "pointer's, else the bundle's), embeds only the added anime and the changed ones whose encoder "
+        "text changed with the bundle's int8 ONNX model, updates the V4/V3 indexes and the affected V2 "
+        "lists, and publishes a new version to "
         ".work/artifact-store (versions/<version>/ + current.json). A running `anime-build serve` picks "
         "it up within POINTER_CHECK_SECONDS. Re-running with the same catalogue publishes nothing.",
     )
@@ -70,9 +78,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="refuse above this removed share (default %(default)s)",
     )
     p.add_argument("--threads", type=int, default=2, help="onnxruntime/hnswlib threads (default %(default)s)")
-    p.add_argument(
+    story = p.add_mutually_exclusive_group()
+    story.add_argument(
+        "--storytext",
+        metavar="FILE",
+        help="optional story text keyed by MAL id (the story-text JSONL, or the synopsis CSV; as "
+        "`anime-build ingest --storytext`) merged into the new catalogue; the source's own story fields "
+        "win. Without it each anime keeps the base bundle's story fields (synopsis, English title, "
+        "content rating, studios)",
+    )
+    story.add_argument(
         "--synopses",
-        help="optional synopsis file (CSV/TSV/JSONL keyed by MAL id) merged into the new catalogue; "
-        "without it each anime keeps the base bundle's synopsis",
+        metavar="FILE",
+        help="the older name of --storytext (a synopsis CSV/TSV/JSONL keyed by MAL id)",
+    )
+    p.add_argument(
+        "--storytext-adds",
+        action="store_true",
+        help="also add the anime only the story-text file has (as `ingest --storytext-adds`: a bundle "
+        "built with them needs it, or the update refuses the shrink)",
     )
     p.set_defaults(func=run)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from anime_pipeline.export import load_served_vectors
 from anime_pipeline.ingest import release_dates_from_report
 from anime_pipeline.paths import BuildPaths
 from anime_pipeline.progress import progress
@@ -56,6 +57,9 @@ class IndexStageConfig:
     # fast on CPU, with no padding waste).
     batch_size: int = 1
     seed: int = 0
+    #: Where export saved the shipped model's catalogue vectors (`export.load_served_vectors`); None
+    #: embeds the catalogue here.
+    vectors_dir: Path | None = None
 
 
 @dataclass
@@ -144,12 +148,22 @@ def build_index_bundle(config: IndexStageConfig) -> IndexStageResult:
     encoder = OnnxEncoder.load(config.model_dir, threads=config.threads)
     texts = [anime_text(a) for a in catalogue]
     t0 = time.perf_counter()
-    chunks: dict[str, list[np.ndarray]] = {space: [] for space in encoder.dims}
-    step = config.batch_size * 16
-    for start in progress(range(0, len(texts), step), desc="embed (int8 onnx)", unit="chunk"):
-        for space, vecs in encoder.encode(texts[start : start + step], batch_size=config.batch_size).items():
-            chunks[space].append(vecs)
-    vectors = {space: np.concatenate(parts) for space, parts in chunks.items()}
+    # Export embedded the catalogue with this very model, one text per run as here: reuse its vectors
+    # while they are for this graph and these texts (the longest step of a build otherwise).
+    vectors = (
+        load_served_vectors(config.vectors_dir, config.model_dir, texts)
+        if config.vectors_dir is not None and config.batch_size == 1
+        else None
+    )
+    if vectors is None:
+        chunks: dict[str, list[np.ndarray]] = {space: [] for space in encoder.dims}
+        step = config.batch_size * 16
+        for start in progress(range(0, len(texts), step), desc="embed (int8 onnx)", unit="chunk"):
+            for space, vecs in encoder.encode(
+                texts[start : start + step], batch_size=config.batch_size
+            ).items():
+                chunks[space].append(vecs)
+        vectors = {space: np.concatenate(parts) for space, parts in chunks.items()}
     embed_seconds = time.perf_counter() - t0
 
     ids = np.array(catalogue.ids, dtype=np.int64)
@@ -215,6 +229,7 @@ def config_from_args(args: argparse.Namespace, paths: BuildPaths) -> IndexStageC
         model_dir=Path(args.model_dir) if args.model_dir else paths.models / "runtime",
         out_dir=Path(args.out_dir) if args.out_dir else paths.artifacts_dir,
         ingest_report=Path(args.ingest_report) if args.ingest_report else paths.ingest_report,
+        vectors_dir=paths.models / "vectors",
         M=args.M,
         ef_construction=args.ef_construction,
         target_recall=args.target_recall,
@@ -231,6 +246,7 @@ def default_config(paths: BuildPaths) -> IndexStageConfig:
         model_dir=paths.models / "runtime",
         out_dir=paths.artifacts_dir,
         ingest_report=paths.ingest_report,
+        vectors_dir=paths.models / "vectors",
     )
 
 

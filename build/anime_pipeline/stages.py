@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from anime_pipeline import evaluate, export, index_stage, ingest, layers, teacher_stage, train, triplets
+from anime_pipeline import export, index_stage, ingest, layers, teacher_stage, train, triplets
+from anime_pipeline.evaluation import cli as evaluation_cli
 from anime_pipeline.paths import BuildPaths
 
 
@@ -36,8 +37,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("train", "train", train.run_default),
     Stage("export", "export", export.run_default),
     Stage("index", "index_stage", index_stage.run_default),
-    Stage("evaluate", "evaluate", evaluate.run_default),
-    Stage("search-eval", "search_eval"),
+    Stage("evaluate", "evaluation.cli", evaluation_cli.run_default),
+    Stage("search-eval", "evaluation.search_eval"),
     Stage("layers", "layers", layers.run_default),
     Stage("sam-size", "deploy_check"),
     Stage("delta", "delta_stage"),

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from anime_pipeline.embedding_eval import TripletSet, teacher_recall, triplet_accuracy
+from anime_pipeline.evaluation.embedding_eval import TripletSet, teacher_recall, triplet_accuracy
 from anime_pipeline.models import MINILM, BaseModel, resolve_base_model
 from anime_pipeline.paths import BuildPaths
 from anime_pipeline.progress import progress

@@ -1,9 +1,9 @@
 """Delta-update Lambda handler (EventBridge schedule). Wiring only.
 
 The catalogue location comes from the event (`detail.catalogue_url`, or a top-level `catalogue_url`
-when the rule passes a constant input) or else from `CATALOGUE_SOURCE_URL`; a synopsis file from
-`SYNOPSES_SOURCE_URL` when set. Everything else is one
-call into `anime_recommender.delta.update.run_delta_update`.
+when the rule passes a constant input) or else from `CATALOGUE_SOURCE_URL`; a story-text file from
+`STORYTEXT_SOURCE_URL` (else the older `SYNOPSES_SOURCE_URL`) when set. Everything else is one call
+into `anime_recommender.delta.update.run_delta_update`.
 """
 
 from __future__ import annotations
@@ -47,13 +47,13 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     catalogue = fetch_catalogue(
         location, settings.work_dir / "incoming", endpoint_url=settings.artifacts_endpoint_url
     )
-    synopses = (
+    storytext = (
         None
-        if settings.synopses_source_url is None
+        if settings.story_text_url is None
         else fetch_input(
-            settings.synopses_source_url,
-            settings.work_dir / "incoming-synopses",
-            what="synopsis file",
+            settings.story_text_url,
+            settings.work_dir / "incoming-storytext",
+            what="story-text file",
             endpoint_url=settings.artifacts_endpoint_url,
         )
     )
@@ -64,7 +64,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         work_dir=settings.work_dir,
         policy=DeltaPolicy(settings.max_removed_fraction, settings.max_skipped_fraction),
         threads=settings.onnx_threads,
-        synopses_path=synopses,
+        storytext_path=storytext,
+        storytext_adds=settings.storytext_adds,
     )
     for kind in ("added", "changed", "removed"):
         metrics.add_metric(

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anime_pipeline.embedding_eval import TripletSet
+from anime_pipeline.evaluation.embedding_eval import TripletSet
 from anime_recommender.catalogue import Catalogue
 from anime_recommender.text import anime_text
 

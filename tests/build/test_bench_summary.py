@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from anime_pipeline.bench.summary import SEARCH_QUALITY_KEYS, SUMMARY_KEYS, summarise
-from anime_pipeline.search_eval import report_section
+from anime_pipeline.evaluation.search_eval import report_section
 
 QUERIES = [
     {"query": "space bounty hunters with a jazz soundtrack", "targets": [1], "split": "tune"},

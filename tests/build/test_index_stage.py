@@ -31,6 +31,7 @@ def fake_bangumi(path: Path, begins: dict[int, str], version: str = "0.3.1") -> 
 def paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> BuildPaths:
     monkeypatch.setenv("ANIME_WORK_DIR", str(tmp_path / "work"))
     monkeypatch.setenv("ANIME_ARTIFACTS_LAYER_DIR", str(tmp_path / "layer"))
+    monkeypatch.delenv("ANIME_BANGUMI", raising=False)  # its fake bangumi-data goes under tmp_path
     return BuildPaths.from_env()
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from anime_pipeline.cli import main
-from anime_pipeline.ingest import IngestConfig, default_bangumi, ingest
+from anime_pipeline.ingest import IngestConfig, default_bangumi, default_config, ingest
 from anime_pipeline.paths import BuildPaths
 from anime_pipeline.synthetic import manami_record, synthetic_catalogue, write_manami
 from anime_recommender.catalogue import AnimeType, Catalogue
@@ -20,6 +21,9 @@ from anime_recommender.loaders import SYNTHETIC_ID_BASE, load_catalogue
 def paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> BuildPaths:
     monkeypatch.setenv("ANIME_WORK_DIR", str(tmp_path / "work"))
     monkeypatch.setenv("ANIME_ARTIFACTS_LAYER_DIR", str(tmp_path / "layer"))
+    # The tests write fake bangumi-data installs: never where a real build's is.
+    monkeypatch.delenv("ANIME_BANGUMI", raising=False)
+    monkeypatch.delenv("ANIME_STORYTEXT", raising=False)
     return BuildPaths.from_env()
 
 
@@ -220,3 +224,37 @@ def test_synthetic_synopses_are_shaped_like_an_export_and_change_nothing_else() 
     assert 0.8 < len(lengths) / len(told) < 0.9 and 500 < statistics.mean(lengths) < 700
     words = Counter(w.strip(".").lower() for a in told if a.synopsis for w in a.synopsis.split())
     assert words.most_common(1)[0][0] == "the" and sum(c == 1 for c in words.values()) > 300  # long tail
+
+
+def test_cli_storytext_merges_and_adds_and_the_default_build_takes_it_from_the_environment(
+    tmp_path: Path, paths: BuildPaths, tiny_catalogue: Catalogue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a story-text file (JSONL) for one catalogue anime and one it lacks
+    source = write_manami(tiny_catalogue, tmp_path / "release.json", form="json")
+    story = tmp_path / "story.jsonl"
+    records = [
+        {"mal_id": 1, "title_english": "Cowboy Bebop", "tags": ["Bounty Hunter"], "rating": "R",
+         "synopsis": "Bounty hunters drift through space.", "related_mal_ids": [5]},
+        {"mal_id": 999_001, "title": "Only In The File", "type": "ONA", "synopsis": "A web short."},
+    ]  # fmt: skip
+    story.write_text("\n".join(json.dumps(r) for r in records) + "\n", encoding="utf-8")
+    argv = ["ingest", "--source", str(source), "--no-enrich", "--no-progress", "--storytext", str(story)]
+    # When ingest merges it without adds, then with them
+    assert main(argv) == 0
+    assert "1 matched, 0 added, 1 not in the catalogue" in capsys.readouterr().out
+    assert 999_001 not in Catalogue.load(paths.catalogue)
+    assert main([*argv, "--storytext-adds"]) == 0
+    saved = Catalogue.load(paths.catalogue)
+    # Then the record carries the story fields and the file-only anime joined
+    bebop = saved.by_id(1)
+    assert bebop.title_english == "Cowboy Bebop" and "bounty hunter" in bebop.tags
+    assert bebop.content_rating == "r" and "https://myanimelist.net/anime/5" in bebop.related
+    assert saved.by_id(999_001).title == "Only In The File" and len(saved) == len(tiny_catalogue) + 1
+    report = json.loads(paths.ingest_report.read_text(encoding="utf-8"))["storytext"]
+    assert report["added"] == 1 and report["fields_merged"]["synopsis"] == 2
+    # And a missing file or adds without a file are clear errors
+    assert main([*argv[:-1], str(tmp_path / "missing.jsonl")]) == 2
+    assert main(["ingest", "--source", str(source), "--no-enrich", "--storytext-adds"]) == 2
+    # And `make build STORYTEXT=...`'s environment makes the default ingest merge it with adds
+    config = default_config(replace(paths, storytext=story))
+    assert config.storytext == story and config.storytext_adds

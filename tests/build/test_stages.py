@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from anime_pipeline import evaluate, export, index_stage, ingest, layers, teacher_stage, train, triplets
+from anime_pipeline import export, index_stage, ingest, layers, teacher_stage, train, triplets
 from anime_pipeline.cli import build_parser
+from anime_pipeline.evaluation import cli as evaluate
 from anime_pipeline.paths import BuildPaths
 from anime_pipeline.pipeline import run_all
 from anime_pipeline.stages import ALL_STAGES, STAGES, Stage, stage

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anime_pipeline.embedding_eval import TripletSet, triplet_accuracy
-from anime_pipeline.export import ExportConfig, ExportResult, ParityError, export_models
+from anime_pipeline.evaluation.embedding_eval import TripletSet, triplet_accuracy
+from anime_pipeline.export import ExportConfig, ExportResult, ParityError, export_models, load_served_vectors
 from anime_pipeline.train import TrainConfig, TrainResult, train_v4
 from anime_recommender.catalogue import Catalogue
 from anime_recommender.encoder import OnnxEncoder
@@ -223,3 +223,36 @@ def test_real_minilm_export_matches_sentence_transformers(
     assert float(np.min(np.einsum("ij,ij->i", fp32["v3"], reference))) > 0.9999
     assert result.parity["int8_avx2"]["v3_mean_cosine_vs_fp32"] > 0.9
     assert result.parity["int8_avx2"]["v4_mean_cosine_vs_fp32"] > 0.9
+
+
+def test_sampled_parity_embeds_the_catalogue_once_and_judges_the_shipped_model_on_all_of_it(
+    tmp_path: Path, tiny_catalogue: Catalogue, tiny_triplets: TripletSet, trained: TrainResult
+) -> None:
+    # Given a parity sample smaller than the catalogue (what the real build does at 27k anime)
+    out = tmp_path / "models"
+    result = export_models(
+        tiny_catalogue,
+        trained.head_path,
+        out / "onnx",
+        out / "runtime",
+        ExportConfig(threads=1, enforce_gate=False, max_quality_drop=0.05, v3_dim=24, parity_rows=20),
+        triplets=tiny_triplets,
+        cache_dir=tmp_path / "cache",
+    )
+    parity = result.parity
+    # Then the fp32 graph and arm64 are checked on the sample, the shipped model on every row
+    assert parity["sample_rows"] == 20 and parity["rows"] == len(tiny_catalogue)
+    assert parity["fp32_graph_vs_torch_head_v4_min_cosine"] > 0.9999
+    assert parity["fp32_graph_vs_torch_reference_v3_min_cosine"] > 0.9999
+    assert "v4_test_accuracy" in parity["int8_avx2"] and "v4_test_accuracy" in parity["fp32"]
+    assert "v4_test_accuracy" not in parity["int8_arm64"]
+    assert parity["int8_arm64"]["v4_mean_cosine_vs_fp32"] > 0.9
+    # And the saved catalogue vectors are the runtime model's own, reusable by the index stage
+    texts = [anime_text(a) for a in tiny_catalogue]
+    saved = load_served_vectors(out / "vectors", result.runtime_dir, texts)
+    assert saved is not None and saved["v4"].shape == (len(tiny_catalogue), 16)
+    fresh = OnnxEncoder.load(result.runtime_dir, threads=1).encode(texts[:5], batch_size=1)
+    assert np.allclose(fresh["v4"], saved["v4"][:5], atol=1e-6)
+    assert np.allclose(fresh["v3"], saved["v3"][:5], atol=1e-5)
+    # But other texts (a changed catalogue) are not served from them
+    assert load_served_vectors(out / "vectors", result.runtime_dir, [*texts[:-1], "changed"]) is None

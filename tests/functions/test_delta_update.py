@@ -258,3 +258,72 @@ def test_configured_synopsis_file_reaches_the_published_catalogue(
     death_note = catalogue.by_id(1535).synopsis
     assert death_note is not None and death_note.startswith("A brilliant student finds a notebook")
     assert sum(a.synopsis is not None for a in catalogue) == 28
+
+
+def test_configured_storytext_file_supersedes_the_synopsis_file(
+    s3_setup: dict[str, str],
+    bundle_dir: Path,
+    tiny_catalogue: Catalogue,
+    load_delta_handler: Callable[..., ModuleType],
+    moto_endpoint: str,
+    tmp_path: Path,
+) -> None:
+    from anime_recommender.artifacts import CATALOGUE
+    from anime_recommender.store import S3ArtifactStore
+
+    # Given a manami release, the older synopsis export and a story-text JSONL (with an anime only it
+    # has) in the bucket, all three configured, and the file's own anime to be added
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    s3.put_object(Bucket=EXPLICIT_BUCKET, Key="incoming/base.jsonl", Body=manami_jsonl(list(tiny_catalogue)))
+    synopses = Path(__file__).parent.parent / "data" / "synopses.csv"
+    s3.put_object(Bucket=EXPLICIT_BUCKET, Key="incoming/synopses.csv", Body=synopses.read_bytes())
+    stories = [
+        {
+            "mal_id": 1535,
+            "synopsis": "A notebook of death falls into the hands of a bored genius.",
+            "title_english": "Death Note",
+            "rating": "R - 17+ (violence & profanity)",
+            "studios": ["Madhouse"],
+        },
+        {
+            "mal_id": FRIEREN.id,
+            "title": FRIEREN.title,
+            "synopsis": "An elf outlives her party.",
+            "type": "TV",
+        },
+    ]
+    body = "".join(json.dumps(story) + "\n" for story in stories).encode()
+    s3.put_object(Bucket=EXPLICIT_BUCKET, Key="incoming/storytext.jsonl", Body=body)
+    module = load_delta_handler(
+        ARTIFACTS_DIR=str(bundle_dir),
+        CATALOGUE_SOURCE_URL=f"s3://{EXPLICIT_BUCKET}/incoming/base.jsonl",
+        SYNOPSES_SOURCE_URL=f"s3://{EXPLICIT_BUCKET}/incoming/synopses.csv",
+        STORYTEXT_SOURCE_URL=f"s3://{EXPLICIT_BUCKET}/incoming/storytext.jsonl",
+        STORYTEXT_ADDS="true",
+        **s3_setup,
+    )
+
+    # When the schedule fires
+    result = module.handler(load_event("delta_update_scheduled"), DELTA_CONTEXT)
+
+    # Then the published catalogue holds the story-text file's fields, not the synopsis export's ...
+    assert result["status"] == "published" and result["counts"]["added"] == 1
+    store = S3ArtifactStore(
+        EXPLICIT_BUCKET,
+        pointer_key=s3_setup["ARTIFACTS_POINTER_KEY"],
+        prefix=s3_setup["ARTIFACTS_PREFIX"],
+        endpoint_url=moto_endpoint,
+    )
+    pointer = store.read_pointer()
+    assert pointer is not None and pointer.version == result["published_version"]
+    catalogue = Catalogue.load(store.fetch(pointer, tmp_path / "fetched") / CATALOGUE)
+    death_note = catalogue.by_id(1535)
+    assert death_note.synopsis == stories[0]["synopsis"]
+    assert (death_note.title_english, death_note.content_rating, death_note.studios) == (
+        "Death Note",
+        "r",
+        ("Madhouse",),
+    )
+    assert sum(a.synopsis is not None for a in catalogue) == 2
+    # ... and the anime only the file has joined it (STORYTEXT_ADDS)
+    assert catalogue.by_id(FRIEREN.id).synopsis == "An elf outlives her party."

@@ -24,6 +24,7 @@ from anime_pipeline.deploy_check import (
     table_key_schema,
 )
 from anime_pipeline.paths import REPO_ROOT, BuildPaths
+from anime_recommender.delta.settings import DeltaSettings
 
 TOOLS_BIN = REPO_ROOT / ".work" / "tools-venv" / "bin"
 FUNCTIONS = ("ApiFunction", "DeltaUpdateFunction")
@@ -155,6 +156,25 @@ def test_delta_update_runs_on_a_configurable_schedule_with_a_dead_letter_queue(
     # Enough time and /tmp for a re-embed and an index rewrite.
     assert props["Timeout"] == 900
     assert props["EphemeralStorage"]["Size"] >= 2048
+
+
+def test_delta_update_takes_story_text_through_one_parameter(template: dict[str, Any]) -> None:
+    # Given the delta function's environment and the template's parameters
+    env = _function_env(template, "DeltaUpdateFunction")
+    parameters = template["Parameters"]
+    # Then the story-text file comes from StorytextSourceUrl, the older SynopsesSourceUrl still reaches
+    # the function (read when the new one is empty), and StorytextAdds is a true|false switch
+    assert env["STORYTEXT_SOURCE_URL"] == {"Ref": "StorytextSourceUrl"}
+    assert env["SYNOPSES_SOURCE_URL"] == {"Ref": "SynopsesSourceUrl"}
+    assert env["STORYTEXT_ADDS"] == {"Ref": "StorytextAdds"}
+    assert parameters["StorytextSourceUrl"]["Default"] == parameters["SynopsesSourceUrl"]["Default"] == ""
+    assert "StorytextSourceUrl is empty" in parameters["SynopsesSourceUrl"]["Description"]
+    assert "Supersedes SynopsesSourceUrl" in parameters["StorytextSourceUrl"]["Description"]
+    assert parameters["StorytextAdds"]["AllowedValues"] == ["true", "false"]
+    assert parameters["StorytextAdds"]["Default"] == "false"
+    # ... each of them a setting the function reads
+    names = {name.upper() for name in DeltaSettings.model_fields}
+    assert {"STORYTEXT_SOURCE_URL", "SYNOPSES_SOURCE_URL", "STORYTEXT_ADDS"} <= names
 
 
 # ------------------------------------------------------------------------------------ layers

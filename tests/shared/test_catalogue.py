@@ -149,7 +149,7 @@ def test_synopses_round_trip_and_their_lines_never_equal_lines_without(tmp_path)
     from anime_recommender.catalogue import saved_lines
 
     told = Catalogue([with_fields(_BEBOP, synopsis="Bounty hunters, jazz\nand a corgi."), _BARE])
-    assert told.has_synopses and not Catalogue([_BEBOP, _BARE]).has_synopses
+    assert told.has_story_text and not Catalogue([_BEBOP, _BARE]).has_story_text
     path = tmp_path / "c.jsonl.gz"
     told.save(path)
     loaded = Catalogue.load(path)

@@ -30,7 +30,7 @@ def test_neighbour_lists_match_full_recompute_where_it_matters(
     full = top_k_neighbours(TeacherFeatures.from_catalogue(new), k=old.k)
     assert lists.ids.tolist() == new.ids
     assert not np.isin(lists.neighbour_ids, [40000]).any()  # removed anime appear nowhere
-    for anime_id in plan.to_embed:  # new and changed lists are exact
+    for anime_id in plan.touched:  # new and changed lists are exact
         assert lists.for_id(anime_id) == full.for_id(anime_id)
     assert update.recomputed < len(new)  # only part of the catalogue
     same = sum(
@@ -90,8 +90,8 @@ def test_changed_and_added_anime_are_merged_into_existing_lists(
     full = top_k_neighbours(TeacherFeatures.from_catalogue(new), k=old.k)
 
     # Then only the touched anime's lists were recomputed; the rest were merged (or left alone)
-    assert update.recomputed == len(plan.to_embed) and update.merged > 0
-    for anime_id in plan.to_embed:
+    assert update.recomputed == len(plan.touched) and update.merged > 0
+    for anime_id in plan.touched:
         assert update.lists.for_id(anime_id) == full.for_id(anime_id)
     # a new anime appears where a full recompute puts it (up to ties and IDF drift)
     added = np.array(plan.added)

@@ -6,19 +6,23 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from delta_support import weekly_change
 
 from anime_recommender.artifacts import data_version
-from anime_recommender.catalogue import Anime, Catalogue, saved_lines
+from anime_recommender.catalogue import Anime, Catalogue, saved_lines, with_fields
 from anime_recommender.delta.plan import (
     BaseRecords,
     DeltaPolicy,
     DeltaRefusedError,
+    carry_base_story_text,
     hash_new_catalogue,
     plan_delta,
+    story_fields,
 )
 
 
@@ -31,6 +35,88 @@ def test_plan_classifies_added_changed_removed(base_catalogue: Catalogue) -> Non
     assert plan.unchanged == len(base_catalogue) - 2
     assert plan.base_version != plan.new_version
     assert plan_delta(base_catalogue, base_catalogue).is_empty
+
+
+def base_records(catalogue: Catalogue, path: Path) -> BaseRecords:
+    """`catalogue` saved to `path` and read back as a base bundle's records (lines, hashes, story)."""
+    catalogue.save(path)
+    hashes = catalogue.content_hashes()
+    story = {a.id: fields for a in catalogue if (fields := story_fields(a))}
+    return BaseRecords(hashes, saved_lines(path), data_version(hashes), story)
+
+
+def restoried(catalogue: Catalogue, changes: Mapping[int, Mapping[str, Any]]) -> Catalogue:
+    """`catalogue` with the given fields of some anime replaced."""
+    return Catalogue(with_fields(a, **changes[a.id]) if a.id in changes else a for a in catalogue)
+
+
+def test_only_anime_whose_encoder_text_changed_are_re_embedded(
+    base_catalogue: Catalogue, tmp_path: Path
+) -> None:
+    # Given a base with story text, and a week where one anime is re-rated and gets a studio, one is
+    # re-scored and one gets a new synopsis
+    base = restoried(base_catalogue, {199: {"synopsis": "A girl in a bathhouse.", "content_rating": "pg"}})
+    new = restoried(
+        base,
+        {
+            199: {"content_rating": "g", "studios": ("Studio Ghibli",)},
+            6: {"score": 8.0},
+            1: {"synopsis": "Bounty hunters in space."},
+        },
+    )
+
+    # When planned against the base catalogue, or against its saved records (lines with story columns,
+    # or a base saved before it had any story text)
+    plans = [
+        plan_delta(base, new),
+        plan_delta(base_records(base, tmp_path / "storied.jsonl.gz"), new),
+        plan_delta(
+            base_records(base_catalogue, tmp_path / "plain.jsonl.gz"),
+            restoried(base_catalogue, {6: {"score": 8.0}}),
+        ),
+    ]
+
+    # Then every change is a change (new records, V2 lists recomputed), but only a new text is embedded
+    assert plans[0].changed == plans[1].changed == plans[0].touched == (1, 6, 199)
+    assert plans[0].to_embed == plans[1].to_embed == (1,)
+    assert plans[2].changed == (6,) and plans[2].to_embed == ()
+    # Added anime are always embedded
+    added = Anime(id=77777, title="Brand New", tags=("drama",))
+    plan = plan_delta(base, Catalogue([*base, added]))
+    assert plan.to_embed == plan.touched == plan.added == (77777,)
+
+
+def test_base_records_read_back_each_record_from_its_saved_line(
+    base_catalogue: Catalogue, tmp_path: Path
+) -> None:
+    # Given bases saved with and without story columns
+    storied = restoried(base_catalogue, {1: {"synopsis": "s", "studios": ("Sunrise",), "title_english": "e"}})
+    for catalogue, name in ((storied, "storied"), (base_catalogue, "plain")):
+        records = base_records(catalogue, tmp_path / f"{name}.jsonl.gz")
+        # Then each line parses back into its anime (the comparison the re-embedding decision needs)
+        assert [records.record(a.id) for a in catalogue] == list(catalogue)
+        assert records.record(123456789) is None
+    assert BaseRecords({1: "x"}, {1: b"not json"}, "v").record(1) is None
+
+
+def test_base_story_text_is_carried_field_by_field(base_catalogue: Catalogue, tmp_path: Path) -> None:
+    # Given a base with full story text for two anime, and a new catalogue in which one of them has
+    # only a synopsis of its own (a synopsis-only file) and the other none at all
+    full = {"synopsis": "old", "title_english": "E", "content_rating": "r", "studios": ("Sunrise",)}
+    base = base_records(restoried(base_catalogue, {1: full, 199: full}), tmp_path / "base.jsonl.gz")
+    new = restoried(base_catalogue, {1: {"synopsis": "new"}})
+
+    # When the base's story text is carried
+    carried, count = carry_base_story_text(new, base)
+
+    # Then each anime got exactly the fields it lacked; its own text won
+    assert count == 2
+    assert story_fields(carried.by_id(199)) == full
+    assert story_fields(carried.by_id(1)) == {**full, "synopsis": "new"}
+    assert carried.by_id(6) == new.by_id(6)
+    # A base without story text gives nothing, and the catalogue is returned as is
+    plain = base_records(base_catalogue, tmp_path / "plain.jsonl.gz")
+    assert carry_base_story_text(new, plain) == (new, 0)
 
 
 def test_suspicious_shrink_is_refused(base_catalogue: Catalogue) -> None:

@@ -73,7 +73,7 @@ def test_weekly_delta_keeps_the_base_synopses(
     # Then only the source's real changes count (not every anime with a synopsis) ...
     assert summary.status == "published"
     assert summary.counts == {"added": 2, "changed": 1, "removed": 1, "unchanged": 28, "total": 31}
-    assert summary.synopses_carried == 28
+    assert summary.story_text_carried == 28
     bundle = published(store, tmp_path)
     base = load_bundle(storied_layer, all_tiers=True)
     # ... every synopsis of an anime still listed survives, the new anime have none
@@ -117,7 +117,7 @@ def test_synopsis_file_is_merged_and_wins_over_the_base(
     assert sorted(file_text) == [6, DEATH_NOTE, 9253]
 
     # When the delta runs with it
-    summary = run(store, storied_layer, same, tmp_path, synopses_path=DATA / "synopses.jsonl")
+    summary = run(store, storied_layer, same, tmp_path, storytext_path=DATA / "synopses.jsonl")
 
     # Then exactly those three changed (re-embedded with their new story), the rest kept the base's
     assert summary.status == "published"
@@ -138,22 +138,22 @@ def test_malformed_synopsis_file_refuses_the_delta(
     bad = tmp_path / "synopses.csv"
     bad.write_bytes(content)
     week = write_manami(tmp_path / "week.jsonl", weekly_change(base_catalogue))
-    summary = run(store, storied_layer, week, tmp_path, synopses_path=bad)
-    assert summary.status == "refused" and summary.refusal_code == "invalid_synopses"
-    assert summary.refusal_reason and "synopsis file" in summary.refusal_reason
+    summary = run(store, storied_layer, week, tmp_path, storytext_path=bad)
+    assert summary.status == "refused" and summary.refusal_code == "invalid_storytext"
+    assert summary.refusal_reason and "story-text file" in summary.refusal_reason
     assert store.read_pointer() is None and not (tmp_path / "store" / "versions").exists()
 
 
 def test_base_records_hold_the_base_synopses(
     storied_catalogue: Catalogue, storied_layer: Path, layer: Path
 ) -> None:
-    expected = {a.id: a.synopsis for a in storied_catalogue if a.synopsis is not None}
+    expected = {a.id: {"synopsis": a.synopsis} for a in storied_catalogue if a.synopsis is not None}
     assert len(expected) == 28
-    assert load_base_records(storied_layer).synopses == expected
-    assert load_base_records(layer).synopses == {}  # a bundle built without a synopsis file
+    assert load_base_records(storied_layer).story == expected
+    assert load_base_records(layer).story == {}  # a bundle built without a synopsis file
     # A bundle from before content hashes were stored: its catalogue is parsed, the text is the same
     without_file(storied_layer, CONTENT_HASHES)
-    assert load_base_records(storied_layer).synopses == expected
+    assert load_base_records(storied_layer).story == expected
 
 
 def test_the_synopsis_location_is_configured_and_resolved(

@@ -203,3 +203,19 @@ def test_loading_and_querying_never_import_bm25s(index: LexicalIndex, tmp_path: 
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_story_snippet_quotes_the_sentence_with_the_matched_words() -> None:
+    from anime_recommender.search.lexical import story_snippet
+    from anime_recommender.search.normalise import tokens
+
+    synopsis = (
+        "Satoru is a struggling manga artist. He can travel back in time moments before a tragedy. "
+        "When his mother is murdered, he is sent back eighteen years to save a classmate."
+    )
+    snippet = story_snippet(synopsis, tokens("sent back years to save a classmate"))
+    assert snippet == "When his mother is murdered, he is sent back eighteen years to save a classmate."
+    assert story_snippet(synopsis, tokens("dragon")) is None and story_snippet(None, ["x"]) is None
+    long = "Words " * 60 + "then the classmate is saved at last " + "and more words " * 30
+    cut = story_snippet(long, tokens("classmate"), max_chars=80)
+    assert cut is not None and len(cut) <= 82 and "classmate" in cut and cut.startswith("…")

@@ -15,6 +15,12 @@ Sections (each `{"status": "ok" | "skipped" | "failed", ...}`; a section whose i
 - `layers`: function + layer sizes against Lambda's 262,144,000-byte unzipped limit;
 - `quality`: the evaluation report's numbers (`.work/eval/report.json`).
 
+Beside the sections, `configurations` holds the quality keys (`evaluation.quality.QUALITY_KEYS`: own
+query set hit@10 / MRR tune and holdout, dev cross-franchise recall@10, franchise recall, the plain
+`baseline_bm25_*` / `baseline_tfidf_*` keys) of the `default` build and of the `storytext` build
+(`--storytext-work`, `--storytext-layer`; default `.work-storytext`, `layers/artifacts-storytext`),
+each from its own evaluation report with search measured now on its own bundle, or `missing` with why.
+
 The document's `summary` is a flat dict of the headline numbers under stable keys
 (`anime_pipeline.bench.summary.SUMMARY_KEYS`, listed in the README); the sections hold the detail.
 
@@ -121,10 +127,19 @@ class BenchConfig:
     # The export's parity report (int8 vs fp32) and `make layers-40k`'s bundle; None = not measured.
     parity: Path | None = None
     artifacts_40k: Path | None = None
+    # The configurations compared side by side (`configurations`); None = not measured (--quick).
+    default_paths: BuildPaths | None = None
+    storytext_paths: BuildPaths | None = None
 
 
-def full_config(paths: BuildPaths) -> BenchConfig:
+def full_config(paths: BuildPaths, storytext: BuildPaths | None = None) -> BenchConfig:
     """The default catalogue's artifacts, at the sizes the project's claims are made for."""
+    from anime_pipeline.evaluation.quality import storytext_paths
+
+    storytext = storytext or storytext_paths()
+    # Benchmarking the story-text build itself (`make bench STORYTEXT=…`): `default` is the repository's.
+    same = paths.work.resolve() == storytext.work.resolve()
+    default = BuildPaths(REPO_ROOT / ".work", REPO_ROOT / "layers" / "artifacts") if same else paths
     return BenchConfig(
         mode="full",
         catalogue=paths.catalogue,
@@ -135,6 +150,8 @@ def full_config(paths: BuildPaths) -> BenchConfig:
         deps_dir=REPO_ROOT / "layers" / "dependencies" / "python",
         parity=paths.work / "models" / "onnx" / "parity.json",
         artifacts_40k=paths.work / "synthetic-40000" / "anime-artifacts",
+        default_paths=default,
+        storytext_paths=storytext,
     )
 
 
@@ -487,7 +504,7 @@ def _numbers(value: Any) -> Any:
 def section_quality(cfg: BenchConfig) -> dict[str, Any]:
     """The evaluation report's quality numbers per method (dev recall, triplet accuracy, teacher recall),
     and free-text search hit@10 / MRR (`search_eval`) measured now on the bundle benchmarked."""
-    from anime_pipeline import search_eval
+    from anime_pipeline.evaluation import search_eval
 
     path = _need(cfg.eval_report, "anime-build evaluate")
     report = json.loads(path.read_text(encoding="utf-8"))
@@ -504,6 +521,25 @@ def section_quality(cfg: BenchConfig) -> dict[str, Any]:
         # MyAnimeList anime the synthetic catalogue lacks).
         "search": search_eval.report_section(cfg.artifacts),
     }
+
+
+def configurations(cfg: BenchConfig, quality: dict[str, Any] | None) -> dict[str, Any]:
+    """The quality keys of the default and the story-text build side by side (`configurations`)."""
+    from anime_pipeline.evaluation.quality import configuration_entry
+
+    measured = (quality or {}).get("search") if (quality or {}).get("status") == "ok" else None
+    out: dict[str, Any] = {}
+    for name, paths in (("default", cfg.default_paths), ("storytext", cfg.storytext_paths)):
+        if paths is None:
+            out[name] = {"status": "missing", "reason": f"not measured in {cfg.mode} mode"}
+            continue
+        try:
+            # The quality section already searched the benchmarked bundle: not measured twice.
+            reuse = measured if paths.artifacts_dir.resolve() == cfg.artifacts.resolve() else None
+            out[name] = configuration_entry(paths, search=reuse)
+        except Exception as exc:  # one configuration's broken inputs must not hide the other's numbers
+            out[name] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000]}
+    return out
 
 
 SECTION_FUNCTIONS: dict[str, Callable[[BenchConfig], dict[str, Any]]] = {
@@ -526,7 +562,7 @@ SECTION_FUNCTIONS: dict[str, Callable[[BenchConfig], dict[str, Any]]] = {
 
 def prepare_quick(root: Path, n: int = 2000, seed: int = 0) -> BenchConfig:
     """Build every input on a synthetic `n`-anime catalogue with a tiny real ONNX model under `root`."""
-    from anime_pipeline.evaluate import EvaluateInputs, evaluate
+    from anime_pipeline.evaluation.report import EvaluateInputs, evaluate
     from anime_pipeline.synthetic import synthetic_catalogue
     from anime_pipeline.teacher_stage import compute_neighbours
     from anime_pipeline.tiny_model import make_tiny_bundle
@@ -590,6 +626,8 @@ def prepare_quick(root: Path, n: int = 2000, seed: int = 0) -> BenchConfig:
         load_max_seconds=60.0,
         delta_full_sample=None,
         threads=2,
+        # `configurations`: the quick build as `default` (its report's quality keys); no story-text build.
+        default_paths=BuildPaths(work=work, artifacts_layer=artifacts.parent),
     )
 
 
@@ -635,6 +673,8 @@ def run_bench(cfg: BenchConfig, sections: tuple[str, ...] = SECTIONS) -> dict[st
         body["section_seconds"] = round(time.perf_counter() - t0, 2)
         doc["sections"][name] = body
     doc["summary"] = summarise(doc["sections"], parity=cfg.parity)
+    if "quality" in sections:
+        doc["configurations"] = configurations(cfg, doc["sections"].get("quality"))
     doc["seconds"] = round(time.perf_counter() - started, 1)
     return doc
 
@@ -660,7 +700,15 @@ def run(args: argparse.Namespace) -> int:
             cfg = prepare_quick(tmp)
             prepare_s = round(time.perf_counter() - t0, 1)
         else:
-            cfg, prepare_s = full_config(paths), 0.0
+            storytext = None
+            if args.storytext_work or args.storytext_layer:
+                from anime_pipeline.evaluation.quality import storytext_paths
+
+                storytext = storytext_paths(
+                    Path(args.storytext_work) if args.storytext_work else None,
+                    Path(args.storytext_layer) if args.storytext_layer else None,
+                )
+            cfg, prepare_s = full_config(paths, storytext), 0.0
         doc = run_bench(cfg, sections)
         doc["prepare_seconds"] = prepare_s
     finally:
@@ -690,6 +738,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--quick", action="store_true", help="synthetic catalogue + tiny model in a temp dir")
     p.add_argument("--output", help="also write the JSON here (default .work/bench/bench[-quick].json)")
     p.add_argument("--only", help=f"comma-separated subset of: {','.join(SECTIONS)}")
+    p.add_argument(
+        "--storytext-work",
+        help="the story-text build's work dir for `configurations` "
+        "(default $ANIME_STORYTEXT_WORK_DIR, else .work-storytext)",
+    )
+    p.add_argument(
+        "--storytext-layer",
+        help="its artifacts layer dir "
+        "(default $ANIME_STORYTEXT_ARTIFACTS_LAYER_DIR, else layers/artifacts-storytext)",
+    )
     p.set_defaults(func=run)
 
 

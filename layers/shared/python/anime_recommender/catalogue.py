@@ -28,6 +28,8 @@ class AnimeType(StrEnum):
     ONA = "ONA"
     SPECIAL = "SPECIAL"
     MUSIC = "MUSIC"
+    # Commercials and promotional videos (MyAnimeList's CM, PV): kept, never listed by default.
+    PROMO = "PROMO"
     UNKNOWN = "UNKNOWN"
 
     @classmethod
@@ -36,7 +38,7 @@ class AnimeType(StrEnum):
         if not raw:
             return cls.UNKNOWN
         key = raw.strip().upper()
-        aliases = {"TV SPECIAL": "SPECIAL", "CM": "SPECIAL", "PV": "SPECIAL", "MOVIES": "MOVIE"}
+        aliases = {"TV SPECIAL": "SPECIAL", "CM": "PROMO", "PV": "PROMO", "MOVIES": "MOVIE"}
         key = aliases.get(key, key)
         try:
             return cls(key)
@@ -73,36 +75,51 @@ class Anime:
     related: tuple[str, ...] = field(default=(), compare=False)
     thumbnail: str | None = None
     duration_s: int | None = None  # per episode, seconds (manami `duration`)
-    # Story text from an optional synopsis file merged at ingest (`loaders.synopses`); last, so a record
-    # without one hashes and saves exactly as before the field existed.
+    # Story text merged at ingest from an optional file keyed by MyAnimeList id (`loaders.storytext`).
+    # These fields come last and are left out of the saved form and the content hash while empty, so
+    # a record without story text hashes and saves exactly as before they existed.
     synopsis: str | None = None
+    title_english: str | None = None
+    # MyAnimeList content rating as a short code: g, pg, pg13, r, r_plus, rx (`CONTENT_RATINGS`).
+    content_rating: str | None = None
+    studios: tuple[str, ...] = ()
+
+    @property
+    def adult(self) -> bool:
+        """Whether this is an adult (Rx, hentai) title: rated `rx`, or tagged Hentai by the source."""
+        return self.content_rating == "rx" or "hentai" in self.tags
 
     def content_hash(self) -> str:
         """Stable hash of everything that affects similarity or responses (for delta updates).
 
-        The sha256 of `to_dict` as compact JSON with sorted keys, leaving `synopsis` out when it is
-        None: records without story text keep the hash they had before the field existed, so bundles
-        built then do not see every anime as changed. Built here with the keys already in sorted order
-        and one shared encoder (same bytes as `json.dumps(..., sort_keys=True)`, ~2x faster): a delta
-        update hashes the whole new catalogue.
+        The sha256 of `to_dict` as compact JSON with sorted keys, leaving the story fields out while
+        they are empty: records without story text keep the hash they had before the fields existed,
+        so bundles built then do not see every anime as changed. Built here with the keys already in
+        sorted order and one shared encoder (same bytes as `json.dumps(..., sort_keys=True)`, ~2x
+        faster): a delta update hashes the whole new catalogue.
         """
-        if self.synopsis is None:
+        if not _story_values(self) or not any(_story_values(self)):
             data = dict(zip(_HASH_FIELDS, _hash_values(self), strict=True))
         else:
-            data = dict(zip(_HASH_FIELDS_WITH_SYNOPSIS, _hash_values_with_synopsis(self), strict=True))
+            data = dict(zip(_HASH_FIELDS_WITH_STORY, _hash_values_with_story(self), strict=True))
+            for name in STORY_FIELDS:
+                if not data[name]:
+                    del data[name]
         data["type"] = self.type.value
         return hashlib.sha256(_HASH_ENCODER.encode(data).encode("utf-8")).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (tuples become lists, the enum its value); `synopsis` only when set."""
+        """A JSON-ready dict (tuples become lists, the enum its value); story fields only when set."""
         # Shallow field copy: `dataclasses.asdict` deep-copies every tuple, which made hashing a
         # catalogue (delta updates diff ~35k records) several times slower.
         data = {name: getattr(self, name) for name in _FIELDS}
-        if self.synopsis is None:
-            del data["synopsis"]
+        for name in STORY_FIELDS:
+            if not data[name]:
+                del data[name]
         data["type"] = self.type.value
-        for key in ("synonyms", "tags", "sources", "related"):
-            data[key] = list(data[key])
+        for key in ("synonyms", "tags", "sources", "related", "studios"):
+            if key in data:
+                data[key] = list(data[key])
         return data
 
     @classmethod
@@ -126,18 +143,26 @@ class Anime:
             thumbnail=data.get("thumbnail"),
             duration_s=data.get("duration_s"),
             synopsis=data.get("synopsis"),
+            title_english=data.get("title_english"),
+            content_rating=data.get("content_rating"),
+            studios=tuple(data.get("studios") or ()),
         )
 
 
 _FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Anime))
-# Fields a record without story text is hashed and saved with: every field before `synopsis` existed.
-_BASE_FIELDS: tuple[str, ...] = tuple(name for name in _FIELDS if name != "synopsis")
+#: Fields merged from a story-text file; left out of saved rows and hashes while empty.
+STORY_FIELDS: tuple[str, ...] = ("synopsis", "title_english", "content_rating", "studios")
+#: MyAnimeList's content ratings as the codes `Anime.content_rating` holds, mildest first.
+CONTENT_RATINGS: tuple[str, ...] = ("g", "pg", "pg13", "r", "r_plus", "rx")
+# Fields a record without story text is hashed and saved with: every field before story text existed.
+_BASE_FIELDS: tuple[str, ...] = tuple(name for name in _FIELDS if name not in STORY_FIELDS)
 # The slot descriptors of `Anime`, in field order (`_anime_from_rows` fills records through them).
 _SLOT_SETTERS = tuple(getattr(Anime, name).__set__ for name in _FIELDS)
 _HASH_FIELDS: tuple[str, ...] = tuple(sorted(_BASE_FIELDS))
-_HASH_FIELDS_WITH_SYNOPSIS: tuple[str, ...] = tuple(sorted(_FIELDS))
+_HASH_FIELDS_WITH_STORY: tuple[str, ...] = tuple(sorted(_FIELDS))
 _hash_values = attrgetter(*_HASH_FIELDS)
-_hash_values_with_synopsis = attrgetter(*_HASH_FIELDS_WITH_SYNOPSIS)
+_hash_values_with_story = attrgetter(*_HASH_FIELDS_WITH_STORY)
+_story_values = attrgetter(*STORY_FIELDS)
 _row_values = attrgetter(*_FIELDS)
 _base_row_values = attrgetter(*_BASE_FIELDS)
 # The C encoder writes tuples as JSON arrays, exactly as the lists of `to_dict` (`json.dumps` output).
@@ -156,8 +181,8 @@ def with_fields(anime: Anime, **changes: Any) -> Anime:
 
 # Saved catalogues are a header line naming the fields, then one JSON array per anime in that field
 # order: parsing arrays is ~2x faster than objects that repeat every key (the API's cold start).
-# A catalogue without any story text is saved without the `synopsis` column, byte for byte as before
-# the field existed (its bundle files and a delta's line comparison stay as they were).
+# A catalogue without any story text is saved without the story columns, byte for byte as before
+# they existed (its bundle files and a delta's line comparison stay as they were).
 CATALOGUE_FORMAT = "anime-catalogue-rows"
 
 
@@ -166,15 +191,15 @@ def _header(names: Sequence[str]) -> bytes:
 
 
 _HEADER = _header(_BASE_FIELDS)
-_HEADER_WITH_SYNOPSIS = _header(_FIELDS)
+_HEADER_WITH_STORY = _header(_FIELDS)
 
 
-def _encode_line(anime: Anime, *, with_synopsis: bool = False) -> bytes:
+def _encode_line(anime: Anime, *, with_story: bool = False) -> bytes:
     """One line of a saved catalogue: the field values in header order as a compact JSON array.
 
     The tuple is encoded as is: JSON writes a str subclass (the `AnimeType` StrEnum) as its value.
     """
-    values = _row_values(anime) if with_synopsis else _base_row_values(anime)
+    values = _row_values(anime) if with_story else _base_row_values(anime)
     return _HASH_ENCODER.encode(values).encode("utf-8")
 
 
@@ -192,7 +217,7 @@ def saved_lines(path: Path, ids: Sequence[int] | None = None) -> dict[int, bytes
     """
     with gzip.open(path, "rb") as fh:
         text = fh.read()
-    if not text.startswith((_HEADER + b"\n", _HEADER_WITH_SYNOPSIS + b"\n")):
+    if not text.startswith((_HEADER + b"\n", _HEADER_WITH_STORY + b"\n")):
         return {}
     lines = text.split(b"\n")[1:]
     if lines and not lines[-1]:
@@ -222,9 +247,11 @@ class Catalogue(Sequence[Anime]):
         self._row_of: dict[int, int] = {a.id: row for row, a in enumerate(self._items)}
         if len(self._row_of) != len(self._items):
             raise ValueError("catalogue has duplicate ids; loaders must resolve them first")
-        # Whether the saved form carries the `synopsis` column (see `_HEADER`).
-        self._with_synopsis = any(a.synopsis is not None for a in self._items)
+        # Whether the saved form carries the story columns (see `_HEADER`).
+        self._with_story = any(any(_story_values(a)) for a in self._items)
         self._numbers: dict[str, np.ndarray] = {}
+        self._unlisted: frozenset[int] | None = None
+        self._listed_mask: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self._items)
@@ -258,6 +285,26 @@ class Catalogue(Sequence[Anime]):
             self._numbers[name] = column
         return column
 
+    def unlisted_ids(self) -> frozenset[int]:
+        """Ids that no list shows by default (commercials and promotional videos); memoised.
+
+        They stay in the catalogue: `GET /anime/{id}` answers for them, and a search asking for them
+        by type finds them.
+        """
+        if self._unlisted is None:
+            self._unlisted = frozenset(a.id for a in self._items if a.type is AnimeType.PROMO)
+        return self._unlisted
+
+    def listed_mask(self) -> np.ndarray:
+        """Row mask of `unlisted_ids`' complement (True = may appear in a default list); read-only."""
+        if self._listed_mask is None:
+            mask = np.fromiter(
+                (a.type is not AnimeType.PROMO for a in self._items), dtype=bool, count=len(self)
+            )
+            mask.setflags(write=False)
+            self._listed_mask = mask
+        return self._listed_mask
+
     def row(self, anime_id: int) -> int:
         """Row of an anime id; KeyError when unknown."""
         return self._row_of[anime_id]
@@ -276,18 +323,18 @@ class Catalogue(Sequence[Anime]):
         return {a.id: a.content_hash() for a in self._items}
 
     @property
-    def has_synopses(self) -> bool:
-        """Whether any anime has story text (then the saved form has a `synopsis` column)."""
-        return self._with_synopsis
+    def has_story_text(self) -> bool:
+        """Whether any anime has story text (then the saved form has the story columns)."""
+        return self._with_story
 
     def lines(self) -> list[bytes]:
         """The saved line of every anime, in row order (what `save` writes after the header).
 
         Equal lines mean equal content hashes: both are the same field values as compact JSON (a line
-        with the `synopsis` column never equals one without: the arrays differ in length).
+        with the story columns never equals one without: the arrays differ in length).
         """
-        with_synopsis = self._with_synopsis
-        return [_encode_line(anime, with_synopsis=with_synopsis) for anime in self._items]
+        with_story = self._with_story
+        return [_encode_line(anime, with_story=with_story) for anime in self._items]
 
     def save(self, path: Path, *, compresslevel: int = 6, lines: Sequence[bytes] | None = None) -> None:
         """Write as gzipped JSON lines: a header naming the fields, then one array per anime.
@@ -303,7 +350,7 @@ class Catalogue(Sequence[Anime]):
             lines = self.lines()
         elif len(lines) != len(self._items):
             raise ValueError(f"{len(lines)} lines for {len(self._items)} anime")
-        header = _HEADER_WITH_SYNOPSIS if self._with_synopsis else _HEADER
+        header = _HEADER_WITH_STORY if self._with_story else _HEADER
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(gzip.compress(b"\n".join([header, *lines, b""]), compresslevel=compresslevel))
 
@@ -328,11 +375,11 @@ class Catalogue(Sequence[Anime]):
         names = tuple(str(name) for name in header["fields"])
         rows = json.loads("[" + ",".join(lines[1:]) + "]")
         if names in (_BASE_FIELDS, _FIELDS):
-            return cls(_anime_from_rows(rows, with_synopsis=names == _FIELDS))
+            return cls(_anime_from_rows(rows, with_story=names == _FIELDS))
         return cls(Anime.from_dict(dict(zip(names, row, strict=True))) for row in rows)
 
 
-def _anime_from_rows(rows: list[list[Any]], *, with_synopsis: bool) -> Iterator[Anime]:
+def _anime_from_rows(rows: list[list[Any]], *, with_story: bool) -> Iterator[Anime]:
     """`Anime.from_dict` of rows in `_BASE_FIELDS` or `_FIELDS` order, without a dict per row.
 
     The API's cold start builds every record here: positional arguments and no `.get` per field are
@@ -341,14 +388,16 @@ def _anime_from_rows(rows: list[list[Any]], *, with_synopsis: bool) -> Iterator[
     """
     types = _TYPE_BY_VALUE
     new, setters = object.__new__, _SLOT_SETTERS
-    width = len(_FIELDS) if with_synopsis else len(_BASE_FIELDS)
-    synopsis = None
+    width = len(_FIELDS) if with_story else len(_BASE_FIELDS)
+    synopsis = title_english = content_rating = None
+    studios: list[str] | None = None
     for row in rows:
         if len(row) != width:
             raise ValueError(f"catalogue row of {len(row)} fields, the header names {width}")
-        if with_synopsis:
+        if with_story:
             (id_, title, kind, synonyms, episodes, status, year, season, score, tags, members, sources,
-             picture, related, thumbnail, duration_s, synopsis) = row  # fmt: skip
+             picture, related, thumbnail, duration_s, synopsis, title_english, content_rating,
+             studios) = row  # fmt: skip
         else:
             (id_, title, kind, synonyms, episodes, status, year, season, score, tags, members, sources,
              picture, related, thumbnail, duration_s) = row  # fmt: skip
@@ -370,6 +419,9 @@ def _anime_from_rows(rows: list[list[Any]], *, with_synopsis: bool) -> Iterator[
             thumbnail,
             duration_s,
             synopsis,
+            title_english,
+            content_rating,
+            tuple(studios or ()),
         )
         # What `Anime(*values)` does, minus its frozen __init__'s object.__setattr__ per field: the
         # slots' own setters store the same values (17.5k records: 40 → 27 ms of cold start).

@@ -473,6 +473,23 @@ def popularity(members: np.ndarray) -> np.ndarray:
     return np.clip(np.log10(np.maximum(m, 0.0) + 1.0) / _POP_LOG_MAX, 0.0, 1.0)
 
 
+#: Anime with no member count (those only a story-text file knows) get this quantile of the known
+#: anime's popularity prior: below most, so they do not flood lists, but not the bottom, so a strong
+#: story match is not buried.
+UNKNOWN_POPULARITY_QUANTILE = 0.25
+
+
+def catalogue_popularity(catalogue: Catalogue) -> np.ndarray:
+    """`popularity` of every anime in row order, unknown member counts imputed
+    (`UNKNOWN_POPULARITY_QUANTILE` of the known ones; 0 when none is known)."""
+    members = catalogue.numbers("members")
+    pop = popularity(members)
+    unknown = np.isnan(members)
+    if unknown.any() and not unknown.all():
+        pop[unknown] = float(np.quantile(pop[~unknown], UNKNOWN_POPULARITY_QUANTILE))
+    return pop
+
+
 def quality(scores: np.ndarray) -> np.ndarray:
     """The quality prior in [0, 1]: (score - 5) / 4 clipped; NaN (unknown) → 0."""
     s = np.asarray(scores, dtype=np.float64)
@@ -593,7 +610,7 @@ class RerankFeatures:
 
     def __init__(self, catalogue: Catalogue, franchise: FranchiseIndex | None = None) -> None:
         self.ids = np.fromiter((a.id for a in catalogue), dtype=np.int64, count=len(catalogue))
-        self.pop = popularity(catalogue.numbers("members"))
+        self.pop = catalogue_popularity(catalogue)
         self.qual = quality(catalogue.numbers("score"))
         self.years = catalogue.numbers("year")
         tag_numbers: dict[str, int] = {}

@@ -229,7 +229,7 @@ class TieredBackend:
         """
         if k <= 0:
             return []
-        banned = set(exclude) | {anime_id} | self.siblings(anime_id)
+        banned = set(exclude) | {anime_id} | self.siblings(anime_id) | self.catalogue.unlisted_ids()
         query = self._vector(anime_id)
         if query is None:
             hits = [
@@ -267,7 +267,7 @@ class TieredBackend:
         """
         if k <= 0 or not liked:
             return []
-        banned = set(exclude) | set(liked) | set(disliked)
+        banned = set(exclude) | set(liked) | set(disliked) | self.catalogue.unlisted_ids()
         for anime_id in liked:
             banned |= self.siblings(anime_id)
         liked_vectors = {a: v for a in liked if (v := self._vector(a)) is not None}

@@ -50,6 +50,7 @@ KNOWN_TYPES: tuple[AnimeType, ...] = (
     AnimeType.ONA,
     AnimeType.SPECIAL,
     AnimeType.MUSIC,
+    AnimeType.PROMO,
 )
 
 # Upper triangle of the symmetric compatibility matrix; the diagonal is 1.
@@ -71,6 +72,10 @@ _TYPE_PAIRS: dict[tuple[AnimeType, AnimeType], float] = {
     (AnimeType.ONA, AnimeType.SPECIAL): 0.7,
     (AnimeType.ONA, AnimeType.MUSIC): 0.2,
     (AnimeType.SPECIAL, AnimeType.MUSIC): 0.3,
+    # Commercials and promotional videos resemble nothing but each other (and barely music videos).
+    **{(t, AnimeType.PROMO): 0.1 for t in (AnimeType.TV, AnimeType.MOVIE, AnimeType.OVA, AnimeType.ONA)},
+    (AnimeType.SPECIAL, AnimeType.PROMO): 0.2,
+    (AnimeType.MUSIC, AnimeType.PROMO): 0.3,
 }
 
 

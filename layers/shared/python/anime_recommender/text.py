@@ -52,6 +52,12 @@ def anime_text(anime: Anime) -> str:
     """
     parts = [anime.title.strip()]
     synonyms = [s.strip() for s in anime.synonyms if s.strip() and s.strip() != anime.title.strip()]
+    if anime.title_english:
+        # Story text brings an English title and synonyms in many scripts: the English title first,
+        # then Latin-script names only (a Korean or Greek title costs tokens the encoder barely reads).
+        english = anime.title_english.strip()
+        latin = [s for s in synonyms if s.isascii() and s.casefold() != english.casefold()]
+        synonyms = ([english] if english.casefold() != parts[0].casefold() else []) + latin
     if synonyms:
         parts.append("Also known as " + "; ".join(synonyms[:MAX_SYNONYMS]))
     kind = _TYPE_WORDS.get(anime.type)

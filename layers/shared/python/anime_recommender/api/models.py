@@ -163,12 +163,20 @@ class AnimeBase(BaseModel):
 
     id: int
     title: str
+    title_english: str | None = Field(
+        default=None, description="The English title, when story text gives one that differs from `title`."
+    )
     type: AnimeType
     year: int | None
     score: float | None
     episodes: int | None
     tags: list[str]
     picture: str | None
+
+
+def _english_title(anime: Anime) -> str | None:
+    english = anime.title_english
+    return english if english and english.casefold() != anime.title.casefold() else None
 
 
 class AnimeSummary(AnimeBase):
@@ -180,6 +188,7 @@ class AnimeSummary(AnimeBase):
         return cls(
             id=anime.id,
             title=anime.title,
+            title_english=_english_title(anime),
             type=anime.type,
             year=anime.year,
             score=anime.score,
@@ -343,6 +352,9 @@ class SearchExplanation(BaseModel):
         "quality), summing to it."
     )
     summary: str = Field(description="One human-readable line.")
+    snippet: str | None = Field(
+        default=None, description="The synopsis sentence that holds the matched story words, when any."
+    )
 
 
 class SearchItem(BaseModel):

@@ -38,6 +38,7 @@ from anime_recommender.catalogue import Anime, AnimeType
 from anime_recommender.ranking import franchise_entries
 from anime_recommender.search.engine import SearchEngine, SearchResult, explanation_summary
 from anime_recommender.search.hybrid import SearchHit
+from anime_recommender.search.lexical import story_snippet
 from anime_recommender.search.titles import TitleIndex
 from anime_recommender.similarity import DISLIKE_WEIGHT, Hit, SimilarityBackend
 
@@ -161,7 +162,8 @@ class RecommenderService:
         wanted = params.offset + params.k
         hits = self.backend.similar(anime_id, wanted, self.allowed(params), frozenset(params.exclude))
         page = hits[params.offset : wanted]
-        siblings = (self.catalogue.by_id(i) for i in sorted(self.backend.siblings(anime_id)))
+        unlisted = self.catalogue.unlisted_ids()
+        siblings = (self.catalogue.by_id(i) for i in sorted(self.backend.siblings(anime_id) - unlisted))
         franchise, total = franchise_entries(query, siblings)
         return SimilarPublic(
             query=AnimeSummary.of(query),
@@ -222,8 +224,10 @@ class RecommenderService:
         )
 
     def _search_item(self, hit: SearchHit) -> SearchItem:
+        anime = self.catalogue.by_id(hit.anime_id)
+        story_terms = [t for p in hit.explanation if p.kind == "story_terms" for t in p.terms]
         return SearchItem(
-            anime=AnimeSummary.of(self.catalogue.by_id(hit.anime_id)),
+            anime=AnimeSummary.of(anime),
             similarity=round(hit.score, 4),
             explanation=SearchExplanation(
                 matched=[
@@ -232,6 +236,7 @@ class RecommenderService:
                 ],
                 components={name: round(value, 4) for name, value in hit.components.items()},
                 summary=explanation_summary(hit.explanation),
+                snippet=story_snippet(anime.synopsis, story_terms),
             ),
         )
 

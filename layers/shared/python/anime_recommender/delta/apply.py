@@ -3,9 +3,10 @@
 The source bundle is never modified: the result is written to a fresh directory (unchanged files, e.g.
 the model and `release_dates.json`, are hard-linked or copied) with a new manifest whose
 `data_version` is the new catalogue's. What is read from the base is verified first (`base`). The
-model and the indexes are an `IndexWorker`'s (`indexer`): it embeds the added and changed anime and
-updates the indexes through `VectorIndex`, which keeps hnswlib's pitfalls away: removed anime are
-marked deleted first, so new anime reuse their slots (`replace_deleted`) before the index is
+model and the indexes are an `IndexWorker`'s (`indexer`): it embeds the added anime and the changed
+ones whose encoder text changed (`DeltaPlan.to_embed`; the others keep their vectors) and updates
+the indexes through `VectorIndex`, which keeps hnswlib's pitfalls away: removed anime are marked
+deleted first, so new anime reuse their slots (`replace_deleted`) before the index is
 resized; a changed anime keeps its label and gets its vector replaced by a plain `add_items`; new
 anime always get fresh labels (never a deleted label again). Meanwhile this process writes the
 catalogue, merges the V2 lists (`lists`) and saves the catalogue's lookup tables (`catalogue_tables`),
@@ -113,6 +114,7 @@ def _write_new_manifest(
             "delta": {
                 "base_version": plan.base_version,
                 **plan.counts(),
+                "embedded": len(plan.to_embed),
                 "lists_recomputed": update.recomputed,
                 "lists_merged": update.merged,
                 "lists_approximate": update.approximate,

@@ -2,11 +2,11 @@
 
 `load_base_records` reads the base's content hashes and saved catalogue lines (not parsed: what the
 diff needs first) and the story text in them (the only part of a line parsed, and only where there
-is some: a delta's source has none, so the new catalogue takes the base's); `load_delta_base` the V2
-lists and the release dates, `load_base_release_dates` the build's enrichment. Every file is checked
-against the manifest's sha256 before it is read (`verified_manifest`); a missing or corrupt file
-raises `DeltaApplyError`, so nothing is published from a degraded base. The model and the indexes are
-an `IndexWorker`'s to verify (`indexer`).
+is some: a delta's source has none, so the new catalogue takes the base's story fields);
+`load_delta_base` the V2 lists and the release dates, `load_base_release_dates` the build's
+enrichment. Every file is checked against the manifest's sha256 before it is read
+(`verified_manifest`); a missing or corrupt file raises `DeltaApplyError`, so nothing is published
+from a degraded base. The model and the indexes are an `IndexWorker`'s to verify (`indexer`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Final
 
 from anime_recommender.artifacts import (
     CATALOGUE,
@@ -29,8 +30,8 @@ from anime_recommender.artifacts import (
     load_content_hashes,
     verify,
 )
-from anime_recommender.catalogue import Catalogue, saved_lines
-from anime_recommender.delta.plan import BaseRecords, DeltaApplyError
+from anime_recommender.catalogue import STORY_FIELDS, Anime, Catalogue, saved_lines
+from anime_recommender.delta.plan import BaseRecords, DeltaApplyError, story_fields
 from anime_recommender.neighbours import NeighbourLists
 from anime_recommender.release_dates import ReleaseDates, load_release_dates
 from anime_recommender.timing import timed
@@ -109,35 +110,46 @@ def load_base_release_dates(bundle_dir: Path) -> ReleaseDates | None:
         raise DeltaApplyError(f"base bundle is degraded: {exc}; rebuild it") from exc
 
 
-def saved_synopses(path: Path, lines: Mapping[int, bytes]) -> dict[int, str]:
-    """id → synopsis of the anime that have one in `lines` (`saved_lines(path)`); {} when the file's
-    header has no `synopsis` column.
+# How a saved line without story text ends when the story fields are its last columns, in
+# `STORY_FIELDS` order (as `Catalogue.save` writes them): each field's empty value (`,null,...,[]]`).
+_EMPTY: Final = Anime(id=0, title="")
+_NO_STORY_TAIL: Final = (
+    "".join("," + json.dumps(getattr(_EMPTY, name)) for name in STORY_FIELDS) + "]"
+).encode()
 
-    Only lines that can hold text are parsed: with `synopsis` the last column (as `Catalogue.save`
-    writes it), a line without story text ends in `null]`. A file `saved_lines` could not split (no
-    `lines`: another format) is parsed whole.
+
+def saved_story_text(path: Path, lines: Mapping[int, bytes]) -> dict[int, dict[str, Any]]:
+    """id → story fields (`story_fields`) of the anime that have some in `lines` (`saved_lines(path)`);
+    {} when the file's header has no story columns.
+
+    Only lines that can hold story text are parsed: with the story fields the last columns (as
+    `Catalogue.save` writes them), a line without any ends in `_NO_STORY_TAIL`. A file `saved_lines`
+    could not split (no `lines`: another format) is parsed whole.
     """
     if not lines:
-        return {a.id: a.synopsis for a in Catalogue.load(path) if a.synopsis is not None}
+        return {a.id: story for a in Catalogue.load(path) if (story := story_fields(a))}
     with gzip.open(path, "rb") as fh:
         header = json.loads(fh.readline() or b"null")
     names = header.get("fields") if isinstance(header, dict) else None
-    if not isinstance(names, list) or "synopsis" not in names:
+    if not isinstance(names, list) or not set(STORY_FIELDS).intersection(names):
         return {}
-    column = names.index("synopsis")
-    last = column == len(names) - 1
-    found: dict[int, str] = {}
+    columns = [(name, names.index(name)) for name in STORY_FIELDS if name in names]
+    skip_plain = names[-len(STORY_FIELDS) :] == list(STORY_FIELDS)
+    found: dict[int, dict[str, Any]] = {}
     for anime_id, line in lines.items():
-        if last and not line.endswith(b'"]'):
+        if skip_plain and line.endswith(_NO_STORY_TAIL):
             continue
-        text = json.loads(line)[column]
-        if isinstance(text, str):
-            found[anime_id] = text
+        row = json.loads(line)
+        story = {name: row[column] for name, column in columns if row[column]}
+        if isinstance(story.get("studios"), list):
+            story["studios"] = tuple(story["studios"])
+        if story:
+            found[anime_id] = story
     return found
 
 
 def load_base_records(bundle_dir: Path) -> BaseRecords:
-    """Verify and read the base's content hashes, saved catalogue lines and synopses (what the diff
+    """Verify and read the base's content hashes, saved catalogue lines and story text (what the diff
     needs first).
 
     Raises:
@@ -146,7 +158,7 @@ def load_base_records(bundle_dir: Path) -> BaseRecords:
     """
     manifest = verified_manifest(bundle_dir, _record_files)
     path = bundle_dir / CATALOGUE
-    synopses: dict[int, str] | None = None
+    story: dict[int, dict[str, Any]] | None = None
     if CONTENT_HASHES in manifest.files:
         try:
             hashes = load_content_hashes(bundle_dir / CONTENT_HASHES)
@@ -155,11 +167,11 @@ def load_base_records(bundle_dir: Path) -> BaseRecords:
     else:
         catalogue = Catalogue.load(path)
         hashes = catalogue.content_hashes()
-        synopses = {a.id: a.synopsis for a in catalogue if a.synopsis is not None}
+        story = {a.id: fields for a in catalogue if (fields := story_fields(a))}
     lines = saved_lines(path, ids=sorted(hashes))
-    if synopses is None:
+    if story is None:
         try:
-            synopses = saved_synopses(path, lines)
+            story = saved_story_text(path, lines)
         except (ValueError, IndexError) as exc:
             raise DeltaApplyError(f"base bundle is degraded: {path.name}: {exc}; rebuild it") from exc
     version = data_version(hashes)
@@ -168,7 +180,7 @@ def load_base_records(bundle_dir: Path) -> BaseRecords:
             f"content hashes of {bundle_dir} give data version {version}, "
             f"the manifest says {manifest.data_version}"
         )
-    return BaseRecords(hashes=hashes, lines=lines, data_version=version, synopses=synopses)
+    return BaseRecords(hashes=hashes, lines=lines, data_version=version, story=story)
 
 
 def load_delta_base(bundle_dir: Path, *, records: BaseRecords | None = None) -> DeltaBase:

@@ -4,7 +4,8 @@ Why apart: validating the new catalogue, diffing it and updating the V2 lists ar
 GIL, and so do loading the tokenizer and the hnswlib indexes and inserting into them. In one process
 they take turns (measured on the default catalogue: validation 0.25 s alone, ~0.45 s beside the
 loads). An `IndexWorker` in a forked child process loads and verifies the model and both indexes
-while the parent validates, then embeds the added and changed anime and saves the updated indexes
+while the parent validates, then embeds the added anime and those whose encoder text changed
+(`DeltaPlan.to_embed`) and saves the updated indexes
 while the parent updates the V2 lists and writes the catalogue: two cores, two interpreters.
 
 The worker is a `ForkedJob` (`forked`): forked only while the process runs no other thread, and only
@@ -65,7 +66,7 @@ def index_files(manifest: Manifest) -> list[str]:
 class IndexJob:
     """What the indexes need from a plan: the texts to embed, the ids to insert and to remove."""
 
-    ids: tuple[int, ...]  # added and changed, in `texts` order
+    ids: tuple[int, ...]  # `DeltaPlan.to_embed`: added, and changed in their text; `texts` order
     texts: tuple[str, ...]
     removed: tuple[int, ...]
     catalogue_size: int

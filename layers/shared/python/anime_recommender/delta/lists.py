@@ -106,7 +106,7 @@ def update_neighbours(
         raise DeltaApplyError(
             "neighbour lists do not cover the new catalogue (base bundle and plan disagree)"
         )
-    touched = np.asarray(plan.to_embed, dtype=np.int64)
+    touched = np.asarray(plan.touched, dtype=np.int64)  # teacher features: any field may count
     t_rows = np.searchsorted(cat_ids, touched)
     block = features.block_scores(t_rows) if touched.size else np.empty((0, len(cat_ids)), np.float32)
     block[np.arange(touched.size), t_rows] = -np.inf  # self-pairs

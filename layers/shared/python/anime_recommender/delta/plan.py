@@ -3,36 +3,41 @@
 Validation happens before anything is written: the new file goes through the same loaders (and
 `LoadReport`) as the offline build, and a catalogue that fails to load, is empty, lost too many
 records to malformation, or removes more than `DeltaPolicy.max_removed_share` of the current
-entries is refused with a `DeltaRefusedError` naming the reason. The diff is by `Anime.content_hash`.
+entries is refused with a `DeltaRefusedError` naming the reason. The diff is by `Anime.content_hash`;
+of the changed anime, only those whose encoder text (`anime_text`) differs from the base's are
+re-embedded (`DeltaPlan.to_embed`): a new content rating or studio updates the record, not its vector.
 
-Story text: a catalogue source (manami's) has no synopses, so the new catalogue takes them, where a
-record has none of its own, from a synopsis file when one is configured (`load_new_catalogue`), then
-from the base bundle (`BaseRecords.synopses`, `carry_base_synopses`). An anime the source did not
-change thus keeps its saved line and content hash, and is not re-embedded; a changed one keeps its
-story text in its new encoder text and in the lexical index.
+Story text: a catalogue source (manami's) has none, so the new catalogue takes it, where a record has
+none of its own, from a story-text file when one is configured (`load_new_catalogue`, through the
+ingest's `read_storytext` / `merge_storytext`), then field by field from the base bundle
+(`BaseRecords.story`, `carry_base_story_text`). An anime the source did not change thus keeps its
+saved line and content hash, and is not re-embedded; a changed one keeps its story text in its new
+encoder text and in the lexical index. Tags, synonyms and relations a story-text file merged into
+the base are not carried: a weekly update keeps them by reading the same file again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Final, Literal
 
 from anime_recommender.artifacts import data_version
-from anime_recommender.catalogue import Catalogue
-from anime_recommender.loaders import (
-    CatalogueFormatError,
-    LoadReport,
-    SynopsisReport,
-    fill_synopses,
-    load_catalogue,
-    merge_synopses,
-    read_synopses,
-)
+from anime_recommender.catalogue import STORY_FIELDS, Anime, Catalogue, with_fields
+from anime_recommender.loaders import CatalogueFormatError, LoadReport, load_catalogue
+from anime_recommender.loaders.storytext import StoryTextReport, merge_storytext, read_storytext
 from anime_recommender.release_dates import ReleaseDates
+from anime_recommender.text import anime_text
 
-RefusalCode = Literal["invalid", "invalid_synopses", "empty", "malformed_records", "shrink"]
+RefusalCode = Literal["invalid", "invalid_storytext", "empty", "malformed_records", "shrink"]
+
+# The columns of a saved catalogue line (`saved_lines` only returns lines of these two layouts): every
+# field of `Anime`, or every field but the story fields (a catalogue saved without story text).
+_LINE_FIELDS: Final = tuple(f.name for f in dataclasses.fields(Anime))
+_LINE_FIELDS_NO_STORY: Final = tuple(name for name in _LINE_FIELDS if name not in STORY_FIELDS)
 
 
 class DeltaRefusedError(ValueError):
@@ -67,29 +72,73 @@ class DeltaPolicy:
                 raise ValueError(f"{name} must be within [0, 1], got {value}")
 
 
+def story_fields(anime: Anime) -> dict[str, Any]:
+    """The story fields (`STORY_FIELDS`) `anime` has, name → value; {} for a record without story text."""
+    return {name: value for name in STORY_FIELDS if (value := getattr(anime, name))}
+
+
+def record_from_line(line: bytes) -> Anime | None:
+    """The `Anime` of a saved catalogue line (`saved_lines`), or None when it is not one.
+
+    The layout is told by the row's length: `saved_lines` only returns lines of a file whose header
+    names every field of `Anime`, or every field but the story fields.
+    """
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(row, list):
+        return None
+    names = {len(_LINE_FIELDS): _LINE_FIELDS, len(_LINE_FIELDS_NO_STORY): _LINE_FIELDS_NO_STORY}.get(len(row))
+    if names is None:
+        return None
+    try:
+        return Anime.from_dict(dict(zip(names, row, strict=True)))
+    except (TypeError, ValueError, KeyError):
+        return None
+
+
 @dataclass(frozen=True)
 class BaseRecords:
     """What the serving version says of each anime: content hash, saved catalogue line and story text.
 
     `lines` is empty for a catalogue saved in an older format (nothing can then be reused);
-    `data_version` is `data_version(hashes)`; `synopses` holds the anime that have one.
+    `data_version` is `data_version(hashes)`; `story` holds, for each anime that has some, its story
+    fields (`story_fields`).
     """
 
     hashes: dict[int, str]
     lines: dict[int, bytes]
     data_version: str
-    synopses: dict[int, str] = field(default_factory=dict)
+    story: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def record(self, anime_id: int) -> Anime | None:
+        """The base's record of `anime_id`, parsed from its saved line; None without one."""
+        line = self.lines.get(anime_id)
+        return None if line is None else record_from_line(line)
 
 
-def carry_base_synopses(catalogue: Catalogue, base: BaseRecords) -> tuple[Catalogue, int]:
-    """`catalogue` with the base's story text for each anime that has none, and how many got one.
+def carry_base_story_text(catalogue: Catalogue, base: BaseRecords) -> tuple[Catalogue, int]:
+    """`catalogue` with each story field an anime lacks taken from the base's record of it, and how
+    many anime took at least one.
 
     The same catalogue when the base has none to give. Call before `catalogue.lines()`: the lines
-    (and content hashes) of anime that keep their text then equal the base's.
+    (and content hashes) of anime that keep their text then equal the base's. Field by field, so that
+    a file carrying only synopses (the synopsis CSV) keeps the English titles, ratings and studios a
+    fuller file gave the base.
     """
-    if not base.synopses:
+    if not base.story:
         return catalogue, 0
-    return fill_synopses(catalogue, base.synopses)
+    items: list[Anime] = []
+    carried = 0
+    for anime in catalogue:
+        story = base.story.get(anime.id)
+        missing = {name: value for name, value in (story or {}).items() if not getattr(anime, name)}
+        if missing:
+            anime = with_fields(anime, **missing)
+            carried += 1
+        items.append(anime)
+    return (Catalogue(items), carried) if carried else (catalogue, 0)
 
 
 def hash_new_catalogue(catalogue: Catalogue, lines: Sequence[bytes], base: BaseRecords) -> dict[int, str]:
@@ -111,7 +160,11 @@ def hash_new_catalogue(catalogue: Catalogue, lines: Sequence[bytes], base: BaseR
 
 @dataclass(frozen=True)
 class DeltaPlan:
-    """What a delta update changes: ids by kind, both data versions, the new catalogue and its hashes."""
+    """What a delta update changes: ids by kind, both data versions, the new catalogue and its hashes.
+
+    `text_changed`: the changed anime whose encoder text differs from the base's (None: unknown, all
+    of them); the others keep their vectors.
+    """
 
     base_version: str
     new_version: str
@@ -122,6 +175,7 @@ class DeltaPlan:
     catalogue: Catalogue = field(repr=False)
     hashes: Mapping[int, str] = field(repr=False)
     lines: Sequence[bytes] | None = field(default=None, repr=False)  # `catalogue.lines()`, when known
+    text_changed: tuple[int, ...] | None = None
 
     @property
     def is_empty(self) -> bool:
@@ -129,9 +183,19 @@ class DeltaPlan:
         return not (self.added or self.changed or self.removed)
 
     @property
-    def to_embed(self) -> tuple[int, ...]:
-        """Ids whose vectors must be (re)computed: added and changed, sorted."""
+    def touched(self) -> tuple[int, ...]:
+        """Ids whose records are new or changed (their V2 lists are recomputed), sorted."""
         return tuple(sorted(self.added + self.changed))
+
+    @property
+    def to_embed(self) -> tuple[int, ...]:
+        """Ids whose vectors must be (re)computed, sorted: added, and changed in their encoder text.
+
+        Only what the encoder reads makes a vector stale: an anime changed in its score, studios or
+        content rating alone keeps its vector (and its index label).
+        """
+        changed = self.changed if self.text_changed is None else self.text_changed
+        return tuple(sorted(self.added + changed))
 
     def counts(self) -> dict[str, int]:
         """Counts per kind (for logs, metrics and the summary)."""
@@ -148,14 +212,18 @@ def load_new_catalogue(
     path: Path,
     policy: DeltaPolicy | None = None,
     release_dates: ReleaseDates | None = None,
-    synopses: Path | None = None,
+    storytext: Path | None = None,
+    *,
+    storytext_adds: bool = False,
 ) -> tuple[Catalogue, LoadReport]:
     """Load a candidate catalogue with the build's loaders; `DeltaRefusedError` when unusable.
 
     `release_dates` are passed to `load_catalogue`: the build's bangumi-data enrichment must match, or
     every enriched anime would look changed; `run_delta_update` passes the base bundle's dates.
-    `synopses`: a synopsis file (`read_synopses`' formats) whose text is set on each anime that has
-    none from the source; what it merged and skipped is in `LoadReport.notes`.
+    `storytext`: a story-text file (`read_storytext`'s formats: the story-text JSONL or the synopsis
+    CSV, as `anime-build ingest --storytext` reads) merged as the ingest merges it, except that story
+    fields the source has win; `storytext_adds`: the anime only the file has join (as
+    `--storytext-adds`). What it merged and skipped is in `LoadReport.notes`.
     """
     policy = policy or DeltaPolicy()
     try:
@@ -176,22 +244,42 @@ def load_new_catalogue(
                 f"({share:.1%} > {policy.max_skipped_share:.1%}); by reason {report.skipped_by_reason()}",
             )
     catalogue = result.catalogue
-    if synopses is not None:
-        catalogue, merged = _merge_synopsis_file(catalogue, synopses)
+    if storytext is not None:
+        catalogue, merged = _merge_storytext_file(catalogue, storytext, adds=storytext_adds)
         report.notes.append(merged.summary())
     return catalogue, report
 
 
-def _merge_synopsis_file(catalogue: Catalogue, path: Path) -> tuple[Catalogue, SynopsisReport]:
-    """`catalogue` with `path`'s story text where it has none; `DeltaRefusedError` for a bad file (a
-    delta that silently dropped a configured file would publish stale text)."""
+def _merge_storytext_file(
+    catalogue: Catalogue, path: Path, *, adds: bool
+) -> tuple[Catalogue, StoryTextReport]:
+    """`catalogue` with `path`'s story text merged (the source's own story fields win);
+    `DeltaRefusedError` for a bad file, or one without a usable record (a delta that silently dropped a
+    configured file would publish stale text)."""
     try:
-        found, report = read_synopses(path)
+        stories, report = read_storytext(path)
     except CatalogueFormatError as exc:
-        raise DeltaRefusedError("invalid_synopses", f"synopsis file failed validation: {exc}") from exc
+        raise DeltaRefusedError("invalid_storytext", f"story-text file failed validation: {exc}") from exc
     except (OSError, UnicodeError, ValueError) as exc:
-        raise DeltaRefusedError("invalid_synopses", f"synopsis file could not be read: {exc}") from exc
-    return merge_synopses(catalogue, found, report, keep_existing=True), report
+        raise DeltaRefusedError("invalid_storytext", f"story-text file could not be read: {exc}") from exc
+    if not stories:
+        raise DeltaRefusedError(
+            "invalid_storytext", f"story-text file {path.name} has no usable record ({report.summary()})"
+        )
+    return merge_storytext(catalogue, stories, report, adds=adds, keep_existing=True), report
+
+
+def encoder_text_changed(
+    changed: Sequence[int], new: Catalogue, old_record: Callable[[int], Anime | None]
+) -> tuple[int, ...]:
+    """The ids of `changed` whose encoder text (`anime_text`) in `new` differs from their old record's
+    (`old_record(id)`; None, e.g. a base saved in an older format, counts as differing)."""
+    found: list[int] = []
+    for anime_id in changed:
+        old = old_record(anime_id)
+        if old is None or anime_text(old) != anime_text(new.by_id(anime_id)):
+            found.append(anime_id)
+    return tuple(found)
 
 
 def plan_delta(
@@ -207,18 +295,23 @@ def plan_delta(
 
     `new_hashes`: `new.content_hashes()` when the caller computed them already (hashing a catalogue is
     the costly part of a plan) and `new_version` their `data_version`; `new_lines`: `new.lines()`, kept
-    for writing the new catalogue.
+    for writing the new catalogue. Each changed anime's encoder text is compared with its old record's
+    (`encoder_text_changed`; from the base's saved line when `current` is its records): only those
+    that differ are in `DeltaPlan.to_embed`.
 
     Raises:
         DeltaRefusedError: `new` is empty or would remove more than `policy.max_removed_share`.
     """
     policy = policy or DeltaPolicy()
+    old_record: Callable[[int], Anime | None]
     if isinstance(current, BaseRecords):
         old_hashes: Mapping[int, str] = current.hashes
         base_version = current.data_version
+        old_record = current.record
     else:
         old_hashes = current.content_hashes()
         base_version = data_version(old_hashes)
+        old_record = current.get
     new_hashes = new.content_hashes() if new_hashes is None else new_hashes
     if len(new_hashes) != len(new):
         raise ValueError(f"{len(new_hashes)} content hashes for {len(new)} anime")
@@ -245,4 +338,5 @@ def plan_delta(
         catalogue=new,
         hashes=new_hashes,
         lines=new_lines,
+        text_changed=encoder_text_changed(changed, new, old_record),
     )

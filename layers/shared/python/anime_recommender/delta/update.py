@@ -10,9 +10,12 @@ file on; a base without one falls back to a local bangumi-data file (`local_rele
 Without this, every enriched anime would look changed (year lost) wherever no bangumi-data is
 installed, e.g. in Lambda.
 
-Story text: a source without synopses (manami's) keeps the base bundle's, and a configured synopsis
-file (`synopses_path`) is merged first, through the build's loader; the source's own text wins over
-both (`plan`). `synopses_carried` counts the anime that took the base's text.
+Story text: a source without it (manami's) keeps the base bundle's story fields (synopsis, English
+title, content rating, studios), and a configured story-text file (`storytext_path`: the story-text
+JSONL or the synopsis CSV) is merged first, through the ingest's `read_storytext` /
+`merge_storytext`; the source's own text wins over both (`plan`). `story_text_carried` counts the
+anime that took some of the base's. Only the changed anime whose encoder text differs are
+re-embedded (`embedded`).
 
 Speed (a weekly 10 + 10 delta on 17.5k anime, ~1 s): an `IndexWorker` (a forked process) loads the
 model and indexes while this process validates the new catalogue, then embeds and updates the
@@ -45,7 +48,7 @@ from anime_recommender.delta.plan import (
     DeltaPlan,
     DeltaPolicy,
     DeltaRefusedError,
-    carry_base_synopses,
+    carry_base_story_text,
     hash_new_catalogue,
     load_new_catalogue,
     plan_delta,
@@ -73,7 +76,8 @@ class DeltaSummary:
     refusal_reason: str | None = None
     lists_recomputed: int = 0
     lists_merged: int = 0
-    synopses_carried: int = 0
+    story_text_carried: int = 0
+    embedded: int = 0
     duration_s: float = 0.0
     timings_s: dict[str, float] = field(default_factory=dict)
 
@@ -87,7 +91,8 @@ class DeltaRun:
     """What the steps of one run share: its inputs, the base it is applied to, the loads beside them."""
 
     catalogue_path: Path
-    synopses_path: Path | None
+    storytext_path: Path | None
+    storytext_adds: bool
     store: ArtifactStore
     pointer: Pointer | None  # as read when the run started: the flip's precondition
     base_dir: Path
@@ -117,7 +122,8 @@ def run_delta_update(
     work_dir: Path,
     policy: DeltaPolicy | None = None,
     threads: int = 1,
-    synopses_path: Path | None = None,
+    storytext_path: Path | None = None,
+    storytext_adds: bool = False,
 ) -> DeltaSummary:
     """Validate `catalogue_path` and publish the delta against what is served now (see module docstring).
 
@@ -128,9 +134,12 @@ def run_delta_update(
         work_dir: scratch space (downloaded base, new bundle); Lambda: under /tmp.
         policy: refusal thresholds.
         threads: hnswlib insert threads (the index worker embeds with one onnxruntime thread).
-        synopses_path: a synopsis file (CSV/TSV/JSONL keyed by MAL id, as `anime-build ingest
-            --synopses`) to merge into the new catalogue; a bad one refuses the run
-            (`invalid_synopses`). Without it the base's story text is carried on.
+        storytext_path: a story-text file keyed by MAL id (the story-text JSONL or the synopsis
+            CSV/TSV/JSONL, as `anime-build ingest --storytext`) to merge into the new catalogue; a bad
+            one refuses the run (`invalid_storytext`). Without it the base's story fields are carried
+            on.
+        storytext_adds: the anime only the story-text file has join the catalogue (as the build's
+            `--storytext-adds`; a base built with them would otherwise lose them, a refused shrink).
     """
     total = timed()
     timings: dict[str, float] = {}
@@ -153,7 +162,8 @@ def run_delta_update(
         base = pool.submit(lambda: load_delta_base(base_dir, records=records.result()))
         run = DeltaRun(
             catalogue_path=catalogue_path,
-            synopses_path=synopses_path,
+            storytext_path=storytext_path,
+            storytext_adds=storytext_adds,
             store=store,
             pointer=pointer,
             base_dir=base_dir,
@@ -190,7 +200,11 @@ def _update(run: DeltaRun, summary: DeltaSummary, timings: dict[str, float]) -> 
             if release_dates is None:
                 release_dates = local_release_dates()
             new_catalogue, _report = load_new_catalogue(
-                run.catalogue_path, run.policy, release_dates, run.synopses_path
+                run.catalogue_path,
+                run.policy,
+                release_dates,
+                run.storytext_path,
+                storytext_adds=run.storytext_adds,
             )
     except DeltaRefusedError as exc:
         return _refused(summary, exc)
@@ -200,7 +214,7 @@ def _update(run: DeltaRun, summary: DeltaSummary, timings: dict[str, float]) -> 
         # story text goes in first: the source has none, and without it every anime that has some
         # would look changed (its line, hash and encoder text all lose the synopsis).
         base_records = run.records.result()
-        new_catalogue, summary.synopses_carried = carry_base_synopses(new_catalogue, base_records)
+        new_catalogue, summary.story_text_carried = carry_base_story_text(new_catalogue, base_records)
         new_lines = new_catalogue.lines()
         new_hashes = hash_new_catalogue(new_catalogue, new_lines, base_records)
         new_data_version = data_version(new_hashes)
@@ -231,6 +245,7 @@ def _update(run: DeltaRun, summary: DeltaSummary, timings: dict[str, float]) -> 
                 new_version=new_data_version,
             )
             summary.counts = plan.counts()
+            summary.embedded = len(plan.to_embed)
     except DeltaRefusedError as exc:
         return _refused(summary, exc)
     return _publish(run, plan, new_version, summary, timings)

@@ -151,7 +151,7 @@ def read_synopses(path: Path) -> tuple[dict[int, str], SynopsisReport]:
     first_line: dict[int, str] = {}
     for position, raw_id, raw_text in rows:
         report.rows_read += 1
-        anime_id = _mal_id(raw_id)
+        anime_id = mal_id_of(raw_id)
         if isinstance(anime_id, str):
             report.skip(position, anime_id)
             continue
@@ -246,7 +246,7 @@ def fill_synopses(catalogue: Catalogue, synopses: Mapping[int, str]) -> tuple[Ca
     return (Catalogue(items), filled) if filled else (catalogue, 0)
 
 
-def _mal_id(raw: object) -> int | str:
+def mal_id_of(raw: object) -> int | str:
     """The MAL id of a cell (an int, or a string of digits; "12.0" too), or the reason it is not one."""
     value: object = raw
     if isinstance(raw, str):

@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from anime_recommender.catalogue import Anime, AnimeType, Catalogue
-from anime_recommender.ranking import popularity, quality
+from anime_recommender.ranking import catalogue_popularity, quality
 from anime_recommender.search.lexical import LexicalIndex, document_fields, row_mask
 from anime_recommender.search.normalise import tokens
 from anime_recommender.search.query import ParsedQuery
@@ -104,7 +104,7 @@ class HybridRanker:
         self.weights = weights or HybridWeights()
         self.ids = np.asarray(catalogue.ids, dtype=np.int64)
         n = len(catalogue)
-        self.pop = popularity(catalogue.numbers("members"))
+        self.pop = catalogue_popularity(catalogue)
         self.qual = quality(catalogue.numbers("score"))
         self.years = catalogue.numbers("year")
         self.episodes = catalogue.numbers("episodes")
@@ -123,6 +123,9 @@ class HybridRanker:
         mask = np.ones(n, dtype=bool) if given is None else given.copy()
         if parsed.types:
             mask &= np.isin(self.type_codes, [_TYPE_CODES[t] for t in parsed.types])
+        if AnimeType.PROMO not in parsed.types:
+            # Commercials and promotional videos only when asked for by type.
+            mask &= self.catalogue.listed_mask()
         if parsed.exclude_types:
             mask &= ~np.isin(self.type_codes, [_TYPE_CODES[t] for t in parsed.exclude_types])
         for tag in parsed.exclude_tags:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,19 +60,50 @@ def document_fields(anime: Anime) -> dict[str, list[str]]:
     """The tokens of each indexed field of an anime (before field weighting)."""
     synonym_tokens: list[str] = []
     seen: set[str] = set()
-    for synonym in anime.synonyms:
+    names = (anime.title_english, *anime.synonyms) if anime.title_english else anime.synonyms
+    for synonym in names:
         for token in tokens(synonym):
             # Many synonyms repeat the title's words; count each synonym word once.
             if token not in seen:
                 seen.add(token)
                 synonym_tokens.append(token)
-    synopsis = getattr(anime, "synopsis", None)
+    synopsis = anime.synopsis
     return {
         "title": tokens(anime.title),
         "synonyms": synonym_tokens,
         "tags": [t for tag in anime.tags for t in tokens(tag)],
         "synopsis": tokens(synopsis) if isinstance(synopsis, str) else [],
     }
+
+
+SNIPPET_MAX_CHARS = 200
+_SENTENCES = re.compile(r"(?<=[.!?…])\s+")
+
+
+def story_snippet(
+    synopsis: str | None, terms: Sequence[str], max_chars: int = SNIPPET_MAX_CHARS
+) -> str | None:
+    """The synopsis sentence holding most of the matched (stemmed) `terms`, cut to `max_chars` around
+    the first of them; None without a synopsis or a match. What a search result quotes as its reason."""
+    if not synopsis or not terms:
+        return None
+    wanted = set(terms)
+    best, best_count = "", 0
+    for sentence in _SENTENCES.split(synopsis):
+        count = len(wanted.intersection(tokens(sentence)))
+        if count > best_count:
+            best, best_count = sentence, count
+    if not best_count:
+        return None
+    if len(best) <= max_chars:
+        return best
+    # Start a few words before the first matching word, so the quote shows why it matched.
+    words = best.split()
+    first = next((i for i, w in enumerate(words) if wanted.intersection(tokens(w))), 0)
+    start = max(0, first - 4)
+    text = " ".join(words[start:])
+    cut = text[: max_chars - 1].rsplit(" ", 1)[0] if len(text) > max_chars else text
+    return ("…" if start else "") + cut + ("…" if len(text) > max_chars else "")
 
 
 def document_tokens(anime: Anime) -> list[str]:

@@ -208,6 +208,10 @@ TYPE_PHRASES: dict[str, tuple[AnimeType, ...]] = {
     "tv special": (AnimeType.SPECIAL,),
     "specials": (AnimeType.SPECIAL,),
     "music video": (AnimeType.MUSIC,),
+    "commercial": (AnimeType.PROMO,),
+    "commercials": (AnimeType.PROMO,),
+    "promotional video": (AnimeType.PROMO,),
+    "promo video": (AnimeType.PROMO,),
 }
 
 # Words that introduce a title the viewer compares with ("like Cowboy Bebop but funnier").

@@ -329,6 +329,9 @@
     const box = h("div", { class: "why" });
     const text = explanation.text || explanation.summary || explanation.because;
     if (text) box.append(h("p", {}, text));
+    if (typeof explanation.snippet === "string" && explanation.snippet) {
+      box.append(h("blockquote", { class: "snippet" }, explanation.snippet));
+    }
     const reasons = Array.isArray(explanation.reasons) ? explanation.reasons.filter((r) => typeof r === "string") : [];
     if (reasons.length) box.append(h("ul", { class: "reasons" }, reasons.map((r) => h("li", {}, r))));
     const liked = explanation.because_you_liked;
@@ -354,6 +357,9 @@
     const link = node.querySelector(".card-link");
     link.href = `#/anime/${anime.id}`;
     link.textContent = anime.title;
+    if (anime.title_english) {
+      link.after(h("span", { class: "english-title", lang: "en" }, String(anime.title_english)));
+    }
     node.querySelector(".meta").textContent = formatMeta(anime);
     if (similarity !== null) {
       const sim = node.querySelector(".similarity");

@@ -9,9 +9,15 @@ Four systems on one bundle, each scored by hit@10 (a target in the top 10) and M
   (its `search.engine.SearchEngine`: the parser with the API's title index, the ranker, the bundle's
   lexical index), called with the route's request model, so the figure is the served path's.
 
-The query set's split rule: queries alternate, odd lines (1st, 3rd, …) TUNE and even lines HOLDOUT;
-a new query is appended with the split its line number gives, and written before anything is
-measured on it. Only the tune half's misses may guide changes to the parser, lexicon or weights.
+Beside them, the plain baseline ``baseline_bm25`` (`text_baselines.Bm25Search`: BM25 over title, English
+title, synonyms, tags and synopsis plus a popularity prior whose weight is chosen on the TUNE half only),
+on the same catalogue: what the learned parts add is the served row minus this one.
+
+The query set's split rule (`expected_split`): the first 81 lines alternate, odd lines (1st, 3rd, …)
+TUNE and even lines HOLDOUT; every line after them is HOLDOUT (from line 82: plot-detail queries added
+for issue 22, written before anything was measured on them). A new query is appended, never inserted,
+and written before anything is measured on it. Only the tune half's misses may guide changes to the
+parser, lexicon or weights.
 
 `--tune` grid-searches the hybrid weights on the TUNE half only and reports both halves with the
 chosen weights, so the HOLDOUT figures are untouched by tuning. Prints one JSON object.
@@ -29,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from anime_pipeline.evaluation.text_baselines import Bm25Search, tune_prior
 from anime_pipeline.paths import BuildPaths
 from anime_recommender.api.models import SearchQuery
 from anime_recommender.api.service import RecommenderService
@@ -38,7 +45,7 @@ from anime_recommender.search.hybrid import HybridWeights, Scored, dense_query_t
 from anime_recommender.search.query import ParsedQuery
 from anime_recommender.similarity import backend_from_bundle
 
-QUERIES_FILE = Path(__file__).resolve().parent / "data" / "search_queries.jsonl"
+QUERIES_FILE = Path(__file__).resolve().parents[1] / "data" / "search_queries.jsonl"
 K = 10
 SPLITS = ("tune", "holdout")
 MODES = ("dense", "lexical", "hybrid", "hybrid_understanding")
@@ -52,6 +59,17 @@ GRID: dict[str, tuple[float, ...]] = {
     "popularity": (3.0, 6.0, 9.0),
     "quality": (0.5, 1.0),
 }
+
+
+# Lines 1..ALTERNATING_LINES alternate tune/holdout; every later line is holdout.
+ALTERNATING_LINES = 81
+
+
+def expected_split(line: int) -> str:
+    """The split the query on 1-based `line` of the query set belongs to (see the module docstring)."""
+    if line > ALTERNATING_LINES:
+        return "holdout"
+    return SPLITS[(line - 1) % 2]
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,11 +175,46 @@ class SearchSystems:
 def _evaluate_mode(
     systems: SearchSystems, mode: str, queries: Sequence[EvalQuery], weights: HybridWeights | None
 ) -> dict[str, dict[str, float | int]]:
-    ranked = [systems.ranked(mode, q.query, weights) for q in queries]
+    return _by_split([systems.ranked(mode, q.query, weights) for q in queries], queries)
+
+
+def _by_split(
+    ranked: Sequence[Sequence[int]], queries: Sequence[EvalQuery]
+) -> dict[str, dict[str, float | int]]:
     out = {"all": score(ranked, queries)}
     for split in SPLITS:
         chosen = [(r, q) for r, q in zip(ranked, queries, strict=True) if q.split == split]
         out[split] = score([r for r, _ in chosen], [q for _, q in chosen])
+    return out
+
+
+def bm25_baseline(catalogue: Catalogue, queries: Sequence[EvalQuery]) -> dict[str, Any]:
+    """The plain BM25 + popularity baseline on all/tune/holdout queries; its prior weight tuned on TUNE."""
+    started = time.perf_counter()
+    engine = Bm25Search.from_catalogue(catalogue)
+    tune_queries = [q for q in queries if q.split == "tune"]
+    weight, tried = tune_prior(
+        lambda w: [engine.search(q.query, K, w) for q in tune_queries],
+        lambda ranked: score(ranked, tune_queries),
+    )
+    engine.prior_weight = weight
+    rows = _by_split([engine.search(q.query, K) for q in queries], queries)
+    return {
+        **rows,
+        "prior_weight": weight,
+        "prior_weights_tried_on_tune": tried,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def baseline_keys(section: dict[str, Any] | None) -> dict[str, float | None]:
+    """The flat `baseline_bm25_*` keys of a search section (None where it was not measured)."""
+    rows = (section or {}).get("baseline_bm25") or {}
+    out: dict[str, float | None] = {}
+    for split in SPLITS:
+        out[f"baseline_bm25_hit_at_10_{split}"] = rows.get(split, {}).get("hit@10")
+        out[f"baseline_bm25_mrr_{split}"] = rows.get(split, {}).get("mrr")
+    out["baseline_bm25_prior_weight"] = rows.get("prior_weight")
     return out
 
 
@@ -215,6 +268,7 @@ def evaluate(
         report["weights"] = systems.ranker.weights.model_dump()
     for mode in MODES:
         report["modes"][mode] = _evaluate_mode(systems, mode, queries, weights.get(mode))
+    report["baseline_bm25"] = bm25_baseline(systems.catalogue, queries)
     if misses:
         mode = "hybrid_understanding"
         report["misses"] = [
@@ -229,8 +283,24 @@ def evaluate(
     return report
 
 
-def report_section(bundle_dir: Path | None, queries_file: Path = QUERIES_FILE) -> dict[str, Any]:
-    """The evaluation report's search section: the four systems' rows, or why they were skipped."""
+def report_section(
+    bundle_dir: Path | None, queries_file: Path = QUERIES_FILE, catalogue: Catalogue | None = None
+) -> dict[str, Any]:
+    """The evaluation report's search section: the four systems' rows, or why they were skipped, and the
+    BM25 baseline (on the bundle's catalogue, else on `catalogue` when given: it needs no bundle)."""
+    section = _served_section(bundle_dir, queries_file)
+    if "skipped" in section and catalogue is not None:
+        queries = load_queries(queries_file)
+        missing = sorted({t for q in queries for t in q.targets if t not in catalogue})
+        section["baseline_bm25"] = (
+            {"skipped": f"query targets not in the catalogue: {missing}"}
+            if missing
+            else bm25_baseline(catalogue, queries)
+        )
+    return section
+
+
+def _served_section(bundle_dir: Path | None, queries_file: Path) -> dict[str, Any]:
     if bundle_dir is None:
         return {"skipped": "no bundle given"}
     if not (bundle_dir / "manifest.json").is_file():
@@ -247,21 +317,33 @@ def markdown_lines(section: dict[str, Any] | None) -> list[str]:
     """The search section as Markdown lines (a table of hit@10 / MRR per system and split)."""
     if not section:
         return []
+    baseline = section.get("baseline_bm25") or {}
+    lines = ["", "## Free-text search", ""]
     if "skipped" in section:
-        return ["", "## Free-text search", "", f"Skipped: {section['skipped']}"]
-    lines = [
-        "",
-        "## Free-text search",
-        "",
-        f"{section['queries']} descriptive queries (`{QUERIES_FILE.name}`), hit@{K} / MRR@{K}; "
-        "`hybrid_understanding` is the served `/search` path.",
+        lines.append(f"Skipped: {section['skipped']}")
+        if "all" not in baseline:
+            return lines
+        lines.append("")
+    else:
+        lines.append(
+            f"{section['queries']} descriptive queries (`{QUERIES_FILE.name}`), hit@{K} / MRR@{K}; "
+            "`hybrid_understanding` is the served `/search` path, `baseline_bm25` plain BM25 + popularity."
+        )
+    lines += [
         "",
         "| system | all hit@10 | all MRR | tune hit@10 | tune MRR | holdout hit@10 | holdout MRR |",
         "|---|---|---|---|---|---|---|",
     ]
-    for mode, rows in section["modes"].items():
+    rows_of = dict(section.get("modes", {}))
+    if "all" in baseline:
+        rows_of["baseline_bm25"] = baseline
+    for mode, rows in rows_of.items():
         cells = [f"{rows[s]['hit@10'] * 100:.1f} % | {rows[s]['mrr']:.3f}" for s in ("all", *SPLITS)]
         lines.append(f"| {mode} | " + " | ".join(cells) + " |")
+    if "prior_weight" in baseline:
+        lines += ["", f"`baseline_bm25` popularity prior weight {baseline['prior_weight']} (chosen on tune)."]
+    elif "skipped" in baseline:
+        lines += ["", f"`baseline_bm25` skipped: {baseline['skipped']}"]
     return lines
 
 
@@ -303,8 +385,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m anime_pipeline.search_eval [--artifacts DIR] [--tune]`: print the JSON report."""
-    parser = argparse.ArgumentParser(prog="anime_pipeline.search_eval", description=__doc__.split("\n")[0])
+    """`python -m anime_pipeline.evaluation.search_eval [--artifacts DIR] [--tune]`: print the JSON report."""
+    parser = argparse.ArgumentParser(
+        prog="anime_pipeline.evaluation.search_eval", description=__doc__.split("\n")[0]
+    )
     _add_arguments(parser)
     return run(parser.parse_args(argv))
 

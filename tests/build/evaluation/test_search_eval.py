@@ -5,7 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from anime_pipeline.search_eval import SearchSystems, load_queries, markdown_lines, report_section
+from anime_pipeline.evaluation.search_eval import (
+    ALTERNATING_LINES,
+    SearchSystems,
+    baseline_keys,
+    expected_split,
+    load_queries,
+    markdown_lines,
+    report_section,
+)
+from anime_recommender.catalogue import Catalogue
 
 QUERIES = [
     {"query": "space bounty hunters with a jazz soundtrack", "targets": [1], "split": "tune"},
@@ -47,8 +56,36 @@ def test_report_section_has_four_systems_per_split(bundle_dir: Path, tmp_path: P
     assert markdown_lines(report_section(None))[-1] == "Skipped: no bundle given"
 
 
-def test_query_set_alternates_tune_and_holdout() -> None:
-    # The documented split rule: odd lines tune, even lines holdout (new queries keep alternating)
+def test_query_set_follows_the_split_rule() -> None:
+    # The documented split rule: the first 81 lines alternate (odd tune, even holdout); every later
+    # line (issue 22's plot-detail queries) is holdout
     queries = load_queries()
-    assert [q.split for q in queries] == [("tune", "holdout")[i % 2] for i in range(len(queries))]
+    assert [q.split for q in queries] == [expected_split(i + 1) for i in range(len(queries))]
+    assert [expected_split(i) for i in (1, 2, 80, 81, 82, 83)] == [
+        "tune",
+        "holdout",
+        "holdout",
+        "tune",
+        "holdout",
+        "holdout",
+    ]
+    assert sum(q.split == "holdout" for q in queries[ALTERNATING_LINES:]) >= 40
     assert len({q.query for q in queries}) == len(queries)
+
+
+def test_bm25_baseline_is_reported_beside_the_served_rows_and_without_a_bundle(
+    bundle_dir: Path, tmp_path: Path, tiny_catalogue: Catalogue
+) -> None:
+    path = tmp_path / "queries.jsonl"
+    path.write_text("".join(json.dumps(q) + "\n" for q in QUERIES[:3]), encoding="utf-8")
+    # With a bundle: the baseline row sits beside the four systems, in the JSON and the table
+    section = report_section(bundle_dir, path)
+    assert set(section["baseline_bm25"]) >= {"all", "tune", "holdout", "prior_weight"}
+    assert "| baseline_bm25 |" in "\n".join(markdown_lines(section))
+    assert (
+        baseline_keys(section)["baseline_bm25_hit_at_10_tune"] == section["baseline_bm25"]["tune"]["hit@10"]
+    )
+    # Without one: the served rows are skipped, the baseline still runs on the catalogue given
+    alone = report_section(None, path, catalogue=tiny_catalogue)
+    assert "skipped" in alone and alone["baseline_bm25"]["all"]["n"] == 3
+    assert "| baseline_bm25 |" in "\n".join(markdown_lines(alone))

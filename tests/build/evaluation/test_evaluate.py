@@ -8,22 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anime_pipeline.evaluate import (
+from anime_pipeline.evaluation.cli import register
+from anime_pipeline.evaluation.devset import (
     DevSet,
-    EvaluateInputs,
-    RowSiblings,
     build_dev_set,
-    build_pools,
-    evaluate,
-    franchise_recall,
     hit_share,
-    rank_pools,
-    register,
     teacher_agreement,
     triplet_accuracy_ties,
-    tune_ranking,
-    v2_list_rows,
 )
+from anime_pipeline.evaluation.final_ranking import RowSiblings, build_pools, rank_pools, tune_ranking
+from anime_pipeline.evaluation.franchise import franchise_recall
+from anime_pipeline.evaluation.methods import v2_list_rows
+from anime_pipeline.evaluation.report import EvaluateInputs, evaluate
 from anime_recommender.catalogue import Catalogue
 from anime_recommender.ranking import Candidate, FranchiseIndex, RankingConfig, rank_candidates
 

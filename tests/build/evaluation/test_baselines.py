@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from anime_pipeline.baselines import V1_METHODS, V1Model, binary_cosine, jaccard, tfidf_cosine
+from anime_pipeline.evaluation.baselines import V1_METHODS, V1Model, binary_cosine, jaccard, tfidf_cosine
 from anime_recommender.catalogue import Catalogue
 
 
