@@ -122,8 +122,8 @@ validate: setup tools ## Lint, format check, mypy (packages and functions/*/app.
 
 lint: validate
 
-delta: setup ## Apply a new catalogue as a delta update (make delta CATALOGUE=path); a running `make serve` picks it up
-	$(BUILD) delta --catalogue $(CATALOGUE)
+delta: setup ## Apply a new catalogue as a delta update (make delta CATALOGUE=path [STORYTEXT=file]); a running `make serve` picks it up
+	$(BUILD) delta --catalogue $(CATALOGUE) $(if $(STORYTEXT),--storytext $(ANIME_STORYTEXT) --storytext-adds)
 
 clean: ## Remove build outputs (keeps .venv)
 	rm -rf .work layers/artifacts layers/dependencies/python .aws-sam bench-results.json

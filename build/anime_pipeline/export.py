@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from anime_pipeline.evaluation.embedding_eval import TripletSet, teacher_recall, top_k_rows, triplet_accuracy
-from anime_pipeline.models import resolve_base_model
+from anime_pipeline.models import BaseModel, resolve_base_model
 from anime_pipeline.paths import BuildPaths
 from anime_pipeline.progress import progress
 from anime_pipeline.train import HEAD_FILE, TrainConfig, cached_frozen_embeddings, head_vectors, load_head
@@ -496,13 +496,16 @@ def parity_sample(n: int, rows: int | None, seed: int = 0) -> np.ndarray | None:
 
 
 def _fp32_reference(
-    base: Any, head: dict[str, Any], catalogue: Catalogue, cache_dir: Path, config: ExportConfig
-) -> dict[str, np.ndarray]:
+    base: BaseModel, head: dict[str, Any], catalogue: Catalogue, cache_dir: Path, config: ExportConfig
+) -> tuple[dict[str, np.ndarray], bool]:
     """The fp32 model's vectors of the whole catalogue without an ONNX pass: the train stage's cached
-    frozen-encoder vectors (computed here when the cache is gone) through the torch head."""
+    frozen-encoder vectors (computed here when the cache is gone) through the torch head; and whether
+    the cache had them."""
     train_config = TrainConfig(max_length=int(head["config"]["max_length"]), threads=config.threads)
-    v3, _, _ = cached_frozen_embeddings(base, catalogue, train_config, cache_dir)
-    return {"v3": v3, "v4": head_vectors(head, v3)}
+    # Named as the train stage named it (the cache key holds the name): the head's own record.
+    trained_on = BaseModel(str(head.get("base_model", base.name)), base.path)
+    v3, _, seconds = cached_frozen_embeddings(trained_on, catalogue, train_config, cache_dir)
+    return {"v3": v3, "v4": head_vectors(head, v3)}, seconds == 0.0
 
 
 def served_key(model_dir: Path, texts: Sequence[str]) -> str:
@@ -635,7 +638,9 @@ def export_models(
     else:
         rows = sample
         embedded = _embed_variants(onnx_dir, [SHIPPED], texts, outputs, config)
-        embedded["fp32"] = _fp32_reference(base, head, catalogue, cache_dir or onnx_dir / "cache", config)
+        embedded["fp32"], reused = _fp32_reference(
+            base, head, catalogue, cache_dir or onnx_dir / "cache", config
+        )
         sampled = _embed_variants(
             onnx_dir, [n for n in variants if n != SHIPPED], [texts[i] for i in sample], outputs, config
         )
@@ -650,6 +655,7 @@ def export_models(
         ),
     }
     if sample is not None:
+        parity["fp32_reference_from_train_cache"] = reused
         # The torch reference the gate uses stands for the fp32 graph only if the two agree.
         parity["fp32_graph_vs_torch_reference_v3_min_cosine"] = float(
             np.min(np.einsum("ij,ij->i", fp32_graph["v3"], embedded["fp32"]["v3"][sample]))

@@ -546,12 +546,13 @@ def synthetic_bundle(
     Sizes depend on n, the dims, each space's index kind and M, not on vector content, so the
     indexes hold random unit vectors of the shipped model's dims (ef_construction is small, for speed). With
     `synopses` (the default: the budget must hold for a build that merged a synopsis file) ~85 % of
-    the anime carry ~600 characters of story text, which the catalogue and the lexical index store.
+    the anime carry ~600 characters of story text, which the catalogue and the lexical index store,
+    and the bundle has a story index (random v3-dim rows for them, flat int8 as the index stage's).
     """
     import numpy as np
 
     from anime_pipeline.synthetic import synthetic_catalogue
-    from anime_recommender.artifacts import SPACE_KINDS, write_bundle
+    from anime_recommender.artifacts import SPACE_KINDS, STORY, STORY_KIND, STORY_OUTPUT, write_bundle
     from anime_recommender.encoder import CONFIG_FILE, EncoderConfig
     from anime_recommender.index import HNSW_KIND, index_class
     from anime_recommender.neighbours import NeighbourLists
@@ -569,6 +570,10 @@ def synthetic_bundle(
         )
         for space, dim in dims.items()
     }
+    told = np.array([a.id for a in catalogue if a.synopsis], dtype=np.int64)
+    if len(told):
+        story_rows = rng.standard_normal((len(told), dims[STORY_OUTPUT]))
+        indexes[STORY] = index_class(STORY_KIND).build(told, story_rows)
     write_bundle(
         out_dir,
         catalogue=catalogue,

@@ -1,9 +1,10 @@
-"""The index stage ships the ingest's bangumi-data release dates in the bundle (delta updates use them)."""
+"""The index stage ships the ingest's bangumi-data release dates in the bundle (delta updates use them),
+and the story index of a catalogue with synopses."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -12,10 +13,14 @@ from anime_pipeline.index_stage import IndexStageConfig, build_index_bundle
 from anime_pipeline.ingest import IngestConfig, default_bangumi, ingest, release_dates_from_report
 from anime_pipeline.paths import BuildPaths
 from anime_pipeline.synthetic import write_manami
-from anime_recommender.artifacts import RELEASE_DATES, Manifest, verify
+from anime_pipeline.tiny_model import make_tiny_model
+from anime_recommender.artifacts import RELEASE_DATES, Manifest, load_bundle, verify
 from anime_recommender.catalogue import Catalogue
+from anime_recommender.index import FLAT_KIND
+from anime_recommender.loaders import merge_synopses, read_synopses
 from anime_recommender.release_dates import load_bangumi_dates, load_release_dates
 from anime_recommender.teacher import TeacherFeatures, top_k_neighbours
+from anime_recommender.text import anime_text, story_passage
 
 
 def fake_bangumi(path: Path, begins: dict[int, str], version: str = "0.3.1") -> Path:
@@ -102,3 +107,58 @@ def test_report_names_why_no_dates_are_shipped(paths: BuildPaths, source: Path, 
     bangumi.unlink()
     dates, note = release_dates_from_report(paths.ingest_report, paths.catalogue)
     assert dates is None and "gone" in note
+
+
+# ---------------------------------------------------------------------------------------------
+# the story index (v3 vectors of the synopses' story passages)
+# ---------------------------------------------------------------------------------------------
+
+
+def storied_config(paths: BuildPaths, catalogue: Catalogue, model_dir: Path) -> IndexStageConfig:
+    """The stage's inputs for `catalogue` saved as the ingest would (no ingest report: no dates)."""
+    catalogue.save(paths.catalogue)
+    return config(paths, model_dir, catalogue)
+
+
+def test_index_stage_builds_the_story_index_of_anime_with_a_synopsis(
+    paths: BuildPaths, tiny_catalogue: Catalogue, tmp_path: Path
+) -> None:
+    # Given a catalogue where 28 of 32 anime have a synopsis, and a model that knows their words
+    found, report = read_synopses(Path(__file__).parent.parent / "data" / "synopses.csv")
+    storied = merge_synopses(tiny_catalogue, found, report)
+    told = sorted(a.id for a in storied if story_passage(a))
+    texts = [anime_text(a) for a in storied] + [a.synopsis for a in storied if a.synopsis]
+    model_dir = make_tiny_model(tmp_path / "model", texts)
+
+    # When the index stage runs (gated at 0.95: 16-dim toy vectors quantise coarser than 384-d ones)
+    built = build_index_bundle(replace(storied_config(paths, storied, model_dir), target_recall=0.95))
+
+    # Then it reports the story index (rows, timings, recall past the gate) beside the spaces ...
+    assert built.story is not None and built.story.rows == len(told) == 28
+    assert built.story.recall_at_10 >= 0.95 and built.story.build_seconds >= 0
+    assert asdict(built)["story"]["rows"] == 28 and set(built.spaces) == {"v4", "v3"}
+    # ... ships it in the verified bundle, listed in the manifest with its recall ...
+    manifest = Manifest.read(paths.artifacts_dir)
+    assert manifest.indexes["story"].count == 28 and manifest.indexes["story"].kind == FLAT_KIND
+    assert manifest.indexes["story"].recall_at_10 == built.story.recall_at_10
+    assert not verify(paths.artifacts_dir)
+    # ... and each anime's story passage, embedded as a query, finds that anime first
+    bundle = load_bundle(paths.artifacts_dir)
+    assert bundle.story is not None and bundle.encoder is not None
+    assert bundle.story.ids.tolist() == told
+    for anime_id in told:
+        passage = story_passage(storied.by_id(anime_id))
+        assert passage is not None
+        assert bundle.story.search(bundle.encoder.encode_one(passage)["v3"], 1)[0][0] == anime_id
+
+
+def test_index_stage_without_synopses_writes_no_story_index(
+    paths: BuildPaths, tiny_catalogue: Catalogue, tiny_model_dir: Path
+) -> None:
+    # Given the default catalogue (no synopses), when the index stage runs
+    built = build_index_bundle(storied_config(paths, tiny_catalogue, tiny_model_dir))
+    # Then the bundle is what it always was: no story index, no manifest entry, nothing reported
+    assert built.story is None
+    assert set(Manifest.read(paths.artifacts_dir).indexes) == {"v4", "v3"}
+    assert not (paths.artifacts_dir / "index_story").exists()
+    assert load_bundle(paths.artifacts_dir).story is None

@@ -243,6 +243,8 @@ def test_the_synthetic_budget_bundle_carries_story_text_and_its_lexical_index(
     told = [a for a in bundle.catalogue if a.synopsis]
     assert 0.7 < len(told) / len(bundle.catalogue) < 0.95
     assert bundle.lexical is not None
+    # the story index a build with synopses ships is in the budget: one row per anime with a synopsis
+    assert bundle.story is not None and bundle.story.ids.tolist() == sorted(a.id for a in told)
     # a made-up word of one synopsis (the tail of the vocabulary) finds that anime
     counts = Counter(w.strip(".").lower() for a in told for w in set(a.synopsis.split()))
     rare = next(

@@ -237,9 +237,11 @@ def test_sampled_parity_embeds_the_catalogue_once_and_judges_the_shipped_model_o
         out / "runtime",
         ExportConfig(threads=1, enforce_gate=False, max_quality_drop=0.05, v3_dim=24, parity_rows=20),
         triplets=tiny_triplets,
-        cache_dir=tmp_path / "cache",
+        cache_dir=trained.head_path.parent / "cache",  # where train left its frozen vectors
     )
     parity = result.parity
+    # Then the fp32 reference of the whole catalogue is the train stage's cached vectors, not a new pass
+    assert parity["fp32_reference_from_train_cache"] is True
     # Then the fp32 graph and arm64 are checked on the sample, the shipped model on every row
     assert parity["sample_rows"] == 20 and parity["rows"] == len(tiny_catalogue)
     assert parity["fp32_graph_vs_torch_head_v4_min_cosine"] > 0.9999

@@ -11,6 +11,7 @@ from anime_recommender.catalogue import Anime, AnimeType, Catalogue
 from anime_recommender.ranking import (
     COMPONENTS,
     Candidate,
+    CandidateColumns,
     FranchiseIndex,
     RankingConfig,
     _all_keys,
@@ -175,7 +176,8 @@ def test_franchise_siblings_never_take_a_slot() -> None:
 def test_invalid_candidates_score_minus_infinity() -> None:
     v4 = np.array([[0.9, 0.8, 0.7]])
     valid = np.array([[True, False, True]])
-    score, comps = score_arrays(RankingConfig(), v4, v4, np.zeros_like(v4), np.zeros_like(v4), valid)
+    columns = CandidateColumns(v4, v4, np.zeros_like(v4), np.zeros_like(v4), valid=valid)
+    score, comps = score_arrays(RankingConfig(), columns)
     assert np.isneginf(score[0, 1]) and np.isfinite(score[0, [0, 2]]).all()
     assert set(comps) == set(COMPONENTS)
 
@@ -379,3 +381,24 @@ def test_franchise_index_equals_per_anime_construction_on_real_catalogue() -> No
     names = [n for a in animes for n in (a.title, *a.synonyms)]
     assert title_keys(names) == [title_key(n) for n in names]
     _assert_franchise_index_matches_reference(animes)
+
+
+def test_a_label_many_anime_share_or_a_bare_number_makes_no_franchise() -> None:
+    # Given 160 unrelated music clips that a story-text file all tags "Minna no Uta", and two unrelated
+    # sequels whose only shared synonym is "2"
+    clips = [
+        Anime(
+            id=i, title=f"Clip Song {chr(65 + i % 26)}{i}", type=AnimeType.MUSIC, synonyms=("Minna no Uta",)
+        )
+        for i in range(1, 161)
+    ]
+    sequels = [
+        Anime(id=500, title="Kaguya-sama wa Kokurasetai", synonyms=("2",)),
+        Anime(id=501, title="Haikyuu!!", synonyms=("2",)),
+    ]
+    saga = [Anime(id=600, title="Shingeki no Kyojin"), Anime(id=601, title="Shingeki no Kyojin Season 2")]
+    index = FranchiseIndex([*clips, *sequels, *saga])
+    # Then neither the label nor the number links them, and a real franchise still does
+    assert index.siblings(clips[0]) == []
+    assert index.siblings(sequels[0]) == [] and not same_franchise(sequels[0], sequels[1])
+    assert index.siblings(saga[0]) == [601]

@@ -25,7 +25,7 @@ import numpy as np
 
 from anime_pipeline.bench.loadgen import LOOPBACK, serve_subprocess
 from anime_pipeline.index_stage import IndexStageConfig
-from anime_recommender.artifacts import CATALOGUE, load_bundle
+from anime_recommender.artifacts import CATALOGUE, STORY, STORY_OUTPUT, load_bundle
 from anime_recommender.catalogue import AnimeType, Catalogue
 from anime_recommender.delta.base import load_base_release_dates
 from anime_recommender.delta.plan import DeltaRefusedError, load_new_catalogue
@@ -34,7 +34,7 @@ from anime_recommender.index import index_class
 from anime_recommender.loaders import SYNTHETIC_ID_BASE
 from anime_recommender.release_dates import local_release_dates
 from anime_recommender.store import LocalArtifactStore
-from anime_recommender.text import anime_text
+from anime_recommender.text import anime_text, story_passage
 
 
 def weekly_update(base: Catalogue, n_changed: int, n_added: int, seed: int = 0) -> Catalogue:
@@ -115,7 +115,8 @@ def _full_rebuild_seconds(
 ) -> dict[str, Any]:
     """Embed the catalogue and build both indexes as the index stage does (its batch size, no ef sweep)."""
     batch_size = next(f.default for f in fields(IndexStageConfig) if f.name == "batch_size")
-    assert isinstance(batch_size, int)
+    story_batch = next(f.default for f in fields(IndexStageConfig) if f.name == "story_batch_size")
+    assert isinstance(batch_size, int) and isinstance(story_batch, int)
     bundle = load_bundle(bundle_dir, threads=threads, all_tiers=True)
     assert bundle.encoder is not None
     rows = range(len(catalogue)) if sample is None else range(min(sample, len(catalogue)))
@@ -126,12 +127,23 @@ def _full_rebuild_seconds(
     embed = (time.perf_counter() - t0) * len(catalogue) / len(texts)
     index_s = 0.0
     for space, info in bundle.manifest.indexes.items():
-        vecs = vectors[space]
-        full = np.resize(vecs, (len(catalogue), vecs.shape[1])) if len(vecs) < len(catalogue) else vecs
+        ids = catalogue.ids
+        if space == STORY:
+            # The story index embeds the synopses apart, as the index stage does (its batch size).
+            story_ids = [a.id for a in catalogue if a.synopsis]
+            passages = [p for a in catalogue if (p := story_passage(a)) is not None]
+            step = len(passages) if sample is None else min(sample, len(passages))
+            t0 = time.perf_counter()
+            vecs = bundle.encoder.encode(passages[:step], batch_size=story_batch)[STORY_OUTPUT]
+            embed += (time.perf_counter() - t0) * len(passages) / max(step, 1)
+            ids, count = story_ids, len(story_ids)
+        else:
+            vecs, count = vectors[space], len(catalogue)
+        full = np.resize(vecs, (count, vecs.shape[1])) if len(vecs) < count else vecs
         t0 = time.perf_counter()
-        # Each space as the index stage builds it: hnswlib V4, flat int8 V3.
+        # Each space as the index stage builds it: hnswlib V4, flat int8 V3 and story.
         index_class(info.kind).build(
-            catalogue.ids, full, M=info.M, ef_construction=info.ef_construction, threads=threads
+            ids, full, M=info.M, ef_construction=info.ef_construction, threads=threads
         )
         index_s += time.perf_counter() - t0
     return {

@@ -33,7 +33,7 @@ def config_from_args(args: argparse.Namespace, paths: BuildPaths) -> EvaluateInp
     ranking = (
         RankingConfig.model_validate_json(Path(args.ranking_json).read_text(encoding="utf-8"))
         if args.ranking_json
-        else RankingConfig()
+        else None  # the ranking the catalogue is served with (`ranking.ranking_for`)
     )
     labels = dict(item.partition("=")[::2] for item in args.label)
     return EvaluateInputs(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,26 +14,43 @@ from anime_pipeline.evaluation.baselines import V1Model
 from anime_pipeline.evaluation.devset import DevSet, K, dev_metrics
 from anime_pipeline.evaluation.methods import TopK
 from anime_pipeline.progress import progress
+from anime_recommender.artifacts import index_dir
 from anime_recommender.catalogue import Catalogue
+from anime_recommender.index import FlatIndex
 from anime_recommender.ranking import (
+    CandidateColumns,
     FranchiseIndex,
     RankingConfig,
-    popularity,
+    catalogue_popularity,
     quality,
     score_arrays,
     spread_franchises,
     year_proximity,
 )
+from anime_recommender.similarity import SIMILAR_STORY_POOL, SIMILAR_V4_POOL
 from anime_recommender.topk import top_k_inner_products
 
 # The knobs searched by `--tune` (kept few on purpose: the dev set is small).
 TUNE_GRID: dict[str, tuple[float, ...]] = {
     "w_v3": (0.5, 1.0),
-    "w_tags": (0.5, 1.0, 1.5),
+    "w_tags": (0.5, 1.0, 1.5, 3.0),
     "w_popularity": (3.0, 4.0, 5.0),
     "w_quality": (0.0, 0.25, 0.5),
     "w_year": (0.25, 0.5, 1.0),
 }
+#: Added to the grid when the bundle has a story index.
+STORY_TUNE_GRID: dict[str, tuple[float, ...]] = {"w_story": (0.0, 1.0, 2.0, 3.0)}
+
+
+def story_vectors(bundle: Path | None, catalogue: Catalogue) -> np.ndarray | None:
+    """The bundle's story-index vectors in catalogue row order (zero rows for anime without a
+    synopsis), as the API scores them; None when the bundle has no story index."""
+    directory = None if bundle is None else bundle / index_dir("story")
+    if directory is None or not directory.is_dir():
+        return None
+    index = FlatIndex.load(directory)
+    vectors, present = index.vectors(catalogue.ids)
+    return vectors if present.any() else None
 
 
 class RowSiblings:
@@ -65,10 +83,20 @@ class CandidatePools:
     query_years: np.ndarray
     tags: np.ndarray  # [Q, C] tag Jaccard with the query
     siblings: RowSiblings  # what one-per-franchise spreading asks of each listed row
+    story: np.ndarray | None = None  # [Q, C] story cosine with the query (None: no story index)
 
     @property
     def valid(self) -> np.ndarray:
         return self.rows >= 0
+
+
+@dataclass(frozen=True)
+class PoolDepths:
+    """How many candidates each source gives a similar list (the API's `SIMILAR_*_POOL`s)."""
+
+    v4: int = SIMILAR_V4_POOL
+    v3: int = 0
+    story: int = SIMILAR_STORY_POOL
 
 
 def build_pools(
@@ -77,14 +105,17 @@ def build_pools(
     v4: np.ndarray,
     v3: np.ndarray,
     query_rows: np.ndarray,
-    pool: int,
-    v3_pool: int = 0,
+    depths: PoolDepths,
     v2_top: TopK | None = None,
+    story: np.ndarray | None = None,
 ) -> CandidatePools:
-    """What the API sees: top-`pool` by V4 ∪ top-`v3_pool` by V3 (as the two hnswlib searches
-    would return) ∪ the V2 list (`v2_top`, rows), minus the query's franchise siblings."""
+    """What the API sees: top-`depths.v4` by V4 ∪ top-`depths.v3` by V3 (as the two index searches
+    would return) ∪ the V2 list (`v2_top`, rows) ∪ with `story` vectors (row order, zero rows for no
+    synopsis) the top-`depths.story` by story cosine, minus the query's franchise siblings."""
     years = catalogue.numbers("year")
-    pop_all = popularity(catalogue.numbers("members"))
+    # What no served list shows (promotional videos) is no candidate here either.
+    unlisted = {int(r) for r in np.flatnonzero(~catalogue.listed_mask())}
+    pop_all = catalogue_popularity(catalogue)
     qual_all = quality(catalogue.numbers("score"))
     lists: list[np.ndarray] = []
     jaccard = V1Model.from_catalogue(catalogue, "jaccard")
@@ -97,12 +128,16 @@ def build_pools(
 
     for s in progress(range(0, len(query_rows), 512), desc="candidate pools", unit="chunk", leave=False):
         rows = query_rows[s : s + 512]
-        top4, top3 = top_rows(v4, rows, pool), top_rows(v3, rows, v3_pool)
+        top4, top3 = top_rows(v4, rows, depths.v4), top_rows(v3, rows, depths.v3)
         top2 = v2_top(rows) if v2_top is not None else np.zeros((len(rows), 0), dtype=np.int64)
+        top_story = top_rows(story, rows, depths.story) if story is not None else None
         for q, r in enumerate(rows):
-            banned = siblings(int(r)) | {int(r), -1}
+            banned = siblings(int(r)) | {int(r), -1} | unlisted
             first = [x for x in top4[q].tolist() if x not in banned]
-            extra = sorted((set(top3[q].tolist()) | set(top2[q].tolist())) - banned - set(first))
+            joined = set(top3[q].tolist()) | set(top2[q].tolist())
+            if top_story is not None and story is not None and story[r].any():
+                joined |= set(top_story[q].tolist())
+            extra = sorted(joined - banned - set(first))
             lists.append(np.array(first + extra, dtype=np.int64))
     width = max((len(x) for x in lists), default=1)
     rows_arr = np.full((len(lists), width), -1, dtype=np.int64)
@@ -122,6 +157,7 @@ def build_pools(
         query_years=years[query_rows][:, None],
         tags=tag_overlap.astype(np.float64),
         siblings=siblings,
+        story=None if story is None else np.einsum("qd,qcd->qc", story[query_rows], story[safe]),
     )
 
 
@@ -133,13 +169,16 @@ def rank_pools(pools: CandidatePools, config: RankingConfig, k: int = K) -> np.n
     """
     score, _ = score_arrays(
         config,
-        v4=pools.v4,
-        v3=pools.v3,
-        pop=pools.pop,
-        year_prox=year_proximity(pools.query_years, pools.years, config.year_scale),
-        valid=pools.valid,
-        qual=pools.qual,
-        tags=pools.tags,
+        CandidateColumns(
+            v4=pools.v4,
+            v3=pools.v3,
+            pop=pools.pop,
+            year_prox=year_proximity(pools.query_years, pools.years, config.year_scale),
+            valid=pools.valid,
+            qual=pools.qual,
+            tags=pools.tags,
+            story=pools.story,
+        ),
     )
     order = np.lexsort((pools.rows, -pools.v4, -score), axis=-1)
     out = np.full((len(score), k), -1, dtype=np.int64)

@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +51,14 @@ from anime_pipeline.evaluation.devset import (
 )
 from anime_pipeline.evaluation.embedding_eval import TripletSet
 from anime_pipeline.evaluation.final_ranking import (
+    STORY_TUNE_GRID,
+    TUNE_GRID,
     CandidatePools,
+    PoolDepths,
     RowSiblings,
     build_pools,
     rank_pools,
+    story_vectors,
     tune_ranking,
 )
 from anime_pipeline.evaluation.franchise import (
@@ -78,7 +82,7 @@ from anime_pipeline.evaluation.quality import quality_summary
 from anime_pipeline.evaluation.text_baselines import tfidf_dev_baseline
 from anime_pipeline.progress import progress
 from anime_recommender.catalogue import Catalogue
-from anime_recommender.ranking import FranchiseIndex, RankingConfig
+from anime_recommender.ranking import FranchiseIndex, RankingConfig, ranking_for
 from anime_recommender.similarity import SIMILAR_V2_POOL, SIMILAR_V3_POOL, SIMILAR_V4_POOL
 
 
@@ -96,7 +100,8 @@ class EvaluateInputs:
     onnx_dir: Path | None = None
     final_v4: str = "v4_int8"
     final_v3: str = "v3"
-    ranking: RankingConfig = field(default_factory=RankingConfig)
+    #: None: the ranking the catalogue is served with (`ranking.ranking_for`).
+    ranking: RankingConfig | None = None
     tune: bool = False
     pool: int = SIMILAR_V4_POOL
     v3_pool: int = SIMILAR_V3_POOL
@@ -181,6 +186,7 @@ class _FinalRanking:
     v3: np.ndarray
     inputs: EvaluateInputs
     v2_top: TopK | None
+    story: np.ndarray | None = None  # story-index vectors in row order (zero rows: no synopsis)
 
     def pools(self, rows: np.ndarray) -> CandidatePools:
         """The candidate pools of these query rows."""
@@ -190,14 +196,19 @@ class _FinalRanking:
             self.v4,
             self.v3,
             rows,
-            self.inputs.pool,
-            self.inputs.v3_pool,
+            PoolDepths(self.inputs.pool, self.inputs.v3_pool),
             self.v2_top,
+            self.story,
         )
 
     def topk(self, rows: np.ndarray, config: RankingConfig) -> np.ndarray:
         """The final top-k rows of these query rows under `config`."""
         return rank_pools(self.pools(rows), config)
+
+
+def _ranking(inputs: EvaluateInputs) -> RankingConfig:
+    assert inputs.ranking is not None  # `evaluate` resolves None to the catalogue's own ranking
+    return inputs.ranking
 
 
 def _choose_ranking(
@@ -206,8 +217,9 @@ def _choose_ranking(
     """The ranking config to report: tuned on dev with `--tune` (and saved), else the given one."""
     if not inputs.tune:
         report["final"]["config_source"] = "RankingConfig defaults / --ranking-json"
-        return inputs.ranking
-    tuning = tune_ranking(pools, dev, inputs.ranking, seed=inputs.seed)
+        return _ranking(inputs)
+    grid = {**TUNE_GRID, **STORY_TUNE_GRID} if pools.story is not None else TUNE_GRID
+    tuning = tune_ranking(pools, dev, _ranking(inputs), grid=grid, seed=inputs.seed)
     report["tuning"] = tuning
     chosen = RankingConfig.model_validate(tuning["best"])
     report["final"]["config"] = chosen.model_dump()
@@ -230,7 +242,7 @@ def _dev_section(
     dev_csv = inputs.dev_csv
     if dev_csv is None or not dev_csv.is_file():
         report["dev"] = {"skipped": f"no dev recommendations at {dev_csv}"}
-        return inputs.ranking
+        return _ranking(inputs)
     dev = build_dev_set(read_dev_pairs(dev_csv), catalogue, franchise)
     report["dev"] = {
         "path": str(dev_csv),
@@ -253,7 +265,7 @@ def _dev_section(
     siblings = final.siblings if final is not None else RowSiblings(catalogue, franchise)
     report.setdefault("baselines", {})["tfidf"] = tfidf_dev_baseline(catalogue, siblings, dev)
     if final is None:
-        return inputs.ranking
+        return _ranking(inputs)
     pools = final.pools(rows)
     chosen = _choose_ranking(report, inputs, pools, dev)
     top = rank_pools(pools, chosen)
@@ -314,6 +326,8 @@ def _model_section(report: dict[str, Any], inputs: EvaluateInputs, catalogue: Ca
 def evaluate(inputs: EvaluateInputs) -> EvaluateResult:
     """Compute every section whose inputs exist and write report.json / report.md."""
     catalogue = Catalogue.load(inputs.catalogue)
+    if inputs.ranking is None:
+        inputs = replace(inputs, ranking=ranking_for(catalogue))
     franchise = FranchiseIndex(catalogue)
     report: dict[str, Any] = {"catalogue": {"path": str(inputs.catalogue), "size": len(catalogue)}, "k": K}
     report["labels"] = dict(inputs.labels)
@@ -327,7 +341,7 @@ def evaluate(inputs: EvaluateInputs) -> EvaluateResult:
         "v3_vectors": inputs.final_v3 if inputs.final_v3 in methods.vectors else None,
         "pool": inputs.pool,
         "v3_pool": inputs.v3_pool,
-        "config": inputs.ranking.model_dump(),
+        "config": inputs.ranking.model_dump() if inputs.ranking is not None else None,
     }
     if final_v4 is None:
         del report["methods"]["final"]
@@ -336,8 +350,17 @@ def evaluate(inputs: EvaluateInputs) -> EvaluateResult:
     final = (
         None
         if final_v4 is None or final_v3 is None
-        else _FinalRanking(catalogue, RowSiblings(catalogue, franchise), final_v4, final_v3, inputs, v2_top)
+        else _FinalRanking(
+            catalogue,
+            RowSiblings(catalogue, franchise),
+            final_v4,
+            final_v3,
+            inputs,
+            v2_top,
+            story_vectors(inputs.bundle, catalogue),
+        )
     )
+    report["final"]["story_vectors"] = final is not None and final.story is not None
 
     chosen = _dev_section(report, inputs, catalogue, franchise, methods, final)
     _triplet_section(report, inputs, catalogue, methods, final, chosen)

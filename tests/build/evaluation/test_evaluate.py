@@ -16,7 +16,13 @@ from anime_pipeline.evaluation.devset import (
     teacher_agreement,
     triplet_accuracy_ties,
 )
-from anime_pipeline.evaluation.final_ranking import RowSiblings, build_pools, rank_pools, tune_ranking
+from anime_pipeline.evaluation.final_ranking import (
+    PoolDepths,
+    RowSiblings,
+    build_pools,
+    rank_pools,
+    tune_ranking,
+)
 from anime_pipeline.evaluation.franchise import franchise_recall
 from anime_pipeline.evaluation.methods import v2_list_rows
 from anime_pipeline.evaluation.report import EvaluateInputs, evaluate
@@ -155,10 +161,10 @@ def test_final_ranking_leaves_siblings_out_and_tuning_reports_two_folds(tiny_cat
     n = len(tiny_catalogue)
     v = _unit(n, 8, 4)
     rows = np.arange(n)
-    pools = build_pools(tiny_catalogue, siblings, v, v, rows, pool=n)
+    pools = build_pools(tiny_catalogue, siblings, v, v, rows, PoolDepths(n))
     # A V3 pool widens the candidates with the V3 search's own neighbours.
     v3 = _unit(n, 8, 5)
-    wide = build_pools(tiny_catalogue, siblings, v, v3, rows, pool=5, v3_pool=5)
+    wide = build_pools(tiny_catalogue, siblings, v, v3, rows, PoolDepths(5, 5))
     sims3 = v3 @ v3.T
     np.fill_diagonal(sims3, -np.inf)
     best3 = int(np.argmax(sims3[0]))
@@ -187,7 +193,7 @@ def test_v2_lists_join_the_pool(inputs: EvaluateInputs, tiny_catalogue: Catalogu
     siblings = RowSiblings(tiny_catalogue, FranchiseIndex(tiny_catalogue))
     v = _unit(len(tiny_catalogue), 8, 4)
     rows = np.arange(len(tiny_catalogue))
-    pools = build_pools(tiny_catalogue, siblings, v, v, rows, pool=0, v2_top=v2)
+    pools = build_pools(tiny_catalogue, siblings, v, v, rows, PoolDepths(0), v2_top=v2)
     listed = v2(rows)
     for q in rows:
         expected = {int(r) for r in listed[q] if r >= 0} - siblings(int(q))
@@ -200,7 +206,7 @@ def test_pool_ranking_matches_the_api_path(tiny_catalogue: Catalogue) -> None:
     n = len(tiny_catalogue)
     v4, v3 = _unit(n, 8, 6), _unit(n, 8, 7)
     rows = np.arange(n)
-    pools = build_pools(tiny_catalogue, siblings, v4, v3, rows, pool=8, v3_pool=4)
+    pools = build_pools(tiny_catalogue, siblings, v4, v3, rows, PoolDepths(8, 4))
     config = RankingConfig(w_year=0.1)
     top = rank_pools(pools, config, k=5)
     for q, row in enumerate(rows):

@@ -11,6 +11,9 @@ Layout of a bundle directory (`BuildPaths.artifacts_dir`; `/opt/anime-artifacts`
     model/                   model.onnx (int8, outputs v4 and v3), tokenizer.json, encoder.json
     index_v4/ index_v3/      index directories: V4 hnswlib (`VectorIndex`), V3 flat int8 (`FlatIndex`);
                              the manifest's `indexes[space].kind` says which (older bundles: hnswlib)
+    index_story/             optional: the story index (`STORY`), a flat int8 index of the model's v3
+                             vectors of `text.story_passage` (the synopsis alone), one row per anime with
+                             a synopsis; absent (no manifest entry) when the catalogue has no synopses
     lexical/                 the BM25 index of the catalogue (`search.lexical.LexicalIndex`) for /search
     catalogue_tables.marshal optional: the catalogue's title and franchise tables (`catalogue_tables`),
                              read instead of built at cold start when valid for this catalogue and code
@@ -21,7 +24,8 @@ lists only, no encoder); catalogue or neighbour lists broken → `ArtifactIntegr
 index is a component of its own: broken or absent, it is reported in `failures` and search loses its
 lexical side, the tier stays what the vectors allow. A corrupt tables file is reported in `failures`
 too, and the tables are built from the catalogue (a stale one, of other code, is silently rebuilt).
-Hashing runs
+The story index, where the manifest lists one, is loaded beside the tier's index (`ServingBundle.story`);
+broken, it is reported in `failures` (component "index_story") and never changes the tier. Hashing runs
 in a thread pool (hashlib releases the GIL) while the main thread parses what is already verified, so
 cold start pays roughly max(hash, load) rather than their sum.
 """
@@ -71,6 +75,11 @@ LEXICAL_DIR = "lexical"
 # The kind of index each space is built as: V3 (the fallback tier, and V4's secondary score) is a flat
 # int8 matrix searched exactly, a quarter of an hnswlib file's bytes; V4 stays an hnswlib graph.
 SPACE_KINDS: dict[str, IndexKind] = {"v4": HNSW_KIND, "v3": FLAT_KIND}
+# The story index: not a tier and not a model output of its own. Its rows are the "v3" output of each
+# anime's `story_passage`, compared only with query vectors (free-text search, story similarity).
+STORY = "story"
+STORY_OUTPUT = "v3"
+STORY_KIND: IndexKind = FLAT_KIND
 
 Tier = Literal["v4", "v3", "v2"]
 
@@ -78,6 +87,11 @@ Tier = Literal["v4", "v3", "v2"]
 def index_dir(space: str) -> str:
     """Relative folder of a space's index, e.g. 'index_v4'."""
     return f"index_{space}"
+
+
+def index_output(space: str) -> str:
+    """The model output whose vectors an index holds: the space itself, "v3" for the story index."""
+    return STORY_OUTPUT if space == STORY else space
 
 
 class ArtifactIntegrityError(RuntimeError):
@@ -284,6 +298,8 @@ def write_bundle(
     The directory is rebuilt from scratch so no stale file from an older bundle survives.
     `release_dates`: the enrichment the catalogue was ingested with (written as `release_dates.json`,
     so delta updates enrich new catalogues identically); None writes no such file.
+    `indexes` holds one index per model output ("v4", "v3") and optionally the story index (`STORY`,
+    of the "v3" output's dim), written as `index_<name>/`.
     The catalogue's lexical index (/search's BM25 side) is built and written as `lexical/`, its
     lookup tables as `catalogue_tables.marshal`.
     """
@@ -306,9 +322,10 @@ def write_bundle(
     config = EncoderConfig.load(model_dir / CONFIG_FILE)
     infos: dict[str, IndexInfo] = {}
     for space, index in indexes.items():
-        if config.outputs.get(space) != index.dim:
+        output = index_output(space)
+        if config.outputs.get(output) != index.dim:
             raise ValueError(
-                f"index {space} has dim {index.dim}, model output is {config.outputs.get(space)}"
+                f"index {space} has dim {index.dim}, model output {output} is {config.outputs.get(output)}"
             )
         index.save(directory / index_dir(space))
         infos[space] = index_info(index, (recall_at_10 or {}).get(space))
@@ -432,6 +449,9 @@ class ServingBundle:
     timings_ms: dict[str, float] = field(default_factory=dict)
     lexical: LexicalIndex | None = None  # None when its files failed (search then has no BM25 side)
     tables: CatalogueTables | None = None  # None: no valid saved tables (consumers build them)
+    # The story index (v3 vectors of synopses, searched with `encoder`'s v3 query vectors): None when
+    # the bundle has none, when it failed (then in `failures`) or in tier v2 (no encoder).
+    story: SearchIndex | None = None
 
     @property
     def index(self) -> SearchIndex | None:
@@ -484,7 +504,9 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
     """Verify and load a bundle, degrading v4 → v3 → v2; raise when nothing can be served.
 
     Only what the chosen tier needs is hashed and loaded (the V3 index only when V4 is unusable),
-    unless `all_tiers` is set (the delta update needs both indexes).
+    unless `all_tiers` is set (the delta update needs both indexes). A story index the manifest lists
+    is hashed after the tier's index and read on a loader thread like it; it is served in tiers v4 and
+    v3 only (it needs the encoder's query vectors), and a broken one is just a reported failure.
 
     Args:
         directory: the bundle directory.
@@ -496,11 +518,7 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
     manifest = _read_manifest(directory)
     components = _component_files(manifest)
     spaces = [s for s in SPACES if s in manifest.indexes]
-    tables_part = ["tables"] if "tables" in components else []  # older bundles have none
-    wanted = ["catalogue", "neighbours", *tables_part, "lexical", "model"] + [index_dir(s) for s in spaces]
-    # The fallback index is only hashed eagerly when it will certainly be needed.
-    if not all_tiers and len(spaces) > 1:
-        wanted = wanted[:-1]
+    wanted = _eager_components(manifest, components, spaces, all_tiers)
     verifier = _Verifier(directory, manifest)
     for comp in wanted:
         verifier.submit(comp, components[comp])
@@ -509,7 +527,7 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
     # files verified: np.load's inflate and hnswlib's load release the GIL, so they run beside the
     # catalogue parse and the ONNX session build instead of after them (~0.1 s of cold start). Every
     # result is awaited before this function returns, so failures and tier are decided as before.
-    loader = ThreadPoolExecutor(max_workers=4, thread_name_prefix="load")
+    loader = ThreadPoolExecutor(max_workers=5, thread_name_prefix="load")
     pending_lists = loader.submit(_lists_if_verified, directory, verifier)
     pending_tables = loader.submit(_tables_if_verified, directory, verifier) if "tables" in wanted else None
     pending_indexes = {
@@ -517,6 +535,11 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
         for space in spaces
         if index_dir(space) in wanted
     }
+    pending_story = (
+        loader.submit(_read_index, directory, manifest, STORY, verifier)
+        if index_dir(STORY) in wanted
+        else None
+    )
 
     try:
         with timed(seconds, "catalogue_neighbours"):
@@ -564,15 +587,16 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
                 index = _load_index(manifest, space, encoder, pending_indexes[space], failures)
                 if index is not None:
                     indexes[space] = index
+
+        story = None
+        if pending_story is not None and encoder is not None and indexes:  # tiers v4 and v3 only
+            with timed(seconds, index_dir(STORY)):
+                story = _load_index(manifest, STORY, encoder, pending_story, failures)
     finally:
         loader.shutdown(wait=False, cancel_futures=True)
         verifier.close()
 
-    tier: Tier = "v2"
-    for space in spaces:
-        if space in indexes:
-            tier = "v4" if space == "v4" else "v3"
-            break
+    tier = _tier(spaces, indexes)
     if tier == "v2":
         encoder = None  # without an index the encoder serves nothing; keep the tier contract simple
     seconds["total"] = total.seconds
@@ -588,7 +612,30 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
         timings_ms={name: round(s * 1000, 1) for name, s in seconds.items()},
         lexical=lexical,
         tables=tables,
+        story=story,
     )
+
+
+def _tier(spaces: list[str], indexes: Mapping[str, SearchIndex]) -> Tier:
+    """The best tier whose index loaded ("v2": none did)."""
+    for space in spaces:
+        if space in indexes:
+            return "v4" if space == "v4" else "v3"
+    return "v2"
+
+
+def _eager_components(
+    manifest: Manifest, components: Mapping[str, list[str]], spaces: list[str], all_tiers: bool
+) -> list[str]:
+    """The components `load_bundle` hashes from the start, in order (small, critical parts first)."""
+    tables_part = ["tables"] if "tables" in components else []  # older bundles have none
+    wanted = ["catalogue", "neighbours", *tables_part, "lexical", "model"] + [index_dir(s) for s in spaces]
+    # The fallback index is only hashed eagerly when it will certainly be needed.
+    if not all_tiers and len(spaces) > 1:
+        wanted = wanted[:-1]
+    if STORY in manifest.indexes:
+        wanted.append(index_dir(STORY))  # last: what decides the tier is hashed first
+    return wanted
 
 
 TablesRead = bytes | list[ArtifactFailure]
@@ -694,10 +741,11 @@ def _load_index(
 ) -> SearchIndex | None:
     comp = index_dir(space)
     info = manifest.indexes[space]
-    if encoder.dims.get(space) != info.dim:
+    output = index_output(space)
+    if encoder.dims.get(output) != info.dim:
         # The index is unusable whatever its files hold, so only this is reported (as before).
         failures.append(
-            ArtifactFailure(f"{MODEL_DIR}/{MODEL_FILE}", f"no {space} output of dim {info.dim}", comp)
+            ArtifactFailure(f"{MODEL_DIR}/{MODEL_FILE}", f"no {output} output of dim {info.dim}", comp)
         )
         return None
     index, problems = pending.result()

@@ -149,11 +149,21 @@ def franchise_key(anime: Anime) -> str:
     return title_key(anime.title)
 
 
-def _all_keys(anime: Anime) -> set[str]:
+# Title keys that name no work: a format, a number ("2" is a synonym of hundreds of sequels).
+_GENERIC_KEYS = frozenset({"ova", "ona", "oad", "tv", "movie", "special", "specials", "pv", "cm", "music"})
+#: A key more anime share than this is a label, not a franchise: story-text synonyms tag ~1,000 NHK
+#: music clips "Minna no Uta". The largest real franchises by key have ~80 entries (Anpanman, Pokémon).
+MAX_KEY_SHARE = 150
+
+
+def _usable_key(key: str) -> bool:
+    return len(key) >= 2 and key not in _GENERIC_KEYS and any(ch.isalpha() for ch in key)
+
+
+def _all_keys(anime: Anime, labels: AbstractSet[str] = frozenset()) -> set[str]:
     keys = {title_key(anime.title)}
     keys.update(title_key(s) for s in anime.synonyms if s)
-    keys.discard("")
-    return keys
+    return {key for key in keys if _usable_key(key) and key not in labels}
 
 
 def _specific_prefix(prefix: str) -> bool:
@@ -181,19 +191,20 @@ def _related_link(a: Anime, b: Anime) -> bool:
     )
 
 
-def same_franchise(a: Anime, b: Anime) -> bool:
+def same_franchise(a: Anime, b: Anime, labels: AbstractSet[str] = frozenset()) -> bool:
     """Whether two anime look like the same franchise (sequel, movie, OVA, season of one work).
 
     True when their title/synonym keys are equal; or when one key is a specific word prefix of the
     other ('naruto' / 'naruto shippuuden') or both open with the same three words of longer titles,
     and their tags overlap (Jaccard ≥ 0.25, or unknown); or when one lists the other as related.
-    An anime is not its own sibling.
+    An anime is not its own sibling. Keys that name no work (a format, a bare number) never link, nor
+    do `labels` (keys a catalogue shares more than `MAX_KEY_SHARE` times: `FranchiseIndex`).
     """
     if a.id == b.id:
         return False
     if _related_link(a, b):
         return True
-    keys_a, keys_b = _all_keys(a), _all_keys(b)
+    keys_a, keys_b = _all_keys(a, labels), _all_keys(b, labels)
     if keys_a & keys_b:
         return True
     prefixed = any(
@@ -238,33 +249,41 @@ class FranchiseIndex:
             ends.append(len(names))
         flat_keys = title_keys(names)
         start = 0
+        keys_of: list[set[str]] = []
         for anime, end in zip(listed, ends, strict=True):
             # Built as `_all_keys` builds it, so the set (and the key order below) is the same.
             keys = {flat_keys[start]}
             if end > start + 1:
                 keys.update(flat_keys[start + 1 : end])
-            keys.discard("")
+            keys = {key for key in keys if _usable_key(key)}
+            keys_of.append(keys)
             start = end
             self._anime[anime.id] = anime
             for key in keys:
                 self._by_key[key].add(anime.id)
+            for url in anime.sources:
+                self._by_source[url] = anime.id
+            for url in anime.related:
+                self._listing[url].add(anime.id)
+        self._labels = {key for key, ids in self._by_key.items() if len(ids) > MAX_KEY_SHARE}
+        for key in self._labels:
+            del self._by_key[key]
+        for anime, keys in zip(listed, keys_of, strict=True):
+            for key in keys - self._labels:
                 # `_opening` is None below SHARED_OPENING_WORDS + 1 words: skip its split for those.
                 if key.count(" ") >= SHARED_OPENING_WORDS:
                     opening = _opening(key)
                     if opening is not None:
                         self._by_opening[opening].add(anime.id)
-            for url in anime.sources:
-                self._by_source[url] = anime.id
-            for url in anime.related:
-                self._listing[url].add(anime.id)
 
-    def state(self) -> dict[str, dict]:
+    def state(self) -> dict[str, Any]:
         """What was built from the titles, as plain dicts (saved by `catalogue_tables`)."""
         return {
             "by_key": dict(self._by_key),
             "by_source": self._by_source,
             "listing": dict(self._listing),
             "by_opening": dict(self._by_opening),
+            "labels": self._labels,
         }
 
     @classmethod
@@ -279,11 +298,12 @@ class FranchiseIndex:
         index._listing = state["listing"]
         index._first_word = None
         index._by_opening = state["by_opening"]
+        index._labels = set(state.get("labels", ()))
         return index
 
     def _candidate_ids(self, anime: Anime) -> set[int]:
         found: set[int] = set()
-        for key in _all_keys(anime):
+        for key in _all_keys(anime, self._labels):
             found |= self._by_key.get(key, set())
             words = key.split(" ")
             # Shorter keys that are a specific word prefix of this one ('naruto' for 'naruto shippuuden').
@@ -319,7 +339,8 @@ class FranchiseIndex:
     def siblings(self, anime: Anime) -> list[int]:
         """Ids of catalogue anime in the same franchise as `anime` (by `same_franchise`), sorted."""
         ids = self._candidate_ids(anime)
-        return sorted(i for i in ids if i != anime.id and same_franchise(anime, self._anime[i]))
+        labels = self._labels
+        return sorted(i for i in ids if i != anime.id and same_franchise(anime, self._anime[i], labels))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -414,7 +435,7 @@ def spread_franchises(
 
 # log10(members) of 10M: no anime has more, so the prior stays in [0, 1].
 _POP_LOG_MAX = 7.0
-COMPONENTS: tuple[str, ...] = ("v4", "v3", "tags", "popularity", "quality", "year")
+COMPONENTS: tuple[str, ...] = ("v4", "v3", "tags", "popularity", "quality", "year", "story")
 
 
 class RankingConfig(BaseModel):
@@ -439,6 +460,12 @@ class RankingConfig(BaseModel):
     w_quality: float = Field(0.25, ge=0.0, description="Weight of the score prior (score-5)/4 in [0, 1].")
     w_year: float = Field(1.0, ge=0.0, description="Weight of year proximity exp(-|Δyear|/year_scale).")
     year_scale: float = Field(8.0, gt=0.0, description="Years over which year proximity decays by 1/e.")
+    w_story: float = Field(
+        0.0,
+        ge=0.0,
+        description="Weight of the story cosine: the two synopses' story-index vectors (0 when either "
+        "anime has none; the story index's nearest neighbours also join the candidates).",
+    )
     # Free-text search has no query anime, so only the two cosines and the popularity prior apply.
     # The fine-tuned head learned genres from the teacher and loses some literal word matching,
     # which the frozen V3 output keeps; a small popularity prior breaks near-ties towards titles
@@ -447,6 +474,19 @@ class RankingConfig(BaseModel):
     text_w_popularity: float = Field(
         0.3, ge=0.0, description="Free-text search: weight of the popularity prior."
     )
+
+
+#: The ranking of a catalogue with story text (fine tags, synopses and their story index): tuned on
+#: the development recommendations with the story-text build's int8 vectors (`anime-build evaluate
+#: --tune`, 1,152 configurations): fine tags and the story cosine earn weight that coarse genres did
+#: not, and V3's title closeness less.
+STORY_TEXT_RANKING = RankingConfig(w_v3=0.5, w_tags=3.0, w_year=0.5, w_story=2.0)
+
+
+def ranking_for(catalogue: Catalogue) -> RankingConfig:
+    """The ranking a catalogue is served with: `STORY_TEXT_RANKING` when it has story text, else the
+    defaults (each tuned on its own build)."""
+    return STORY_TEXT_RANKING if catalogue.has_story_text else RankingConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -509,31 +549,46 @@ def year_proximity(query_year: np.ndarray, years: np.ndarray, scale: float) -> n
     return np.where(np.isnan(delta), 0.0, np.exp(-np.nan_to_num(delta, nan=0.0) / scale))
 
 
-def score_arrays(
-    config: RankingConfig,
-    v4: np.ndarray,
-    v3: np.ndarray,
-    pop: np.ndarray,
-    year_prox: np.ndarray,
-    valid: np.ndarray | None = None,
-    qual: np.ndarray | None = None,
-    tags: np.ndarray | None = None,
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Vectorised scores for candidate arrays shaped [..., C] (one row per query).
+@dataclass(frozen=True, slots=True)
+class CandidateColumns:
+    """The re-ranking's inputs for candidate arrays shaped [..., C] (one row per query); None = 0.
 
-    Returns the final score (-inf where `valid` is False: padding, franchise siblings) and the
-    weighted components, which sum to it.
+    `valid` False marks padding and franchise siblings (their score is -inf).
     """
-    v4 = np.asarray(v4, dtype=np.float64)
+
+    v4: np.ndarray
+    v3: np.ndarray
+    pop: np.ndarray
+    year_prox: np.ndarray
+    qual: np.ndarray | None = None
+    tags: np.ndarray | None = None
+    story: np.ndarray | None = None
+    valid: np.ndarray | None = None
+
+
+def score_arrays(
+    config: RankingConfig, columns: CandidateColumns
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Vectorised scores of the candidates in `columns`.
+
+    Returns the final score (-inf where not `valid`) and the weighted components, which sum to it.
+    """
+    v4 = np.asarray(columns.v4, dtype=np.float64)
+
+    def column(values: np.ndarray | None) -> np.ndarray:
+        return np.broadcast_to(0.0 if values is None else values, v4.shape)
+
     comps = {
         "v4": config.w_v4 * v4,
-        "v3": config.w_v3 * np.asarray(v3, dtype=np.float64),
-        "tags": config.w_tags * np.broadcast_to(0.0 if tags is None else tags, v4.shape),
-        "popularity": config.w_popularity * np.broadcast_to(pop, v4.shape),
-        "quality": config.w_quality * np.broadcast_to(0.0 if qual is None else qual, v4.shape),
-        "year": config.w_year * np.broadcast_to(year_prox, v4.shape),
+        "v3": config.w_v3 * np.asarray(columns.v3, dtype=np.float64),
+        "tags": config.w_tags * column(columns.tags),
+        "popularity": config.w_popularity * column(columns.pop),
+        "quality": config.w_quality * column(columns.qual),
+        "year": config.w_year * column(columns.year_prox),
+        "story": config.w_story * column(columns.story),
     }
     base = sum((comps[name] for name in COMPONENTS), np.zeros(v4.shape))
+    valid = columns.valid
     ok = np.ones(v4.shape, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
     return np.where(ok, base, -np.inf), comps
 
@@ -572,12 +627,14 @@ def rank_candidates(
     qyear = np.nan if query.year is None else float(query.year)
     score, comps = score_arrays(
         cfg,
-        v4=np.array([c.v4 for c in uniq]),
-        v3=np.array([c.v3 for c in uniq]),
-        pop=popularity(members),
-        year_prox=year_proximity(np.array(qyear), years, cfg.year_scale),
-        qual=quality(scores),
-        tags=np.array([tag_jaccard(query.tags, c.anime.tags) for c in uniq]),
+        CandidateColumns(
+            v4=np.array([c.v4 for c in uniq]),
+            v3=np.array([c.v3 for c in uniq]),
+            pop=popularity(members),
+            year_prox=year_proximity(np.array(qyear), years, cfg.year_scale),
+            qual=quality(scores),
+            tags=np.array([tag_jaccard(query.tags, c.anime.tags) for c in uniq]),
+        ),
     )
     # Stable sort on -score, ties broken by V4 similarity then id, so results are deterministic.
     order = sorted(range(len(uniq)), key=lambda i: (-score[i], -uniq[i].v4, uniq[i].anime.id))

@@ -22,8 +22,10 @@ from anime_recommender.catalogue import Catalogue
 from anime_recommender.catalogue_tables import CatalogueTables
 from anime_recommender.ranking import (
     COMPONENTS,
+    CandidateColumns,
     RankingConfig,
     RerankFeatures,
+    ranking_for,
     score_arrays,
     spread_franchises,
     year_proximity,
@@ -42,6 +44,8 @@ RERANK_POOL = 100
 # the V2 teacher list (100); the V2 list brings the well-known, tag-close titles viewers recommend.
 SIMILAR_V4_POOL = 200
 SIMILAR_V3_POOL = 100
+# Nearest synopses (story index) joining a similar list's candidates when the ranking weighs them.
+SIMILAR_STORY_POOL = 50
 SIMILAR_V2_POOL = 100
 
 
@@ -195,6 +199,7 @@ class TieredBackend:
     ranking: RankingConfig | None = None
     lexical: LexicalIndex | None = None
     tables: CatalogueTables | None = field(default=None, repr=False)
+    story: VectorSearch | None = None
     _all_ids: frozenset[int] = field(init=False, repr=False)
     _features: RerankFeatures | None = field(default=None, init=False, repr=False)
     _features_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -310,6 +315,7 @@ class TieredBackend:
             space=self.space,
             secondary=self.secondary if self.ranking is not None else None,
             w_v3=self.ranking.text_w_v3 if self.ranking is not None else 0.0,
+            story=self.story if self.secondary is not None else None,
         )
         return dense, dense.anchors
 
@@ -378,6 +384,11 @@ class TieredBackend:
             for a, _ in self._list(anime_id, SIMILAR_V2_POOL)
             if a not in banned and a in self._all_ids and (allowed is None or a in allowed)
         ]
+        query_story = self._story_vector(anime_id) if self.ranking.w_story > 0 else None
+        if query_story is not None:
+            assert self.story is not None
+            story_hits = self._search(query_story, SIMILAR_STORY_POOL, allowed, banned, self.story)
+            extra += [a for a, _ in story_hits]
         extra = sorted(set(extra) - set(found))
         if extra:
             # V3-search and V2-list candidates: their V4 cosine from one gather (absent ones dropped).
@@ -397,17 +408,25 @@ class TieredBackend:
             # Candidates without a V3 vector get zero rows, hence V3 similarity 0 (as documented).
             v3_sims, _ = self.secondary.similarities(query_v3, ids)
             v3_arr = v3_sims.astype(np.float64)
+        story_arr = None
+        if query_story is not None:
+            assert self.story is not None
+            # Candidates without a synopsis have no story vector: story similarity 0.
+            story_arr = self.story.similarities(query_story, ids)[0].astype(np.float64)
         rows = features.rows(id_arr)
         query_row = self.catalogue.row(anime_id)
         cfg = self.ranking
         score, comps = score_arrays(
             cfg,
-            v4=v4_arr,
-            v3=v3_arr,
-            pop=features.pop[rows],
-            year_prox=year_proximity(features.years[query_row], features.years[rows], cfg.year_scale),
-            qual=features.qual[rows],
-            tags=features.tag_jaccard(query_row, rows),
+            CandidateColumns(
+                v4=v4_arr,
+                v3=v3_arr,
+                pop=features.pop[rows],
+                year_prox=year_proximity(features.years[query_row], features.years[rows], cfg.year_scale),
+                qual=features.qual[rows],
+                tags=features.tag_jaccard(query_row, rows),
+                story=story_arr,
+            ),
         )
         # rank_candidates' order: score desc, then V4 similarity desc, then id (lexsort: last key first).
         order = np.lexsort((id_arr, -v4_arr, -score))
@@ -451,6 +470,14 @@ class TieredBackend:
                     self.tables = CatalogueTables.build(self.catalogue)
                 tables = self.tables
         return tables
+
+    def _story_vector(self, anime_id: int) -> np.ndarray | None:
+        if self.story is None:
+            return None
+        try:
+            return np.asarray(self.story.vector(anime_id), dtype=np.float32)
+        except KeyError:
+            return None
 
     def _secondary_vector(self, anime_id: int) -> np.ndarray | None:
         assert self.secondary is not None
@@ -550,7 +577,8 @@ def backend_from_bundle(bundle: ServingBundle, ranking: RankingConfig | None = N
         encoder=bundle.encoder,
         space=bundle.tier,
         secondary=bundle.indexes.get("v3") if bundle.tier == "v4" else None,
-        ranking=(ranking or RankingConfig()) if bundle.tier == "v4" else None,
+        ranking=(ranking or ranking_for(bundle.catalogue)) if bundle.tier == "v4" else None,
         lexical=bundle.lexical,
         tables=bundle.tables,
+        story=bundle.story,
     )

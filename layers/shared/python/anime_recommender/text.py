@@ -1,7 +1,9 @@
-"""The one function that turns an anime into encoder input (build and serve share it).
+"""The encoder inputs of an anime (build, delta and serving share them).
 
-Catalogue vectors and the vectors of "more like this title" queries must come from the
-same text, so nothing else in the code base may format an anime for the encoder.
+`anime_text` is what the V3/V4 vectors of an anime encode (title, type, year, tags, a story snippet);
+`story_passage` is its synopsis alone, what the story index (`index_story`, free-text search and the
+story part of similar lists) encodes. Catalogue vectors and query vectors must come from the same
+text, so nothing else in the code base formats an anime for the encoder.
 """
 
 from __future__ import annotations
@@ -98,3 +100,19 @@ def story_snippet(synopsis: str, max_words: int = SYNOPSIS_MAX_WORDS) -> str:
         return " ".join(kept)
     first_words = synopsis.split()[:budget]
     return " ".join(first_words).rstrip(",;:-–—") + "..."
+
+
+#: Words of a synopsis the story passage keeps: about the encoder's 128-piece window of English text.
+STORY_PASSAGE_WORDS = 110
+
+
+def story_passage(anime: Anime) -> str | None:
+    """The opening `STORY_PASSAGE_WORDS` words of the synopsis, or None without one.
+
+    Embedded apart from `anime_text`, with no title or genre list around it: a plot description
+    searched against it meets the story alone (hit@10 of the 138 own queries, dense only, on the
+    27.6k story-text catalogue: 44 % against 23 % for the `anime_text` V3 vectors).
+    """
+    if not anime.synopsis:
+        return None
+    return " ".join(anime.synopsis.split()[:STORY_PASSAGE_WORDS])

@@ -8,10 +8,11 @@ ones whose encoder text changed (`DeltaPlan.to_embed`; the others keep their vec
 the indexes through `VectorIndex`, which keeps hnswlib's pitfalls away: removed anime are marked
 deleted first, so new anime reuse their slots (`replace_deleted`) before the index is
 resized; a changed anime keeps its label and gets its vector replaced by a plain `add_items`; new
-anime always get fresh labels (never a deleted label again). Meanwhile this process writes the
-catalogue, merges the V2 lists (`lists`) and saves the catalogue's lookup tables (`catalogue_tables`),
-and a `LexicalBuild` (`lexical`, a forked child)
-rebuilds the new catalogue's BM25 index for /search, so it is published with the version.
+anime always get fresh labels (never a deleted label again). A base's story index (`index_story/`)
+is kept in step with the synopses (`indexer`); a base without one gets none. Meanwhile this process
+writes the catalogue, merges the V2 lists (`lists`) and saves the catalogue's lookup tables
+(`catalogue_tables`), and a `LexicalBuild` (`lexical`, a forked child) rebuilds the new catalogue's
+BM25 index for /search, so it is published with the version.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from anime_recommender.artifacts import (
     CATALOGUE,
     CONTENT_HASHES,
     NEIGHBOURS,
+    STORY,
     FileEntry,
     Manifest,
     save_content_hashes,
@@ -90,6 +92,7 @@ def _write_new_manifest(
     indexed: IndexJobResult,
     lexical: dict[str, FileEntry],
     out_dir: Path,
+    job: IndexJob,
 ) -> Manifest:
     """Link the carried files into `out_dir` and write its manifest: the base's, with the new data."""
     # Carried files were verified (release dates by `load_delta_base`, the model by the worker); the
@@ -115,6 +118,7 @@ def _write_new_manifest(
                 "base_version": plan.base_version,
                 **plan.counts(),
                 "embedded": len(plan.to_embed),
+                **({"story_embedded": len(job.story_ids)} if STORY in old.indexes else {}),
                 "lists_recomputed": update.recomputed,
                 "lists_merged": update.merged,
                 "lists_approximate": update.approximate,
@@ -176,7 +180,8 @@ def apply_delta(
         # The worker embeds and updates the indexes (its own process where it can) and a child
         # rebuilds the lexical index while this process writes the catalogue and updates the V2
         # lists; they all write different files.
-        worker.submit(IndexJob.from_plan(plan, out_dir, batch_size))
+        job = IndexJob.from_plan(plan, out_dir, batch_size, story=STORY in base.manifest.indexes)
+        worker.submit(job)
         lexical_build = LexicalBuild(plan.catalogue, out_dir)
         with timed(timings, "catalogue"):
             _write_catalogue(plan, out_dir)
@@ -198,7 +203,7 @@ def apply_delta(
     timings.update({f"worker_{k}_background": v for k, v in indexed.timings_s.items()})
 
     with timed(timings, "write"):
-        manifest = _write_new_manifest(base, plan, update, indexed, lexical, out_dir)
+        manifest = _write_new_manifest(base, plan, update, indexed, lexical, out_dir, job)
     return ApplyResult(
         out_dir=out_dir,
         manifest=manifest,

@@ -6,6 +6,8 @@ records to malformation, or removes more than `DeltaPolicy.max_removed_share` of
 entries is refused with a `DeltaRefusedError` naming the reason. The diff is by `Anime.content_hash`;
 of the changed anime, only those whose encoder text (`anime_text`) differs from the base's are
 re-embedded (`DeltaPlan.to_embed`): a new content rating or studio updates the record, not its vector.
+The story index's rows follow `story_passage` the same way (`DeltaPlan.story_to_embed`): the encoder
+text holds only a snippet of the synopsis, so a synopsis can change the passage and not the text.
 
 Story text: a catalogue source (manami's) has none, so the new catalogue takes it, where a record has
 none of its own, from a story-text file when one is configured (`load_new_catalogue`, through the
@@ -30,7 +32,7 @@ from anime_recommender.catalogue import STORY_FIELDS, Anime, Catalogue, with_fie
 from anime_recommender.loaders import CatalogueFormatError, LoadReport, load_catalogue
 from anime_recommender.loaders.storytext import StoryTextReport, merge_storytext, read_storytext
 from anime_recommender.release_dates import ReleaseDates
-from anime_recommender.text import anime_text
+from anime_recommender.text import anime_text, story_passage
 
 RefusalCode = Literal["invalid", "invalid_storytext", "empty", "malformed_records", "shrink"]
 
@@ -163,7 +165,8 @@ class DeltaPlan:
     """What a delta update changes: ids by kind, both data versions, the new catalogue and its hashes.
 
     `text_changed`: the changed anime whose encoder text differs from the base's (None: unknown, all
-    of them); the others keep their vectors.
+    of them); the others keep their vectors. `story_changed`: likewise for their story passage (the
+    story index's rows).
     """
 
     base_version: str
@@ -176,6 +179,7 @@ class DeltaPlan:
     hashes: Mapping[int, str] = field(repr=False)
     lines: Sequence[bytes] | None = field(default=None, repr=False)  # `catalogue.lines()`, when known
     text_changed: tuple[int, ...] | None = None
+    story_changed: tuple[int, ...] | None = None
 
     @property
     def is_empty(self) -> bool:
@@ -195,6 +199,13 @@ class DeltaPlan:
         content rating alone keeps its vector (and its index label).
         """
         changed = self.changed if self.text_changed is None else self.text_changed
+        return tuple(sorted(self.added + changed))
+
+    @property
+    def story_to_embed(self) -> tuple[int, ...]:
+        """Ids whose story passage is new or changed, sorted: added, and changed in `story_passage`
+        (gained, lost or edited a synopsis). Those now without a passage leave the story index."""
+        changed = self.changed if self.story_changed is None else self.story_changed
         return tuple(sorted(self.added + changed))
 
     def counts(self) -> dict[str, int]:
@@ -270,14 +281,18 @@ def _merge_storytext_file(
 
 
 def encoder_text_changed(
-    changed: Sequence[int], new: Catalogue, old_record: Callable[[int], Anime | None]
+    changed: Sequence[int],
+    new: Catalogue,
+    old_record: Callable[[int], Anime | None],
+    text: Callable[[Anime], str | None] = anime_text,
 ) -> tuple[int, ...]:
-    """The ids of `changed` whose encoder text (`anime_text`) in `new` differs from their old record's
-    (`old_record(id)`; None, e.g. a base saved in an older format, counts as differing)."""
+    """The ids of `changed` whose encoder text (`text`: `anime_text`, or `story_passage`) in `new`
+    differs from their old record's (`old_record(id)`; None, e.g. a base saved in an older format,
+    counts as differing)."""
     found: list[int] = []
     for anime_id in changed:
         old = old_record(anime_id)
-        if old is None or anime_text(old) != anime_text(new.by_id(anime_id)):
+        if old is None or text(old) != text(new.by_id(anime_id)):
             found.append(anime_id)
     return tuple(found)
 
@@ -297,7 +312,7 @@ def plan_delta(
     the costly part of a plan) and `new_version` their `data_version`; `new_lines`: `new.lines()`, kept
     for writing the new catalogue. Each changed anime's encoder text is compared with its old record's
     (`encoder_text_changed`; from the base's saved line when `current` is its records): only those
-    that differ are in `DeltaPlan.to_embed`.
+    that differ are in `DeltaPlan.to_embed`; likewise their story passages (`DeltaPlan.story_to_embed`).
 
     Raises:
         DeltaRefusedError: `new` is empty or would remove more than `policy.max_removed_share`.
@@ -328,6 +343,8 @@ def plan_delta(
                 f"the new catalogue removes {len(removed)} of {len(old_hashes)} anime ({share:.1%}), more "
                 f"than the allowed {policy.max_removed_share:.1%}; refusing a suspicious shrink",
             )
+    # Each changed anime's old record is parsed once (from its saved line) for both comparisons.
+    old_records = {anime_id: old_record(anime_id) for anime_id in changed}
     return DeltaPlan(
         base_version=base_version,
         new_version=data_version(new_hashes) if new_version is None else new_version,
@@ -338,5 +355,6 @@ def plan_delta(
         catalogue=new,
         hashes=new_hashes,
         lines=new_lines,
-        text_changed=encoder_text_changed(changed, new, old_record),
+        text_changed=encoder_text_changed(changed, new, old_records.__getitem__),
+        story_changed=encoder_text_changed(changed, new, old_records.__getitem__, story_passage),
     )

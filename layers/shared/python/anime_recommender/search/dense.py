@@ -51,6 +51,10 @@ class EncoderDense:
         space: the encoder output matching `index` ("v4" or "v3").
         secondary: the V3 index while serving V4 (adds cos_v3 · `w_v3`), or None.
         w_v3: weight of the V3 cosine (`RankingConfig.text_w_v3`).
+        story: the story index (synopsis passages in V3's space), or None. With it, free text is
+            matched against the synopses and the V3 vectors, each hit scored by the better of its two
+            cosines: a plot description meets the story itself, not a title and genre list (dense-only
+            hit@10 of the own queries: 44 % against 12 % for cos_v4 + cos_v3). Anchors are unchanged.
     """
 
     def __init__(
@@ -60,18 +64,22 @@ class EncoderDense:
         space: str = "v4",
         secondary: VectorIndexLike | None = None,
         w_v3: float = 1.0,
+        story: VectorIndexLike | None = None,
     ) -> None:
         self._encoder = encoder
         self._index = index
         self._space = space
         self._secondary = secondary
         self._w_v3 = w_v3
+        self._story = story if secondary is not None else None
 
     def __call__(self, text: str, k: int, allowed: set[int] | None) -> list[Scored]:
         """Up to k (id, cos_v4 + w_v3 · cos_v3) for free text, best first."""
         if k <= 0 or not text.strip() or (allowed is not None and not allowed):
             return []
         encoded = self._encoder.encode([text])
+        if self._story is not None and "v3" in encoded:
+            return self._story_pool(encoded["v3"][0], k, allowed)
         query = _unit(np.asarray(encoded[self._space][0], dtype=np.float32))
         if query is None:
             return []
@@ -91,6 +99,19 @@ class EncoderDense:
             score = score + self._w_v3 * (matrix_v3 @ query_v3)
         ranked = sorted(zip(ids, score.tolist(), strict=True), key=lambda pair: (-pair[1], pair[0]))
         return [(int(a), float(s)) for a, s in ranked[:k]]
+
+    def _story_pool(self, raw_v3: np.ndarray, k: int, allowed: set[int] | None) -> list[Scored]:
+        """Up to k (id, max(cos_story, cos_v3)) for a V3 query vector, best first."""
+        assert self._story is not None and self._secondary is not None
+        query = _unit(np.asarray(raw_v3, dtype=np.float32))
+        if query is None:
+            return []
+        best: dict[int, float] = {}
+        for index in (self._story, self._secondary):
+            for anime_id, cos in index.search(query, k, allowed=allowed):
+                best[int(anime_id)] = max(float(cos), best.get(int(anime_id), -1.0))
+        ranked = sorted(best.items(), key=lambda pair: (-pair[1], pair[0]))
+        return ranked[:k]
 
     def anchors(self, anchor_ids: Sequence[int], k: int, allowed: set[int] | None) -> list[Scored]:
         """Up to k (id, cosine) closest to the mean vector of the anchor anime (anchors excluded)."""

@@ -55,7 +55,7 @@ class SearchEngine:
         matcher: the API's title index, for looser title matches after a cue (optional).
         exact_titles: the parser's exact-title table of this catalogue when already built
             (`catalogue_tables`); None builds it here.
-        weights: the blend's weights (defaults: `HybridWeights()`).
+        weights: the blend's weights (default: `hybrid.weights_for(catalogue)`).
     """
 
     def __init__(

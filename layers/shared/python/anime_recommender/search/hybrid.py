@@ -19,7 +19,7 @@ genres, era, title words, story terms, dense similarity, "like" anchor, or "popu
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -60,6 +60,33 @@ class HybridWeights(BaseModel):
     popularity: float = Field(6.0, ge=0.0, description="Popularity prior log10(members)/7.")
     quality: float = Field(1.0, ge=0.0, description="Score prior (score-5)/4.")
     pool: int = Field(100, ge=1, description="Dense / anchor candidates fetched from the vector index.")
+    lexical_floor: float = Field(
+        0.0,
+        ge=0.0,
+        description="BM25 scores are divided by max(best score, this): a query whose best match is weaker "
+        "(a few title or tag words) keeps a small lexical part and the priors decide, while a strong story "
+        "match (many rare words of one synopsis) outweighs them.",
+    )
+    story_override: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Rows whose BM25 score is at least this share of the best one (and above "
+        "`lexical_floor`) pass the type/era/length filters understood from the text, which a plot "
+        "description can trigger by mistake ('a ghost from a horror film', 'set in the 1960s'); 0: off.",
+    )
+
+
+#: The blend for a catalogue with story text (synopses, fine tags, the story index): a strong story
+#: match outweighs the priors and the genres read from a plot description. Tuned on the tune half of
+#: the own queries with the story-text build (`search_eval --tune`); the defaults stay the plain
+#: catalogue's, tuned there.
+STORY_TEXT_WEIGHTS = HybridWeights(lexical=2.0, tags=1.0, lexical_floor=14.0, story_override=0.9)
+
+
+def weights_for(catalogue: Catalogue) -> HybridWeights:
+    """The blend a catalogue is searched with: `STORY_TEXT_WEIGHTS` with story text, else the defaults."""
+    return STORY_TEXT_WEIGHTS if catalogue.has_story_text else HybridWeights()
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +128,7 @@ class HybridRanker:
             raise ValueError("lexical index rows do not match the catalogue")
         self.catalogue = catalogue
         self.lexical = lexical
-        self.weights = weights or HybridWeights()
+        self.weights = weights or weights_for(catalogue)
         self.ids = np.asarray(catalogue.ids, dtype=np.int64)
         n = len(catalogue)
         self.pop = catalogue_popularity(catalogue)
@@ -170,7 +197,11 @@ class HybridRanker:
         allowed_rows: np.ndarray | None = None,
     ) -> list[SearchHit]:
         """Filter, fetch dense/anchor pools through the callables, then `rank`."""
+        lexical_raw = self.lexical_scores(parsed)
         mask = self.filter_mask(parsed, allowed_rows)
+        strong = self.strong_story_matches(parsed, allowed_rows, lexical_raw)
+        if strong is not None:
+            mask |= strong
         if k <= 0 or not mask.any():
             return []
         allowed = self.allowed_ids(mask)
@@ -179,7 +210,37 @@ class HybridRanker:
         anchor_hits: Sequence[Scored] = ()
         if anchors is not None and parsed.anchor_ids:
             anchor_hits = anchors(parsed.anchor_ids, self.weights.pool, allowed)
-        return self.rank(parsed, k, dense_hits, anchor_hits, mask=mask)
+        return self.rank(parsed, k, dense_hits, anchor_hits, mask=mask, lexical_raw=lexical_raw)
+
+    def lexical_scores(self, parsed: ParsedQuery) -> np.ndarray | None:
+        """Raw BM25 score of every row for the query's residual text (None without a lexical index)."""
+        if self.lexical is None:
+            return None
+        return self.lexical.scores(self.lexical.query_terms(parsed.residual)).astype(np.float64)
+
+    def strong_story_matches(
+        self,
+        parsed: ParsedQuery,
+        allowed_rows: np.ndarray | None,
+        lexical_raw: np.ndarray | None,
+        weights: HybridWeights | None = None,
+    ) -> np.ndarray | None:
+        """Rows the understood type/era/length filters would drop although their BM25 score is strong
+        (`HybridWeights.story_override`); None when there is nothing to let through."""
+        w = weights or self.weights
+        understood = parsed.types or parsed.year_min is not None or parsed.year_max is not None
+        understood = understood or parsed.episodes_min is not None or parsed.episodes_max is not None
+        if lexical_raw is None or not w.story_override or not understood:
+            return None
+        # Everything but those filters still applies: the URL's, exclusions, the 'like' anchors.
+        base = self.filter_mask(
+            replace(parsed, types=(), year_min=None, year_max=None, episodes_min=None, episodes_max=None),
+            allowed_rows,
+        )
+        best = float(lexical_raw[base].max(initial=0.0))
+        if best <= w.lexical_floor:
+            return None
+        return base & (lexical_raw >= w.story_override * best)
 
     def rank(
         self,
@@ -191,6 +252,7 @@ class HybridRanker:
         mask: np.ndarray | None = None,
         weights: HybridWeights | None = None,
         explain: bool = True,
+        lexical_raw: np.ndarray | None = None,
     ) -> list[SearchHit]:
         """Blend precomputed dense/anchor pools with lexical, tag and prior scores; best first.
 
@@ -201,6 +263,7 @@ class HybridRanker:
             mask: `filter_mask(parsed)` when the caller has it.
             weights: override the ranker's weights (tuning).
             explain: build explanation parts (tuning skips them).
+            lexical_raw: `lexical_scores(parsed)` when the caller has them.
         """
         w = weights or self.weights
         if mask is None:
@@ -210,10 +273,10 @@ class HybridRanker:
         n = len(self.ids)
         index = self.lexical
         terms = index.query_terms(parsed.residual) if index is not None else []
-        lexical = (
-            index.scores(terms).astype(np.float64) if index is not None and w.lexical > 0 else np.zeros(n)
-        )
-        best = float(lexical[mask].max(initial=0.0))
+        if lexical_raw is None:
+            lexical_raw = self.lexical_scores(parsed) if w.lexical > 0 else None
+        lexical = np.zeros(n) if lexical_raw is None else lexical_raw
+        best = max(float(lexical[mask].max(initial=0.0)), w.lexical_floor)
         lexical = lexical / best if best > 0 else np.zeros(n)
         tag_share = self._tag_share(parsed.boost_tags)
         dense, dense_cos = self._pool_column(dense_hits)
