@@ -71,9 +71,9 @@ class HybridWeights(BaseModel):
         0.0,
         ge=0.0,
         le=1.0,
-        description="Rows whose BM25 score is at least this share of the best one (and above "
-        "`lexical_floor`) pass the type/era/length filters understood from the text, which a plot "
-        "description can trigger by mistake ('a ghost from a horror film', 'set in the 1960s'); 0: off.",
+        description="Rows whose BM25 score is at least this share of the best one pass the type/era/"
+        "length filters understood from the text, which a plot description can trigger by mistake "
+        "('a ghost from a horror film', 'set in the 1960s'); 0: off.",
     )
 
 
@@ -81,7 +81,9 @@ class HybridWeights(BaseModel):
 #: match outweighs the priors and the genres read from a plot description. Tuned on the tune half of
 #: the own queries with the story-text build (`search_eval --tune`); the defaults stay the plain
 #: catalogue's, tuned there.
-STORY_TEXT_WEIGHTS = HybridWeights(lexical=2.0, tags=1.0, lexical_floor=14.0, story_override=0.9)
+STORY_TEXT_WEIGHTS = HybridWeights(
+    dense=0.5, lexical=3.0, tags=1.0, popularity=4.0, lexical_floor=14.0, story_override=0.9
+)
 
 
 def weights_for(catalogue: Catalogue) -> HybridWeights:
@@ -238,7 +240,7 @@ class HybridRanker:
             allowed_rows,
         )
         best = float(lexical_raw[base].max(initial=0.0))
-        if best <= w.lexical_floor:
+        if best <= 0.0:
             return None
         return base & (lexical_raw >= w.story_override * best)
 
