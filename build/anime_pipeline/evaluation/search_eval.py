@@ -156,7 +156,8 @@ class SearchSystems:
     ) -> list[int]:
         """Top-10 ids of one system for one query."""
         if mode == "dense":
-            return [a for a, _ in self.backend.search_text(text, K)]
+            # The hybrid's dense side alone (with a story index: synopses and V3, without: V4 + V3).
+            return [a for a, _ in self.dense(text, K, None)]
         if mode == "lexical":
             return [h.anime_id for h in self.lexical.search(text, K)]
         if mode == "hybrid_understanding" and weights is None:

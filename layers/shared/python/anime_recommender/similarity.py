@@ -472,19 +472,11 @@ class TieredBackend:
         return tables
 
     def _story_vector(self, anime_id: int) -> np.ndarray | None:
-        if self.story is None:
-            return None
-        try:
-            return np.asarray(self.story.vector(anime_id), dtype=np.float32)
-        except KeyError:
-            return None
+        return None if self.story is None else _stored_vector(self.story, anime_id)
 
     def _secondary_vector(self, anime_id: int) -> np.ndarray | None:
         assert self.secondary is not None
-        try:
-            return np.asarray(self.secondary.vector(anime_id), dtype=np.float32)
-        except KeyError:
-            return None
+        return _stored_vector(self.secondary, anime_id)
 
     def _vector(self, anime_id: int) -> np.ndarray | None:
         if self.index is None:
@@ -546,6 +538,14 @@ class TieredBackend:
             return [(int(a), float(s)) for a, s in self.neighbours.for_id(anime_id, depth)]
         except KeyError:
             return []
+
+
+def _stored_vector(index: VectorSearch, anime_id: int) -> np.ndarray | None:
+    """An anime's vector in `index`, or None when the index does not hold it."""
+    try:
+        return np.asarray(index.vector(anime_id), dtype=np.float32)
+    except KeyError:
+        return None
 
 
 def backend_from_bundle(bundle: ServingBundle, ranking: RankingConfig | None = None) -> TieredBackend:

@@ -226,3 +226,26 @@ def _is_metadata(obj: object) -> bool:
 def _metadata(obj: dict[str, Any]) -> dict[str, Any]:
     keep = ("$schema", "license", "repository", "lastUpdate", "scoreRange")
     return {k: obj[k] for k in keep if k in obj and len(json.dumps(obj[k])) < 2000}
+
+
+def json_objects(text: str, path: Path) -> Iterator[tuple[str, object]]:
+    """(position, value) of each element of a JSON array document, or of each JSON line (a line that
+    does not parse gives its exception as the value); a broken array document is a file error."""
+    if text[first_nonspace(text)] == "[":
+        try:
+            items = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise CatalogueFormatError(path, "document", f"unparseable JSON: {exc}") from exc
+        if not isinstance(items, list):
+            raise CatalogueFormatError(path, "top level", "expected an array of objects")
+        for index, element in enumerate(items):
+            yield f"[{index}]", element
+        return
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            item: object = json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            item = exc
+        yield f"line {lineno}", item

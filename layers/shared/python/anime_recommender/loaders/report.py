@@ -23,6 +23,40 @@ class SkippedRecord:
     title: str | None = None
 
 
+#: Skipped rows an enrichment report itemises (counts by reason are always complete): a MyAnimeList
+#: export holds thousands of anime a catalogue may not have.
+MAX_LISTED_SKIPS = 500
+
+
+@dataclass(slots=True)
+class SkipTally:
+    """Rows an enrichment file (synopses, story text) did not use: counts by reason, the first few
+    hundred itemised."""
+
+    skipped_by_reason: Counter[str] = field(default_factory=Counter)
+    skipped: list[SkippedRecord] = field(default_factory=list)
+
+    @property
+    def skipped_count(self) -> int:
+        """Rows not used, whatever the reason."""
+        return sum(self.skipped_by_reason.values())
+
+    def skip(self, position: str, reason: str, anime_id: int | None = None) -> None:
+        """Count a skipped row under its kind (the text before ':'); itemise the first few hundred."""
+        self.skipped_by_reason[reason.split(":", 1)[0]] += 1
+        if len(self.skipped) < MAX_LISTED_SKIPS:
+            self.skipped.append(SkippedRecord(position, reason, anime_id))
+
+    def skips_dict(self) -> dict[str, Any]:
+        """The skip part of a report's JSON."""
+        return {
+            "skipped_count": self.skipped_count,
+            "skipped_by_reason": dict(self.skipped_by_reason.most_common()),
+            "skipped_listed": len(self.skipped),
+            "skipped": [asdict(s) for s in self.skipped],
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class DuplicateRecord:
     """A record dropped because another with the same id carried more information."""

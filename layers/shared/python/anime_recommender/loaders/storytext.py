@@ -31,16 +31,15 @@ A malformed *file* raises `CatalogueFormatError` naming the file and the line; a
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 from anime_recommender.catalogue import Anime, AnimeType, Catalogue, with_fields
-from anime_recommender.loaders.formats import first_nonspace, read_catalogue_file
-from anime_recommender.loaders.report import SkippedRecord
+from anime_recommender.loaders.formats import first_nonspace, json_objects, read_catalogue_file
+from anime_recommender.loaders.report import MAX_LISTED_SKIPS, SkipTally
 from anime_recommender.loaders.sanitise import (
     HARD_STRING_CHARS,
     MAX_EPISODES,
@@ -53,7 +52,6 @@ from anime_recommender.loaders.sanitise import (
 from anime_recommender.loaders.synopses import ID_COLUMNS, clean_synopsis, mal_id_of, read_synopses
 from anime_recommender.source_format import YEAR_RANGE, CatalogueFormatError
 
-MAX_LISTED_SKIPS: Final = 500
 # More than this many entries in one list field is not story text (a hostile or corrupt record).
 MAX_ITEMS_PER_FIELD: Final = 200
 MAX_SYNONYMS_KEPT: Final = 30
@@ -134,8 +132,8 @@ class StoryText:
     status: str | None = None
 
 
-@dataclass(slots=True)
-class StoryTextReport:
+@dataclass(slots=True, kw_only=True)
+class StoryTextReport(SkipTally):
     """What reading a story-text file and merging it did: counts per field and outcome, skipped rows."""
 
     source: str
@@ -150,19 +148,6 @@ class StoryTextReport:
     synopses_truncated: int = 0
     fields_in_file: Counter[str] = field(default_factory=Counter)
     fields_merged: Counter[str] = field(default_factory=Counter)
-    skipped_by_reason: Counter[str] = field(default_factory=Counter)
-    skipped: list[SkippedRecord] = field(default_factory=list)
-
-    @property
-    def skipped_count(self) -> int:
-        """Rows or fields not used, whatever the reason."""
-        return sum(self.skipped_by_reason.values())
-
-    def skip(self, position: str, reason: str, anime_id: int | None = None) -> None:
-        """Count a skip under its kind (the text before ':'); itemise the first few hundred."""
-        self.skipped_by_reason[reason.split(":", 1)[0]] += 1
-        if len(self.skipped) < MAX_LISTED_SKIPS:
-            self.skipped.append(SkippedRecord(position, reason, anime_id))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: counts first, then the itemised skips."""
@@ -179,10 +164,7 @@ class StoryTextReport:
             "synopses_truncated": self.synopses_truncated,
             "fields_in_file": {k: self.fields_in_file[k] for k in STORY_INPUT_FIELDS},
             "fields_merged": {k: self.fields_merged[k] for k in STORY_INPUT_FIELDS},
-            "skipped_count": self.skipped_count,
-            "skipped_by_reason": dict(self.skipped_by_reason.most_common()),
-            "skipped_listed": len(self.skipped),
-            "skipped": [asdict(s) for s in self.skipped],
+            **self.skips_dict(),
         }
 
     def summary(self) -> str:
@@ -263,7 +245,7 @@ def read_storytext(path: Path) -> tuple[dict[int, StoryText], StoryTextReport]:
     report = StoryTextReport(source=str(path), format="jsonl", compression=content.compression)
     found: dict[int, StoryText] = {}
     first_seen: dict[int, str] = {}
-    for position, item in _json_objects(text, path):
+    for position, item in json_objects(text, path):
         report.rows_read += 1
         if not isinstance(item, dict):
             what = f"unparseable ({item})" if isinstance(item, Exception) else short(item)
@@ -294,27 +276,6 @@ def read_storytext(path: Path) -> tuple[dict[int, StoryText], StoryTextReport]:
         )
     report.records = len(found)
     return found, report
-
-
-def _json_objects(text: str, path: Path) -> Iterator[tuple[str, object]]:
-    if text[first_nonspace(text)] == "[":
-        try:
-            items = json.loads(text)
-        except (ValueError, RecursionError) as exc:
-            raise CatalogueFormatError(path, "document", f"unparseable JSON: {exc}") from exc
-        if not isinstance(items, list):
-            raise CatalogueFormatError(path, "top level", "expected an array of objects")
-        for index, element in enumerate(items):
-            yield f"[{index}]", element
-        return
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            item: object = json.loads(line)
-        except (ValueError, RecursionError) as exc:
-            item = exc
-        yield f"line {lineno}", item
 
 
 def _record_id(item: Mapping[str, Any]) -> int | str:

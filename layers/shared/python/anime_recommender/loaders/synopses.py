@@ -23,17 +23,15 @@ from __future__ import annotations
 import csv
 import html
 import io
-import json
 import re
-from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from anime_recommender.catalogue import Catalogue, with_fields
-from anime_recommender.loaders.formats import first_nonspace, read_catalogue_file
-from anime_recommender.loaders.report import SkippedRecord
+from anime_recommender.loaders.formats import first_nonspace, json_objects, read_catalogue_file
+from anime_recommender.loaders.report import SkipTally
 from anime_recommender.loaders.sanitise import HARD_STRING_CHARS, is_clean, short, slow_clean
 from anime_recommender.source_format import MAX_MAL_ID, CatalogueFormatError
 
@@ -41,9 +39,6 @@ MAX_SYNOPSIS_CHARS: Final = 2_000
 # Header names (compared case-insensitively), in order of preference when a file has several.
 ID_COLUMNS: Final = ("mal_id", "anime_id", "uid", "malid", "id")
 SYNOPSIS_COLUMNS: Final = ("synopsis", "sypnopsis")
-# The report itemises this many skipped rows (counts by reason are always complete): a MAL export
-# holds thousands of anime a catalogue may not have.
-MAX_LISTED_SKIPS: Final = 500
 
 _TAG = re.compile(r"<\s*/?\s*[A-Za-z][^<>]{0,200}>")
 _BREAK_TAG = re.compile(r"<\s*(?:br|/p|p)\s*/?\s*>", re.IGNORECASE)
@@ -53,8 +48,8 @@ _PLACEHOLDER = re.compile(r"^no (?:synopsis|summary)\b.{0,40}\b(?:added|availabl
 _SENTENCE_END = re.compile(r"[.!?…][\"'”’)]*(?=\s)")
 
 
-@dataclass(slots=True)
-class SynopsisReport:
+@dataclass(slots=True, kw_only=True)
+class SynopsisReport(SkipTally):
     """What reading a synopsis file and merging it did: counts by outcome, and skipped rows."""
 
     source: str
@@ -64,19 +59,6 @@ class SynopsisReport:
     merged: int = 0
     cleaned: int = 0  # texts that needed HTML, boilerplate or whitespace cleaning
     truncated: int = 0  # texts cut to MAX_SYNOPSIS_CHARS
-    skipped_by_reason: Counter[str] = field(default_factory=Counter)
-    skipped: list[SkippedRecord] = field(default_factory=list)
-
-    @property
-    def skipped_count(self) -> int:
-        """Rows not merged, whatever the reason."""
-        return sum(self.skipped_by_reason.values())
-
-    def skip(self, position: str, reason: str, anime_id: int | None = None) -> None:
-        """Count a skipped row under its kind (the text before ':'); itemise the first few hundred."""
-        self.skipped_by_reason[reason.split(":", 1)[0]] += 1
-        if len(self.skipped) < MAX_LISTED_SKIPS:
-            self.skipped.append(SkippedRecord(position, reason, anime_id))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: counts first, then the itemised skips."""
@@ -88,10 +70,7 @@ class SynopsisReport:
             "merged": self.merged,
             "cleaned": self.cleaned,
             "truncated": self.truncated,
-            "skipped_count": self.skipped_count,
-            "skipped_by_reason": dict(self.skipped_by_reason.most_common()),
-            "skipped_listed": len(self.skipped),
-            "skipped": [asdict(s) for s in self.skipped],
+            **self.skips_dict(),
         }
 
     def summary(self) -> str:
@@ -308,24 +287,8 @@ def _csv_rows(text: str, path: Path, report: SynopsisReport) -> Iterator[tuple[s
 
 def _json_rows(text: str, path: Path, report: SynopsisReport) -> Iterator[tuple[str, object, object]]:
     """(position, id, synopsis) per JSON object: JSON lines, or one JSON array of objects."""
-    if text[first_nonspace(text)] == "[":
-        try:
-            items = json.loads(text)
-        except (ValueError, RecursionError) as exc:
-            raise CatalogueFormatError(path, "document", f"unparseable JSON: {exc}") from exc
-        if not isinstance(items, list):
-            raise CatalogueFormatError(path, "top level", "expected an array of objects")
-        for index, item in enumerate(items):
-            yield from _json_item(f"[{index}]", item, report)
-        return
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except (ValueError, RecursionError) as exc:
-            item = exc
-        yield from _json_item(f"line {lineno}", item, report)
+    for position, item in json_objects(text, path):
+        yield from _json_item(position, item, report)
 
 
 def _json_item(position: str, item: object, report: SynopsisReport) -> Iterator[tuple[str, object, object]]:
