@@ -206,3 +206,18 @@ def test_hnswlib_build_refuses_a_flat_manifests_zero_parameters() -> None:
     vectors = np.random.default_rng(0).standard_normal((8, 4))
     with pytest.raises(ValueError, match="M >= 2"):
         VectorIndex.build(range(8), vectors, M=0, ef_construction=0)
+
+
+def test_search_after_add_and_delete_sees_the_new_rows(data: tuple[np.ndarray, np.ndarray]) -> None:
+    # Given an index that has answered a search (its float rows are kept from then on)
+    ids, vectors = data
+    index = FlatIndex.build(ids[:100], vectors[:100])
+    query = vectors[150] / np.linalg.norm(vectors[150])
+    assert int(ids[150]) not in [a for a, _ in index.search(query, 5)]
+    # When a delta adds that anime, then removes it again
+    index.add([int(ids[150])], vectors[150:151])
+    found = index.search(query, 5)
+    index.mark_deleted([int(ids[150])])
+    # Then the next searches see each change
+    assert found[0][0] == int(ids[150]) and found[0][1] > 0.99
+    assert int(ids[150]) not in [a for a, _ in index.search(query, 5)]

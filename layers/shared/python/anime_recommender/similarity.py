@@ -234,7 +234,7 @@ class TieredBackend:
         """
         if k <= 0:
             return []
-        banned = set(exclude) | {anime_id} | self.siblings(anime_id) | self.catalogue.unlisted_ids()
+        banned = set(exclude) | {anime_id} | self.siblings(anime_id)
         query = self._vector(anime_id)
         if query is None:
             hits = [
@@ -244,7 +244,7 @@ class TieredBackend:
             hits = [Hit(a, s) for a, s in self._search(query, spread_fetch(k), allowed, banned)]
         else:
             hits = self._reranked(anime_id, query, allowed, banned)
-        return self._spread(hits, k)
+        return self._spread(self._listed(hits), k)
 
     def siblings(self, anime_id: int) -> frozenset[int]:
         """See `SimilarityBackend.siblings` (memoised in `RerankFeatures`)."""
@@ -272,13 +272,13 @@ class TieredBackend:
         """
         if k <= 0 or not liked:
             return []
-        banned = set(exclude) | set(liked) | set(disliked) | self.catalogue.unlisted_ids()
+        banned = set(exclude) | set(liked) | set(disliked)
         for anime_id in liked:
             banned |= self.siblings(anime_id)
         liked_vectors = {a: v for a in liked if (v := self._vector(a)) is not None}
         if not liked_vectors:
             found, because = self._from_lists(list(liked), list(disliked), spread_fetch(k), allowed, banned)
-            return self._spread([Hit(a, s, because_id=because.get(a)) for a, s in found], k)
+            return self._spread(self._listed([Hit(a, s, because_id=because.get(a)) for a, s in found]), k)
         profile = _unit(np.mean(list(liked_vectors.values()), axis=0))
         disliked_vectors = [v for a in disliked if (v := self._vector(a)) is not None]
         if profile is not None and disliked_vectors:
@@ -290,7 +290,11 @@ class TieredBackend:
                     profile = combined
         if profile is None:
             return []
-        hits = self._spread_scored(self._search(profile, spread_fetch(k), allowed, banned), k)
+        unlisted = self.catalogue.unlisted_ids()
+        found = [
+            (a, s) for a, s in self._search(profile, spread_fetch(k), allowed, banned) if a not in unlisted
+        ]
+        hits = self._spread_scored(found, k)
         assert self.index is not None  # _vector returned vectors, so the index exists
         if not hits:
             return []
@@ -437,6 +441,12 @@ class TieredBackend:
             Hit(hit_id, value, {name: columns[name][j] for name in COMPONENTS})
             for j, (hit_id, value) in enumerate(ranked)
         ]
+
+    def _listed(self, hits: list[Hit]) -> list[Hit]:
+        """`hits` without the anime no list shows (promotional videos): dropped after the searches
+        rather than banned in them, where each banned id widens the over-fetch."""
+        unlisted = self.catalogue.unlisted_ids()
+        return [hit for hit in hits if hit.anime_id not in unlisted] if unlisted else hits
 
     def _spread(self, hits: list[Hit], k: int) -> list[Hit]:
         """The first k hits with one per franchise before any repeat (`ranking.spread_franchises`)."""

@@ -77,6 +77,10 @@ class HybridWeights(BaseModel):
     )
 
 
+#: Up to this share of the catalogue left out by a search's filters is dropped when ranking rather than
+#: passed to the vector index as an allowed-id set.
+MAX_UNFILTERED_EXCLUDED_SHARE = 0.02
+
 #: The blend for a catalogue with story text (synopses, fine tags, the story index): a strong story
 #: match outweighs the priors and the genres read from a plot description. Tuned on the tune half of
 #: the own queries with the story-text build (`search_eval --tune`); the defaults stay the plain
@@ -186,8 +190,13 @@ class HybridRanker:
         return mask
 
     def allowed_ids(self, mask: np.ndarray) -> set[int] | None:
-        """The mask as the id set a vector index filters on (None when every row passes)."""
-        return None if bool(mask.all()) else set(self.ids[mask].tolist())
+        """The mask as the id set a vector index filters on; None when every row passes or only a few
+        do not (the promotional videos every search leaves out): a flat index looks up each allowed id,
+        so a 27k-id set cost more than the few pool places such rows take before `rank` drops them."""
+        excluded = len(mask) - int(np.count_nonzero(mask))
+        if excluded <= MAX_UNFILTERED_EXCLUDED_SHARE * len(mask):
+            return None
+        return set(self.ids[mask].tolist())
 
     # -- ranking -------------------------------------------------------------------------------
     def search(
@@ -369,10 +378,12 @@ class HybridRanker:
         parts = list(dict.fromkeys(parts))
         matched = self.lexical.matched_terms(row, terms) if terms and self.lexical is not None else ()
         if matched:
-            fields = document_fields(anime)
+            fields = document_fields(anime, with_synopsis=False)
             title = set(fields["title"]) | set(fields["synonyms"])
             tag_words = set(fields["tags"])
-            story = set(fields["synopsis"])
+            # A matched term in none of the short fields is in the synopsis (the index has no other):
+            # the synopsis is not tokenised again for every hit.
+            story = set(matched) - title - tag_words
             for kind, words in (("title_words", title), ("tag_words", tag_words), ("story_terms", story)):
                 found = tuple(t for t in matched if t in words)
                 if found:

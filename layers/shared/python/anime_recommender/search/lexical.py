@@ -56,8 +56,9 @@ class LexicalIndexError(ValueError):
     """A saved lexical index is missing, of another format, or does not match its catalogue."""
 
 
-def document_fields(anime: Anime) -> dict[str, list[str]]:
-    """The tokens of each indexed field of an anime (before field weighting)."""
+def document_fields(anime: Anime, *, with_synopsis: bool = True) -> dict[str, list[str]]:
+    """The tokens of each indexed field of an anime (before field weighting); `with_synopsis` False
+    leaves the synopsis field empty (the costly one to tokenise)."""
     synonym_tokens: list[str] = []
     seen: set[str] = set()
     names = (anime.title_english, *anime.synonyms) if anime.title_english else anime.synonyms
@@ -72,7 +73,7 @@ def document_fields(anime: Anime) -> dict[str, list[str]]:
         "title": tokens(anime.title),
         "synonyms": synonym_tokens,
         "tags": [t for tag in anime.tags for t in tokens(tag)],
-        "synopsis": tokens(synopsis) if isinstance(synopsis, str) else [],
+        "synopsis": tokens(synopsis) if with_synopsis and isinstance(synopsis, str) else [],
     }
 
 
@@ -90,6 +91,11 @@ def story_snippet(
     wanted = set(terms)
     best, best_count = "", 0
     for sentence in _SENTENCES.split(synopsis):
+        # Stems are word prefixes in lower case: a substring test finds the candidates cheaply, and
+        # only a sentence that could beat the best one is tokenised.
+        lowered = sentence.lower()
+        if sum(term in lowered for term in wanted) <= best_count:
+            continue
         count = len(wanted.intersection(tokens(sentence)))
         if count > best_count:
             best, best_count = sentence, count
