@@ -365,7 +365,8 @@ class Catalogue(Sequence[Anime]):
         """
         with gzip.open(path, "rb") as fh:
             text = fh.read().decode("utf-8")
-        lines = [line for line in text.split("\n") if line.strip()]
+        # `isspace` stops at a row's first character; `strip` copied every row (~25 MB with synopses).
+        lines = [line for line in text.split("\n") if line and not line.isspace()]
         if not lines or not lines[0].startswith('{"format"'):
             records = json.loads("[" + ",".join(lines) + "]")
             return cls(Anime.from_dict(record) for record in records)
