@@ -167,6 +167,16 @@ def query_latency_ms(index: SearchIndex, queries: np.ndarray, k: int = 10) -> tu
     return float(np.percentile(times, 50)), float(np.percentile(times, 95))
 
 
+def embed_texts(encoder: OnnxEncoder, texts: list[str], batch_size: int, desc: str) -> dict[str, np.ndarray]:
+    """Every encoder output of `texts`, in order, `batch_size` texts a run, with a progress bar."""
+    chunks: dict[str, list[np.ndarray]] = {space: [] for space in encoder.dims}
+    step = batch_size * 16
+    for start in progress(range(0, len(texts), step), desc=desc, unit="chunk"):
+        for space, vecs in encoder.encode(texts[start : start + step], batch_size=batch_size).items():
+            chunks[space].append(vecs)
+    return {space: np.concatenate(parts) for space, parts in chunks.items()}
+
+
 def build_story_index(
     catalogue: Catalogue, encoder: OnnxEncoder, config: IndexStageConfig
 ) -> tuple[FlatIndex, StoryReport] | None:
@@ -181,12 +191,7 @@ def build_story_index(
     ids = np.array([anime_id for anime_id, _ in passages], dtype=np.int64)
     texts = [text for _, text in passages]
     t0 = time.perf_counter()
-    parts = []
-    step = config.story_batch_size * 16
-    for start in progress(range(0, len(texts), step), desc="embed story passages", unit="chunk"):
-        chunk = texts[start : start + step]
-        parts.append(encoder.encode(chunk, batch_size=config.story_batch_size)[STORY_OUTPUT])
-    vectors = np.concatenate(parts)
+    vectors = embed_texts(encoder, texts, config.story_batch_size, "embed story passages")[STORY_OUTPUT]
     embed_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     index = FlatIndex.build(ids, vectors)
@@ -229,14 +234,7 @@ def build_index_bundle(config: IndexStageConfig) -> IndexStageResult:
         else None
     )
     if vectors is None:
-        chunks: dict[str, list[np.ndarray]] = {space: [] for space in encoder.dims}
-        step = config.batch_size * 16
-        for start in progress(range(0, len(texts), step), desc="embed (int8 onnx)", unit="chunk"):
-            for space, vecs in encoder.encode(
-                texts[start : start + step], batch_size=config.batch_size
-            ).items():
-                chunks[space].append(vecs)
-        vectors = {space: np.concatenate(parts) for space, parts in chunks.items()}
+        vectors = embed_texts(encoder, texts, config.batch_size, "embed (int8 onnx)")
     embed_seconds = time.perf_counter() - t0
 
     ids = np.array(catalogue.ids, dtype=np.int64)

@@ -98,7 +98,7 @@ class Anime:
         sorted order and one shared encoder (same bytes as `json.dumps(..., sort_keys=True)`, ~2x
         faster): a delta update hashes the whole new catalogue.
         """
-        if not _story_values(self) or not any(_story_values(self)):
+        if not any(_story_values(self)):
             data = dict(zip(_HASH_FIELDS, _hash_values(self), strict=True))
         else:
             data = dict(zip(_HASH_FIELDS_WITH_STORY, _hash_values_with_story(self), strict=True))
@@ -292,7 +292,8 @@ class Catalogue(Sequence[Anime]):
         by type finds them.
         """
         if self._unlisted is None:
-            self._unlisted = frozenset(a.id for a in self._items if a.type is AnimeType.PROMO)
+            rows = np.flatnonzero(~self.listed_mask())
+            self._unlisted = frozenset(self._items[row].id for row in rows.tolist())
         return self._unlisted
 
     def listed_mask(self) -> np.ndarray:

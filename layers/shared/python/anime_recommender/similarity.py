@@ -244,7 +244,7 @@ class TieredBackend:
             hits = [Hit(a, s) for a, s in self._search(query, spread_fetch(k), allowed, banned)]
         else:
             hits = self._reranked(anime_id, query, allowed, banned)
-        return self._spread(self._listed(hits), k)
+        return self._spread(hits, k)
 
     def siblings(self, anime_id: int) -> frozenset[int]:
         """See `SimilarityBackend.siblings` (memoised in `RerankFeatures`)."""
@@ -278,7 +278,7 @@ class TieredBackend:
         liked_vectors = {a: v for a in liked if (v := self._vector(a)) is not None}
         if not liked_vectors:
             found, because = self._from_lists(list(liked), list(disliked), spread_fetch(k), allowed, banned)
-            return self._spread(self._listed([Hit(a, s, because_id=because.get(a)) for a, s in found]), k)
+            return self._spread([Hit(a, s, because_id=because.get(a)) for a, s in found], k)
         profile = _unit(np.mean(list(liked_vectors.values()), axis=0))
         disliked_vectors = [v for a in disliked if (v := self._vector(a)) is not None]
         if profile is not None and disliked_vectors:
@@ -290,11 +290,7 @@ class TieredBackend:
                     profile = combined
         if profile is None:
             return []
-        unlisted = self.catalogue.unlisted_ids()
-        found = [
-            (a, s) for a, s in self._search(profile, spread_fetch(k), allowed, banned) if a not in unlisted
-        ]
-        hits = self._spread_scored(found, k)
+        hits = self._spread_scored(self._search(profile, spread_fetch(k), allowed, banned), k)
         assert self.index is not None  # _vector returned vectors, so the index exists
         if not hits:
             return []
@@ -319,7 +315,7 @@ class TieredBackend:
             space=self.space,
             secondary=self.secondary if self.ranking is not None else None,
             w_v3=self.ranking.text_w_v3 if self.ranking is not None else 0.0,
-            story=self.story if self.secondary is not None else None,
+            story=self.story,
         )
         return dense, dense.anchors
 
@@ -442,15 +438,14 @@ class TieredBackend:
             for j, (hit_id, value) in enumerate(ranked)
         ]
 
-    def _listed(self, hits: list[Hit]) -> list[Hit]:
-        """`hits` without the anime no list shows (promotional videos): dropped after the searches
-        rather than banned in them, where each banned id widens the over-fetch."""
-        unlisted = self.catalogue.unlisted_ids()
-        return [hit for hit in hits if hit.anime_id not in unlisted] if unlisted else hits
-
     def _spread(self, hits: list[Hit], k: int) -> list[Hit]:
-        """The first k hits with one per franchise before any repeat (`ranking.spread_franchises`)."""
-        by_id = {hit.anime_id: hit for hit in hits}
+        """The first k hits with one per franchise before any repeat (`ranking.spread_franchises`).
+
+        Every list passes here, so the anime no list shows (promotional videos) are dropped here:
+        after the searches rather than banned in them, where each banned id widens the over-fetch.
+        """
+        unlisted = self.catalogue.unlisted_ids()
+        by_id = {hit.anime_id: hit for hit in hits if hit.anime_id not in unlisted}
         features = self.rerank_features()
         return [by_id[a] for a in spread_franchises(list(by_id), features.siblings_of, k)]
 

@@ -45,11 +45,13 @@ from anime_recommender.loaders.sanitise import (
     MAX_EPISODES,
     MAX_TAG_CHARS,
     MAX_TITLE_CHARS,
+    RecordError,
+    int_field,
     is_clean,
     short,
     slow_clean,
 )
-from anime_recommender.loaders.synopses import ID_COLUMNS, clean_synopsis, mal_id_of, read_synopses
+from anime_recommender.loaders.synopses import ID_COLUMNS, clean_synopsis, mal_id_of, synopses_from
 from anime_recommender.source_format import YEAR_RANGE, CatalogueFormatError
 
 # More than this many entries in one list field is not story text (a hostile or corrupt record).
@@ -232,7 +234,7 @@ def read_storytext(path: Path) -> tuple[dict[int, StoryText], StoryTextReport]:
     start = first_nonspace(text)
     if text[start : start + 1] not in ("{", "["):
         # The CSV case is the synopsis export: one reader for it, in `loaders.synopses`.
-        synopses, synopsis_report = read_synopses(path)
+        synopses, synopsis_report = synopses_from(content)
         report = StoryTextReport(source=str(path), format="csv", compression=content.compression)
         report.rows_read = synopsis_report.rows_read
         report.synopses_cleaned = synopsis_report.cleaned
@@ -305,12 +307,19 @@ def _texts(value: object, cap: int, limit: int = MAX_ITEMS_PER_FIELD) -> tuple[s
     return tuple(seen)
 
 
-def _int(value: object, lo: int, hi: int) -> int | None:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+def _int(
+    item: Mapping[str, Any],
+    name: str,
+    bounds: tuple[int, int],
+    where: tuple[str, int],
+    report: StoryTextReport,
+) -> int | None:
+    """`sanitise.int_field` of one field; a bad value is dropped and counted (the record is kept)."""
+    try:
+        return int_field(item.get(name), name, *bounds)
+    except RecordError as exc:
+        report.skip(where[0], f"bad field: {exc}", where[1])
         return None
-    return value
 
 
 def _story_of(item: Mapping[str, Any], anime_id: int, position: str, report: StoryTextReport) -> StoryText:
@@ -330,12 +339,8 @@ def _story_of(item: Mapping[str, Any], anime_id: int, position: str, report: Sto
     if isinstance(related, list):
         valid = (mal_id_of(r) for r in related[:MAX_ITEMS_PER_FIELD])
         related_ids = tuple(dict.fromkeys(r for r in valid if isinstance(r, int) and r != anime_id))
-    year = _int(item.get("year"), *YEAR_RANGE)
-    if item.get("year") is not None and year is None:
-        report.skip(position, f"bad field: year {short(item.get('year'))}", anime_id)
-    episodes = _int(item.get("episodes"), 0, MAX_EPISODES)
-    if item.get("episodes") is not None and episodes is None:
-        report.skip(position, f"bad field: episodes {short(item.get('episodes'))}", anime_id)
+    year = _int(item, "year", YEAR_RANGE, (position, anime_id), report)
+    episodes = _int(item, "episodes", (0, MAX_EPISODES), (position, anime_id), report)
     season = item.get("season")
     title = _text(item.get("title"), MAX_TITLE_CHARS)
     title_english = _text(item.get("title_english"), MAX_TITLE_CHARS)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from anime_recommender.catalogue import Catalogue, with_fields
-from anime_recommender.loaders.formats import first_nonspace, json_objects, read_catalogue_file
+from anime_recommender.loaders.formats import CatalogueText, first_nonspace, json_objects, read_catalogue_file
 from anime_recommender.loaders.report import SkipTally
 from anime_recommender.loaders.sanitise import HARD_STRING_CHARS, is_clean, short, slow_clean
 from anime_recommender.source_format import MAX_MAL_ID, CatalogueFormatError
@@ -116,7 +116,12 @@ def read_synopses(path: Path) -> tuple[dict[int, str], SynopsisReport]:
         CatalogueFormatError: the file as a whole is malformed (named with its line).
         OSError: the file cannot be read.
     """
-    content = read_catalogue_file(path)
+    return synopses_from(read_catalogue_file(path))
+
+
+def synopses_from(content: CatalogueText) -> tuple[dict[int, str], SynopsisReport]:
+    """`read_synopses` of a file already read (`formats.read_catalogue_file`)."""
+    path = content.path
     report = SynopsisReport(source=str(path), compression=content.compression)
     text = content.text
     start = first_nonspace(text)
