@@ -67,9 +67,13 @@ async function cards(page) {
 
 /** Wait until the result list has settled (not busy) and return its cards. */
 async function settledCards(page) {
+  // The view must be the one for the current location: right after a navigation the previous
+  // view's settled list is still in the document until the new view replaces it.
   await page.waitForFunction(() => {
-    const section = document.querySelector("section.results");
-    return section && section.getAttribute("aria-busy") === "false";
+    const view = document.getElementById("view");
+    const section = document.querySelector("#view section.results");
+    return view.dataset.location === (location.hash || "#/") && section
+      && section.getAttribute("aria-busy") === "false";
   }, null, { timeout: TIMEOUT_MS });
   return cards(page);
 }

@@ -276,6 +276,8 @@
     viewToken += 1;
     currentList = null;
     view.replaceChildren();
+    // Which location the view shows: lets tests (and screen-reader tooling) tell a stale view from the new one.
+    view.dataset.location = location.hash || "#/";
     document.title = title ? `${title} · Anime recommender` : "Anime recommender";
     for (const link of document.querySelectorAll("[data-view-link]")) {
       const active = link.dataset.viewLink === (currentRoute().name === "for-you" ? "for-you" : "home");
