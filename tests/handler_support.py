@@ -10,6 +10,7 @@ import base64
 import importlib.util
 import json
 import sys
+import urllib.parse
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,4 +93,58 @@ def invoke(module: ModuleType, event: dict[str, Any]) -> tuple[int, dict[str, st
 def load_event(name: str) -> dict[str, Any]:
     """A fresh copy of events/<name>.json (the same files `sam local invoke -e` uses)."""
     event: dict[str, Any] = json.loads((EVENTS_DIR / f"{name}.json").read_text(encoding="utf-8"))
+    return event
+
+
+def make_event(
+    method: str,
+    path: str,
+    query: dict[str, Any] | None = None,
+    body: bytes | str | None = None,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """An API Gateway HTTP API v2 event; repeated query keys are comma-joined as API Gateway does."""
+    pairs: list[tuple[str, str]] = []
+    for key, value in (query or {}).items():
+        for item in value if isinstance(value, list) else [value]:
+            pairs.append((str(key), "" if item is None else str(item)))
+    raw_query = urllib.parse.urlencode(pairs)
+    params: dict[str, list[str]] = {}
+    for key, value in pairs:
+        params.setdefault(key, []).append(value)
+    hdrs = {"host": "abc123.execute-api.us-east-1.amazonaws.com", "x-forwarded-proto": "https"}
+    hdrs |= {k.lower(): v for k, v in (headers or {}).items()}
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": raw_query,
+        "headers": hdrs,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abc123",
+            "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "abc123",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "192.0.2.10",
+                "userAgent": "reliability-tests",
+            },
+            "requestId": uuid.uuid4().hex,
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "10/Mar/2025:12:00:00 +0000",
+            "timeEpoch": 1741608000000,
+        },
+        "isBase64Encoded": False,
+    }
+    if params:
+        event["queryStringParameters"] = {k: ",".join(v) for k, v in params.items()}
+    if body is not None:
+        raw = body if isinstance(body, bytes) else body.encode("utf-8")
+        event["body"] = base64.b64encode(raw).decode()
+        event["isBase64Encoded"] = True
+        event["headers"].setdefault("content-type", "application/json")
     return event

@@ -5,12 +5,8 @@ Importing and calling the real handler is tests/handler_support.py's (`import_ap
 
 from __future__ import annotations
 
-import base64
 import json
-import urllib.parse
-import uuid
 from collections import Counter
-from typing import Any
 
 from handler_support import REPO
 
@@ -21,60 +17,6 @@ QUIET_ENV: dict[str, str] = {"LOG_LEVEL": "CRITICAL"}
 FUZZ_COUNTS: Counter[str] = Counter()
 # Other figures worth a line in the terminal summary (load test requests/s and p99).
 SUMMARY_LINES: list[str] = []
-
-
-def make_event(
-    method: str,
-    path: str,
-    query: dict[str, Any] | None = None,
-    body: bytes | str | None = None,
-    headers: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """An API Gateway HTTP API v2 event; repeated query keys are comma-joined as API Gateway does."""
-    pairs: list[tuple[str, str]] = []
-    for key, value in (query or {}).items():
-        for item in value if isinstance(value, list) else [value]:
-            pairs.append((str(key), "" if item is None else str(item)))
-    raw_query = urllib.parse.urlencode(pairs)
-    params: dict[str, list[str]] = {}
-    for key, value in pairs:
-        params.setdefault(key, []).append(value)
-    hdrs = {"host": "abc123.execute-api.us-east-1.amazonaws.com", "x-forwarded-proto": "https"}
-    hdrs |= {k.lower(): v for k, v in (headers or {}).items()}
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": raw_query,
-        "headers": hdrs,
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "abc123",
-            "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
-            "domainPrefix": "abc123",
-            "http": {
-                "method": method,
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "192.0.2.10",
-                "userAgent": "reliability-tests",
-            },
-            "requestId": uuid.uuid4().hex,
-            "routeKey": "$default",
-            "stage": "$default",
-            "time": "10/Mar/2025:12:00:00 +0000",
-            "timeEpoch": 1741608000000,
-        },
-        "isBase64Encoded": False,
-    }
-    if params:
-        event["queryStringParameters"] = {k: ",".join(v) for k, v in params.items()}
-    if body is not None:
-        raw = body if isinstance(body, bytes) else body.encode("utf-8")
-        event["body"] = base64.b64encode(raw).decode()
-        event["isBase64Encoded"] = True
-        event["headers"].setdefault("content-type", "application/json")
-    return event
 
 
 SECURITY_HEADERS = (

@@ -21,8 +21,8 @@ from typing import Any
 
 import boto3
 import pytest
-from handler_support import invoke
-from reliability_support import assert_safe_response, make_event
+from handler_support import invoke, make_event
+from reliability_support import assert_safe_response
 
 from anime_pipeline.tiny_model import corrupt_file, make_tiny_bundle
 from anime_recommender.artifacts import ArtifactIntegrityError

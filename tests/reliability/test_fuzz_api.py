@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from handler_support import invoke
+from handler_support import invoke, make_event
 from hypothesis import HealthCheck, given, settings
-from reliability_support import FUZZ_COUNTS, assert_safe_response, make_event
+from reliability_support import FUZZ_COUNTS, assert_safe_response
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core import NOT_SET

@@ -10,8 +10,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from handler_support import REPO, invoke
-from reliability_support import SECURITY_HEADERS, assert_safe_response, make_event
+from handler_support import REPO, invoke, make_event
+from reliability_support import SECURITY_HEADERS, assert_safe_response
 
 from anime_recommender.api.service import RecommenderService
 

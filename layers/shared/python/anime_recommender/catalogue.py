@@ -250,8 +250,9 @@ class Catalogue(Sequence[Anime]):
         # Whether the saved form carries the story columns (see `_HEADER`).
         self._with_story = any(any(_story_values(a)) for a in self._items)
         self._numbers: dict[str, np.ndarray] = {}
-        self._unlisted: frozenset[int] | None = None
-        self._listed_mask: np.ndarray | None = None
+        self._unlisted: dict[bool, frozenset[int]] = {}
+        self._listed_mask: dict[bool, np.ndarray] = {}
+        self._adult_mask: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self._items)
@@ -285,26 +286,40 @@ class Catalogue(Sequence[Anime]):
             self._numbers[name] = column
         return column
 
-    def unlisted_ids(self) -> frozenset[int]:
-        """Ids that no list shows by default (commercials and promotional videos); memoised.
+    def unlisted_ids(self, sfw: bool = True) -> frozenset[int]:
+        """Ids that no list shows by default; memoised per `sfw`.
 
-        They stay in the catalogue: `GET /anime/{id}` answers for them, and a search asking for them
-        by type finds them.
+        Commercials and promotional videos always, and adult titles (`Anime.adult`) unless `sfw` is
+        False. They stay in the catalogue: `GET /anime/{id}` answers for them, and a search asking for
+        promotional videos by type finds them.
         """
-        if self._unlisted is None:
-            rows = np.flatnonzero(~self.listed_mask())
-            self._unlisted = frozenset(self._items[row].id for row in rows.tolist())
-        return self._unlisted
+        unlisted = self._unlisted.get(sfw)
+        if unlisted is None:
+            rows = np.flatnonzero(~self.listed_mask(sfw))
+            unlisted = frozenset(self._items[row].id for row in rows.tolist())
+            self._unlisted[sfw] = unlisted
+        return unlisted
 
-    def listed_mask(self) -> np.ndarray:
-        """Row mask of `unlisted_ids`' complement (True = may appear in a default list); read-only."""
-        if self._listed_mask is None:
+    def listed_mask(self, sfw: bool = True) -> np.ndarray:
+        """Row mask of `unlisted_ids(sfw)`' complement (True = may appear in a list); read-only."""
+        mask = self._listed_mask.get(sfw)
+        if mask is None:
             mask = np.fromiter(
                 (a.type is not AnimeType.PROMO for a in self._items), dtype=bool, count=len(self)
             )
+            if sfw:
+                mask &= ~self.adult_mask()
             mask.setflags(write=False)
-            self._listed_mask = mask
-        return self._listed_mask
+            self._listed_mask[sfw] = mask
+        return mask
+
+    def adult_mask(self) -> np.ndarray:
+        """Row mask of the adult titles (`Anime.adult`); memoised, read-only."""
+        if self._adult_mask is None:
+            mask = np.fromiter((a.adult for a in self._items), dtype=bool, count=len(self))
+            mask.setflags(write=False)
+            self._adult_mask = mask
+        return self._adult_mask
 
     def row(self, anime_id: int) -> int:
         """Row of an anime id; KeyError when unknown."""

@@ -10,7 +10,7 @@ lists. The pieces are typed as protocols so the index/encoder/neighbour modules 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -114,6 +114,19 @@ class Hit:
     because_id: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Taste:
+    """A viewer's taste: liked anime with a weight each (1.0 = a plain like), and disliked anime."""
+
+    liked: Mapping[int, float]
+    disliked: Sequence[int] = ()
+
+    @classmethod
+    def of(cls, liked: Iterable[int], disliked: Iterable[int] = ()) -> Taste:
+        """Equal-weight likes (what `POST /recommendations` sends)."""
+        return cls({anime_id: 1.0 for anime_id in liked}, tuple(disliked))
+
+
 class SimilarityBackend(Protocol):
     """Everything the API routes need to answer similarity questions."""
 
@@ -127,9 +140,16 @@ class SimilarityBackend(Protocol):
     def supports_text_search(self) -> bool: ...
 
     def similar(
-        self, anime_id: int, k: int, allowed: set[int] | None = None, exclude: AbstractSet[int] = ...
+        self,
+        anime_id: int,
+        k: int,
+        allowed: AbstractSet[int] | None = None,
+        exclude: AbstractSet[int] = ...,
+        *,
+        sfw: bool = True,
     ) -> list[Hit]:
-        """Up to k anime similar to `anime_id`, in `allowed`, not in `exclude`; never itself or a sibling."""
+        """Up to k anime similar to `anime_id`, in `allowed`, not in `exclude`; never itself, a sibling
+        or an unlisted anime (`Catalogue.unlisted_ids(sfw)`)."""
         ...
 
     def siblings(self, anime_id: int) -> frozenset[int]:
@@ -138,13 +158,15 @@ class SimilarityBackend(Protocol):
 
     def recommend(
         self,
-        liked: Sequence[int],
-        disliked: Sequence[int],
+        taste: Taste,
         k: int,
-        allowed: set[int] | None = None,
+        allowed: AbstractSet[int] | None = None,
         exclude: AbstractSet[int] = ...,
+        *,
+        sfw: bool = True,
     ) -> list[Hit]:
-        """Up to k anime for a taste profile; never liked/disliked/excluded ids or siblings of liked ones."""
+        """Up to k anime for a taste; never its liked/disliked ids, siblings of liked ones, excluded or
+        unlisted anime."""
         ...
 
     def search_text(self, text: str, k: int, allowed: set[int] | None = None) -> list[Scored]:
@@ -201,6 +223,7 @@ class TieredBackend:
     tables: CatalogueTables | None = field(default=None, repr=False)
     story: VectorSearch | None = None
     _all_ids: frozenset[int] = field(init=False, repr=False)
+    _listed_sets: dict[bool, frozenset[int]] = field(default_factory=dict, init=False, repr=False)
     _features: RerankFeatures | None = field(default=None, init=False, repr=False)
     _features_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _tables_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -221,8 +244,10 @@ class TieredBackend:
         self,
         anime_id: int,
         k: int,
-        allowed: set[int] | None = None,
+        allowed: AbstractSet[int] | None = None,
         exclude: AbstractSet[int] = frozenset(),
+        *,
+        sfw: bool = True,
     ) -> list[Hit]:
         """See `SimilarityBackend.similar`.
 
@@ -236,15 +261,16 @@ class TieredBackend:
             return []
         banned = set(exclude) | {anime_id} | self.siblings(anime_id)
         query = self._vector(anime_id)
-        if query is None:
-            hits = [
-                Hit(a, s) for a, s in self._from_lists([anime_id], [], spread_fetch(k), allowed, banned)[0]
-            ]
-        elif self.secondary is None or self.ranking is None:
-            hits = [Hit(a, s) for a, s in self._search(query, spread_fetch(k), allowed, banned)]
-        else:
-            hits = self._reranked(anime_id, query, allowed, banned)
-        return self._spread(hits, k)
+
+        def ranked(allowed: AbstractSet[int] | None) -> list[Hit]:
+            if query is None:
+                found = self._from_lists({anime_id: 1.0}, [], spread_fetch(k), allowed, banned)[0]
+                return [Hit(a, s) for a, s in found]
+            if self.secondary is None or self.ranking is None:
+                return [Hit(a, s) for a, s in self._search(query, spread_fetch(k), allowed, banned)]
+            return self._reranked(anime_id, query, allowed, banned)
+
+        return self._listed(ranked, allowed, k, sfw)
 
     def siblings(self, anime_id: int) -> frozenset[int]:
         """See `SimilarityBackend.siblings` (memoised in `RerankFeatures`)."""
@@ -254,32 +280,41 @@ class TieredBackend:
 
     def recommend(
         self,
-        liked: Sequence[int],
-        disliked: Sequence[int],
+        taste: Taste,
         k: int,
-        allowed: set[int] | None = None,
+        allowed: AbstractSet[int] | None = None,
         exclude: AbstractSet[int] = frozenset(),
+        *,
+        sfw: bool = True,
     ) -> list[Hit]:
-        """Combine a profile into one ranking.
+        """Combine a taste into one ranking.
 
-        Vector tiers: profile = unit(mean of liked vectors) − DISLIKE_WEIGHT · unit(mean of disliked
-        vectors), renormalised, then one ANN search; each result is attributed to the liked anime
-        whose vector is closest to it. V2 tier (or no liked id indexed): each candidate's score is
-        the mean of its V2 scores over the liked anime's neighbour lists, minus DISLIKE_WEIGHT times
-        the mean over the disliked anime's lists; attribution goes to the liked anime contributing
-        most. Franchise siblings of liked anime are banned (the viewer knows that franchise), and
-        the list shows one entry per franchise before any repeat, as `similar` does.
+        Vector tiers: profile = unit(weighted mean of liked vectors) − DISLIKE_WEIGHT · unit(mean of
+        disliked vectors), renormalised, then one ANN search; each result is attributed to the liked
+        anime whose vector is closest to it. V2 tier (or no liked id indexed): each candidate's score
+        is the weighted mean of its V2 scores over the liked anime's neighbour lists, minus
+        DISLIKE_WEIGHT times the mean over the disliked anime's lists; attribution goes to the liked
+        anime contributing most. Franchise siblings of liked anime are banned (the viewer knows that
+        franchise), and the list shows one entry per franchise before any repeat, as `similar` does.
         """
+        liked = {a: w for a, w in taste.liked.items() if w > 0}
         if k <= 0 or not liked:
             return []
-        banned = set(exclude) | set(liked) | set(disliked)
+        disliked = list(taste.disliked)
+        banned = set(exclude) | set(taste.liked) | set(disliked)
         for anime_id in liked:
             banned |= self.siblings(anime_id)
         liked_vectors = {a: v for a in liked if (v := self._vector(a)) is not None}
         if not liked_vectors:
-            found, because = self._from_lists(list(liked), list(disliked), spread_fetch(k), allowed, banned)
-            return self._spread([Hit(a, s, because_id=because.get(a)) for a, s in found], k)
-        profile = _unit(np.mean(list(liked_vectors.values()), axis=0))
+
+            def from_lists(allowed: AbstractSet[int] | None) -> list[Hit]:
+                found, because = self._from_lists(liked, disliked, spread_fetch(k), allowed, banned)
+                return [Hit(a, s, because_id=because.get(a)) for a, s in found]
+
+            return self._listed(from_lists, allowed, k, sfw)
+        weights = np.array([liked[a] for a in liked_vectors], dtype=np.float32)
+        liked_matrix = np.stack(list(liked_vectors.values()))
+        profile = _unit(weights @ liked_matrix)
         disliked_vectors = [v for a in disliked if (v := self._vector(a)) is not None]
         if profile is not None and disliked_vectors:
             against = _unit(np.mean(disliked_vectors, axis=0))
@@ -290,18 +325,50 @@ class TieredBackend:
                     profile = combined
         if profile is None:
             return []
-        hits = self._spread_scored(self._search(profile, spread_fetch(k), allowed, banned), k)
+        searched = profile
+
+        def by_profile(allowed: AbstractSet[int] | None) -> list[Hit]:
+            return [Hit(a, s) for a, s in self._search(searched, spread_fetch(k), allowed, banned)]
+
+        hits = self._listed(by_profile, allowed, k, sfw)
         assert self.index is not None  # _vector returned vectors, so the index exists
         if not hits:
             return []
         liked_ids = list(liked_vectors)
-        liked_matrix = np.stack([liked_vectors[a] for a in liked_ids])
-        candidates, present = self.index.vectors([a for a, _ in hits])
+        candidates, present = self.index.vectors([hit.anime_id for hit in hits])
         best = np.argmax(candidates @ liked_matrix.T, axis=1).tolist()
         return [
-            Hit(anime_id, score, because_id=liked_ids[b]) if ok else Hit(anime_id, score)
-            for (anime_id, score), b, ok in zip(hits, best, present.tolist(), strict=True)
+            Hit(hit.anime_id, hit.score, because_id=liked_ids[b]) if ok else hit
+            for hit, b, ok in zip(hits, best, present.tolist(), strict=True)
         ]
+
+    def _listed(
+        self,
+        ranked: Callable[[AbstractSet[int] | None], list[Hit]],
+        allowed: AbstractSet[int] | None,
+        k: int,
+        sfw: bool,
+    ) -> list[Hit]:
+        """`ranked(allowed)` spread and cut to k (`_spread`), unlisted anime dropped.
+
+        Unlisted anime are dropped after an unfiltered search rather than banned in it, where each
+        banned id widens the over-fetch. When that leaves fewer than k (the neighbours of an adult
+        title are mostly adult), the search runs again inside the listed anime.
+        """
+        hits = ranked(allowed)
+        listed = self._spread(hits, k, sfw)
+        if len(listed) < k and allowed is None:
+            unlisted = self.catalogue.unlisted_ids(sfw)
+            if any(hit.anime_id in unlisted for hit in hits):
+                listed = self._spread(ranked(self._listed_ids(sfw)), k, sfw)
+        return listed
+
+    def _listed_ids(self, sfw: bool) -> frozenset[int]:
+        listed = self._listed_sets.get(sfw)
+        if listed is None:
+            listed = self._all_ids - self.catalogue.unlisted_ids(sfw)
+            self._listed_sets[sfw] = listed
+        return listed
 
     # -- free text ---------------------------------------------------------------------------
     def search_pools(self) -> tuple[DenseSearch | None, AnchorSearch]:
@@ -366,7 +433,7 @@ class TieredBackend:
 
     # -- internals ---------------------------------------------------------------------------
     def _reranked(
-        self, anime_id: int, query: np.ndarray, allowed: set[int] | None, banned: set[int]
+        self, anime_id: int, query: np.ndarray, allowed: AbstractSet[int] | None, banned: set[int]
     ) -> list[Hit]:
         """`ranking.rank_candidates`'s ranking, vectorised (`score_arrays`) over precomputed columns.
 
@@ -438,19 +505,15 @@ class TieredBackend:
             for j, (hit_id, value) in enumerate(ranked)
         ]
 
-    def _spread(self, hits: list[Hit], k: int) -> list[Hit]:
-        """The first k hits with one per franchise before any repeat (`ranking.spread_franchises`).
+    def _spread(self, hits: list[Hit], k: int, sfw: bool) -> list[Hit]:
+        """The first k listed hits with one per franchise before any repeat (`ranking.spread_franchises`).
 
-        Every list passes here, so the anime no list shows (promotional videos) are dropped here:
-        after the searches rather than banned in them, where each banned id widens the over-fetch.
+        Every list passes here, so the anime no list shows (`Catalogue.unlisted_ids`) are dropped here.
         """
-        unlisted = self.catalogue.unlisted_ids()
+        unlisted = self.catalogue.unlisted_ids(sfw)
         by_id = {hit.anime_id: hit for hit in hits if hit.anime_id not in unlisted}
         features = self.rerank_features()
         return [by_id[a] for a in spread_franchises(list(by_id), features.siblings_of, k)]
-
-    def _spread_scored(self, scored: list[Scored], k: int) -> list[Scored]:
-        return [(hit.anime_id, hit.score) for hit in self._spread([Hit(a, s) for a, s in scored], k)]
 
     def rerank_features(self) -> RerankFeatures:
         """The re-ranking's per-row columns, built once (~0.13 s on 17.5k anime).
@@ -495,7 +558,7 @@ class TieredBackend:
         self,
         query: np.ndarray,
         k: int,
-        allowed: set[int] | None,
+        allowed: AbstractSet[int] | None,
         banned: set[int],
         index: VectorSearch | None = None,
     ) -> list[Scored]:
@@ -507,7 +570,7 @@ class TieredBackend:
             fetch = min(k + len(banned), len(self._all_ids))
             hits = index.search(query, fetch)
         else:
-            permitted = (allowed & self._all_ids) - banned
+            permitted = set(allowed).intersection(self._all_ids) - banned
             if not permitted:
                 return []
             hits = index.search(query, min(k, len(permitted)), allowed=permitted)
@@ -515,19 +578,22 @@ class TieredBackend:
 
     def _from_lists(
         self,
-        liked: list[int],
-        disliked: list[int],
+        liked: Mapping[int, float],
+        disliked: Sequence[int],
         k: int,
-        allowed: set[int] | None,
+        allowed: AbstractSet[int] | None,
         banned: set[int],
     ) -> tuple[list[Scored], dict[int, int]]:
-        """Rank candidates from V2 neighbour lists; returns hits and candidate → best liked id."""
+        """Rank candidates from V2 neighbour lists (likes weighted); returns hits and candidate → best
+        liked id."""
         depth = len(self.catalogue)
         scores: dict[int, float] = {}
         best: dict[int, tuple[float, int]] = {}
-        for source in liked:
+        total = sum(liked.values())
+        for source, weight in liked.items():
+            share = weight / total
             for neighbour, score in self._list(source, depth):
-                scores[neighbour] = scores.get(neighbour, 0.0) + score / len(liked)
+                scores[neighbour] = scores.get(neighbour, 0.0) + share * score
                 if score > best.get(neighbour, (-np.inf, 0))[0]:
                     best[neighbour] = (score, source)
         for source in disliked:

@@ -40,7 +40,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class FilterParams(_Strict):
+class SafetyParams(_Strict):
+    """Whether a list may show adult titles: every list route accepts it, and it is part of every cache key."""
+
+    sfw: bool = Field(
+        default=True,
+        description="Leave adult (Rx, hentai) titles out of the list; `false` shows them. "
+        "`GET /anime/{id}` answers for any id and says its `content_rating`.",
+    )
+
+
+class FilterParams(SafetyParams):
     """Filters every list route accepts; an anime with an unknown year/score fails a year/score filter."""
 
     type: list[AnimeType] = Field(default_factory=list, max_length=7, description="Allowed types (any of).")
@@ -103,7 +113,7 @@ class SimilarQuery(FilterParams, PageParams):
         return sorted(set(value))
 
 
-class AutocompleteQuery(_Strict):
+class AutocompleteQuery(SafetyParams):
     """Query parameters of `GET /anime`."""
 
     q: str = Field(min_length=1, max_length=100, description="Title fragment, any case/accents.")
@@ -172,6 +182,13 @@ class AnimeBase(BaseModel):
     episodes: int | None
     tags: list[str]
     picture: str | None
+    content_rating: str | None = Field(
+        default=None,
+        description="MyAnimeList's content rating (g, pg, pg13, r, r_plus, rx), when the catalogue has one.",
+    )
+    adult: bool = Field(
+        default=False, description="An adult (Rx, hentai) title: left out of lists unless `sfw=false`."
+    )
 
 
 def _english_title(anime: Anime) -> str | None:
@@ -195,6 +212,8 @@ class AnimeSummary(AnimeBase):
             episodes=anime.episodes,
             tags=list(anime.tags),
             picture=anime.picture,
+            content_rating=anime.content_rating,
+            adult=anime.adult,
         )
 
 

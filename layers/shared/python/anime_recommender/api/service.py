@@ -40,7 +40,7 @@ from anime_recommender.search.engine import SearchEngine, SearchResult, explanat
 from anime_recommender.search.hybrid import SearchHit
 from anime_recommender.search.lexical import story_snippet
 from anime_recommender.search.titles import TitleIndex
-from anime_recommender.similarity import DISLIKE_WEIGHT, Hit, SimilarityBackend
+from anime_recommender.similarity import DISLIKE_WEIGHT, Hit, SimilarityBackend, Taste
 
 _W = DISLIKE_WEIGHT
 STRATEGY = (
@@ -119,9 +119,9 @@ class RecommenderService:
             raise AnimeNotFoundError(anime_id)
         return anime
 
-    def autocomplete(self, q: str, limit: int) -> AutocompletePublic:
-        """Title suggestions for a fragment."""
-        matches = self.titles.search(q, limit)
+    def autocomplete(self, q: str, limit: int, sfw: bool = True) -> AutocompletePublic:
+        """Title suggestions for a fragment (no unlisted anime: `Catalogue.unlisted_ids(sfw)`)."""
+        matches = self.titles.search(q, limit, hidden=self.catalogue.unlisted_ids(sfw))
         return AutocompletePublic(
             query=q,
             items=[
@@ -135,15 +135,17 @@ class RecommenderService:
         )
 
     def allowed(self, filters: FilterParams) -> set[int] | None:
-        """Ids passing the filters, or None when no filter is set."""
-        mask = self.filter_mask(filters)
-        return None if mask is None else set(self._ids[mask].tolist())
-
-    def filter_mask(self, filters: FilterParams) -> np.ndarray | None:
-        """Row mask of the anime passing the filters, or None when no filter is set."""
+        """Ids passing the filters and `sfw`, or None when no filter is set (the backend then leaves
+        unlisted anime out itself)."""
         if not filters.active:
             return None
-        mask = np.ones(len(self._ids), dtype=bool)
+        return set(self._ids[self.filter_mask(filters)].tolist())
+
+    def filter_mask(self, filters: FilterParams) -> np.ndarray:
+        """Row mask of the anime passing the filters and `sfw` (adult titles left out unless false)."""
+        mask = ~self.catalogue.adult_mask() if filters.sfw else np.ones(len(self._ids), dtype=bool)
+        if not filters.active:
+            return mask
         if filters.type:
             mask &= np.isin(self._type, [t.value for t in filters.type])
         # NaN comparisons are False, so unknown years/scores fail an active filter, as documented.
@@ -160,9 +162,11 @@ class RecommenderService:
         """Cross-franchise similar anime with explanations (filtered, paged) and the franchise apart."""
         query = self.anime(anime_id)
         wanted = params.offset + params.k
-        hits = self.backend.similar(anime_id, wanted, self.allowed(params), frozenset(params.exclude))
+        hits = self.backend.similar(
+            anime_id, wanted, self.allowed(params), frozenset(params.exclude), sfw=params.sfw
+        )
         page = hits[params.offset : wanted]
-        unlisted = self.catalogue.unlisted_ids()
+        unlisted = self.catalogue.unlisted_ids(params.sfw)
         siblings = (self.catalogue.by_id(i) for i in sorted(self.backend.siblings(anime_id) - unlisted))
         franchise, total = franchise_entries(query, siblings)
         return SimilarPublic(
@@ -184,7 +188,11 @@ class RecommenderService:
             self.anime(anime_id)
         wanted = request.offset + request.k
         hits = self.backend.recommend(
-            request.liked, request.disliked, wanted, self.allowed(request), frozenset(request.exclude)
+            Taste.of(request.liked, request.disliked),
+            wanted,
+            self.allowed(request),
+            frozenset(request.exclude),
+            sfw=request.sfw,
         )
         items = []
         for hit in hits[request.offset : wanted]:

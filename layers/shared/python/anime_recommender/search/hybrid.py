@@ -157,8 +157,9 @@ class HybridRanker:
         if parsed.types:
             mask &= np.isin(self.type_codes, [_TYPE_CODES[t] for t in parsed.types])
         if AnimeType.PROMO not in parsed.types:
-            # Commercials and promotional videos only when asked for by type.
-            mask &= self.catalogue.listed_mask()
+            # Commercials and promotional videos only when asked for by type. Adult titles are the
+            # caller's choice (`sfw`), already left out of `allowed_rows` when it is on.
+            mask &= self.catalogue.listed_mask(sfw=False)
         if parsed.exclude_types:
             mask &= ~np.isin(self.type_codes, [_TYPE_CODES[t] for t in parsed.exclude_types])
         for tag in parsed.exclude_tags:
@@ -190,10 +191,11 @@ class HybridRanker:
         return mask
 
     def allowed_ids(self, mask: np.ndarray) -> set[int] | None:
-        """The mask as the id set a vector index filters on; None when every row passes or only a few
-        do not (the promotional videos every search leaves out): a flat index looks up each allowed id,
-        so a 27k-id set cost more than the few pool places such rows take before `rank` drops them."""
-        excluded = len(mask) - int(np.count_nonzero(mask))
+        """The mask as the id set a vector index filters on; None when it leaves out only the anime no
+        default list shows (`Catalogue.unlisted_ids`: promotional videos, adult titles) and a few more:
+        a flat index looks up each allowed id, so a 27k-id set cost more than the few pool places such
+        rows take before `rank` drops them."""
+        excluded = int(np.count_nonzero(~mask & self.catalogue.listed_mask()))
         if excluded <= MAX_UNFILTERED_EXCLUDED_SHARE * len(mask):
             return None
         return set(self.ids[mask].tolist())

@@ -18,6 +18,7 @@ import re
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,14 +137,17 @@ class TitleIndex:
     def __len__(self) -> int:
         return len(self._names)
 
-    def search(self, query: str, limit: int) -> list[TitleMatch]:
-        """Up to `limit` anime matching `query`, best first (see the module docstring)."""
+    def search(self, query: str, limit: int, hidden: AbstractSet[int] = frozenset()) -> list[TitleMatch]:
+        """Up to `limit` anime matching `query`, never one in `hidden`, best first (see the module
+        docstring)."""
         norm = normalise(query)
         if not norm or limit <= 0:
             return []
         best: dict[int, TitleMatch] = {}
 
         def offer(anime_id: int, stage: int, matched: str, similarity: float) -> None:
+            if anime_id in hidden:
+                return
             current = best.get(anime_id)
             if current is None or (stage, -similarity) < (current.stage, -current.similarity):
                 best[anime_id] = TitleMatch(anime_id, stage, matched, similarity)

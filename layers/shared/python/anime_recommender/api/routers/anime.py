@@ -28,7 +28,7 @@ async def autocomplete(
     service: ServiceDep, params: Annotated[AutocompleteQuery, Query()]
 ) -> AutocompletePublic:
     """Title autocomplete over titles and synonyms: exact, prefix, word-prefix, then fuzzy matches."""
-    return service.autocomplete(params.q, params.limit)
+    return service.autocomplete(params.q, params.limit, params.sfw)
 
 
 @router.get("/{anime_id}", response_model=AnimePublic, responses={**PROBLEMS_404, **PROBLEMS_422})
