@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from handler_support import invoke, make_event
 
+from anime_pipeline.bench.viewer_lists import STATUS_NAMES, ExportEntry, mal_export_xml
 from anime_pipeline.tiny_model import make_tiny_bundle
 from anime_recommender.catalogue import Anime, AnimeType, Catalogue
 
@@ -93,10 +94,20 @@ def _post(api: ModuleType, path: str, body: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
+def _import(api: ModuleType, export: bytes, query: dict[str, Any]) -> dict[str, Any]:
+    event = make_event(
+        "POST", "/recommendations/import", query, body=export, headers={"content-type": "text/xml"}
+    )
+    status, _, raw = invoke(api, event)
+    assert status == 200, raw[:300]
+    answer: dict[str, Any] = json.loads(raw)
+    return answer
+
+
 def _listed_ids(body: dict[str, Any]) -> Iterator[int]:
     for item in body["items"]:
         yield item["anime"]["id"]
-    for entry in body.get("franchise", []):
+    for entry in body.get("franchise", []) + body.get("continue", []):
         yield entry["anime"]["id"]
 
 
@@ -111,7 +122,7 @@ def _sampled_requests(ids: list[int], rng: random.Random, sfw: bool | None) -> I
         {"min_score": 7},
     ]
     while True:
-        route = rng.choice(("similar", "similar", "recommend", "search", "autocomplete"))
+        route = rng.choice(("similar", "similar", "recommend", "import", "search", "autocomplete"))
         page = {"k": rng.choice((5, 10, 20)), "offset": rng.choice((0, 0, 5, 10))}
         extra = rng.choice(filters)
         if route == "similar":
@@ -122,6 +133,12 @@ def _sampled_requests(ids: list[int], rng: random.Random, sfw: bool | None) -> I
             if sfw is not None:
                 body["sfw"] = sfw
             yield "POST", ("/recommendations", body)
+        elif route == "import":
+            entries = [
+                ExportEntry(str(a), rng.choice(STATUS_NAMES), rng.randint(0, 10))
+                for a in rng.sample(ids, rng.randint(1, 6))
+            ]
+            yield "IMPORT", ("/recommendations/import", (mal_export_xml(entries), {**page, **flag}))
         elif route == "search":
             yield "GET", ("/search", {"q": rng.choice(SEARCHES), **page, **extra, **flag})
         else:
@@ -132,7 +149,12 @@ def _sample(api: ModuleType, ids: list[int], n: int, sfw: bool | None) -> tuple[
     rng = random.Random(23)
     shown: set[int] = set()
     for count, (method, (path, params)) in enumerate(_sampled_requests(ids, rng, sfw), start=1):
-        body = _post(api, path, params) if method == "POST" else _get(api, path, **params)
+        if method == "IMPORT":
+            body = _import(api, *params)
+        elif method == "POST":
+            body = _post(api, path, params)
+        else:
+            body = _get(api, path, **params)
         shown |= set(_listed_ids(body))
         if count >= n:
             return count, shown

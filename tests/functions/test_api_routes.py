@@ -50,6 +50,7 @@ EVENT_STATUS = {
     "recommendations_not_found": 404,
     "recommendations_bad_body": 422,
     "recommendations_malformed_json": 422,
+    "recommendations_import": 200,
     "search": 200,
     "search_filtered": 200,
     "search_missing_q": 422,

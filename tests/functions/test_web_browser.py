@@ -134,6 +134,7 @@ SCENARIOS = [
     "type_filter",
     "more_pagination",
     "like_and_for_you",
+    "import_list",
     "degraded_tier",
     "search_understood",
     "not_found_state",

@@ -263,6 +263,61 @@ try {
     return { seen: seenId, recommendations: recs.slice(0, 5) };
   });
 
+  await scenario("import_list", async () => {
+    await page.goto(`${BASE_URL}#/for-you`);
+    // The file input is named by its label (a file input's role is "button" to assistive tech).
+    const fileInput = page.getByRole("button", { name: "Import your MyAnimeList list" });
+    await fileInput.waitFor({ state: "attached" });
+    // Adult titles are hidden unless the person turns them on.
+    check(!(await page.locator("#f-adult").isChecked()), "adult titles shown by default");
+    // A file that is not a list is refused with the API's reason, and nothing is kept.
+    expectedFailures.push("/recommendations/import?k=1");
+    await fileInput.setInputFiles({ name: "notes.xml", mimeType: "text/xml", buffer: Buffer.from("<notes><n>1</n></notes>") });
+    await page.locator("#list-import-status.error").waitFor();
+    check(/not a MyAnimeList list export/.test(await page.locator("#list-import-status").textContent()), "refusal reason");
+    check(await page.evaluate(() => localStorage.getItem("anime-recommender:imported-list:v1")) === null, "refused list kept");
+    // A real export: finished Naruto and K-On!, watching Death Note, dropped Clannad, planning Steins;Gate.
+    const entries = [[20, "Completed", 9], [5680, "Completed", 8], [1535, "Watching", 9], [2167, "Dropped", 3],
+      [9253, "Plan to Watch", 0], [99999, "Completed", 8]];
+    const xml = '<?xml version="1.0" encoding="UTF-8" ?>\n<myanimelist><myinfo><user_name>viewer</user_name></myinfo>' +
+      entries.map(([id, status, score]) => `<anime><series_animedb_id>${id}</series_animedb_id>` +
+        `<series_title><![CDATA[#${id}]]></series_title><my_score>${score}</my_score><my_status>${status}</my_status></anime>`).join("") +
+      "</myanimelist>";
+    const imported = page.waitForRequest((r) => r.url().includes("recommendations/import") && r.method() === "POST");
+    await fileInput.setInputFiles({ name: "animelist.xml", mimeType: "text/xml", buffer: Buffer.from(xml) });
+    await imported;
+    await page.waitForFunction(() => /Imported 6 entries/.test(document.getElementById("list-import-status")?.textContent || ""));
+    check((await page.locator("#list-import-status").textContent()).includes("1 not in this catalogue"), "unknown count");
+    // "Continue watching" lists Naruto's sequel and K-On!'s second season, after what was watched.
+    await page.getByRole("heading", { name: "Continue watching" }).waitFor();
+    const upcoming = await page.locator(".continue .franchise-item").evaluateAll((nodes) =>
+      nodes.map((n) => ({ id: Number(n.dataset.animeId), text: n.textContent })));
+    const shippuuden = upcoming.find((u) => u.id === 1735);
+    check(shippuuden && /after Naruto/.test(shippuuden.text), `continue: ${JSON.stringify(upcoming)}`);
+    check(upcoming.some((u) => u.id === 7791), "K-On!! not offered");
+    const recs = await settledCards(page);
+    const onList = new Set(entries.map(([id]) => id));
+    check(recs.length > 0 && recs.every((c) => !onList.has(c.id)), `a listed anime was recommended: ${JSON.stringify(recs)}`);
+    const stored = await page.evaluate(() => JSON.parse(localStorage.getItem("anime-recommender:imported-list:v1")));
+    check(stored.entries.length === 6 && stored.file === "animelist.xml", `stored list: ${JSON.stringify(stored)}`);
+    await shot(page, "desktop-imported");
+    // After a reload the stored list goes through the import route again, compressed.
+    const again = page.waitForRequest((r) => r.url().includes("recommendations/import"));
+    await page.reload();
+    const request = await again;
+    check(request.headers()["content-type"] === "application/gzip", `posted as ${request.headers()["content-type"]}`);
+    await page.getByRole("heading", { name: "Continue watching" }).waitFor();
+    // Showing adult titles asks the API for them (sfw=false); turning it off again restores the default.
+    const unsafe = page.waitForRequest((r) => r.url().includes("recommendations/import") && r.url().includes("sfw=false"));
+    await page.locator("#f-adult").check();
+    await unsafe;
+    await page.locator("#f-adult").uncheck();
+    await settledCards(page);
+    await page.getByRole("button", { name: "Forget imported list" }).click();
+    await page.waitForFunction(() => localStorage.getItem("anime-recommender:imported-list:v1") === null);
+    return { continue: upcoming.map((u) => u.id), recommendations: recs.slice(0, 5).map((c) => c.title) };
+  });
+
   await scenario("free_text_search", async () => {
     await page.goto(BASE_URL);
     const box = page.getByLabel("…or describe what you feel like watching");

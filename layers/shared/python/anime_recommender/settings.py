@@ -109,6 +109,22 @@ class ApiSettings(StoreSettings):
     )
     max_query_length: int = Field(default=2_048, ge=64, le=65_536, description="Bytes of query string.")
     max_body_bytes: int = Field(default=16_384, ge=256, le=1_048_576)
+    max_import_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1_024,
+        le=4_500_000,
+        description="Bytes of an uploaded list (POST /recommendations/import). API Gateway base64-encodes "
+        "binary bodies (4/3 larger) inside Lambda's 6 MB payload, hence at most ~4.5 MB.",
+    )
+    max_import_expanded_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1_024,
+        le=256 * 1024 * 1024,
+        description="Bytes of a list once decompressed.",
+    )
+    max_import_entries: int = Field(
+        default=10_000, ge=1, le=100_000, description="Entries of an uploaded list."
+    )
     max_text_length: int = Field(default=300, ge=8, le=4_096, description="Characters of q in /search.")
     onnx_threads: int = Field(default=1, ge=1, le=64)
     log_level: LogLevel = "INFO"

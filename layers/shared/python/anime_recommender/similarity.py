@@ -124,7 +124,7 @@ class Taste:
     @classmethod
     def of(cls, liked: Iterable[int], disliked: Iterable[int] = ()) -> Taste:
         """Equal-weight likes (what `POST /recommendations` sends)."""
-        return cls({anime_id: 1.0 for anime_id in liked}, tuple(disliked))
+        return cls(dict.fromkeys(liked, 1.0), tuple(disliked))
 
 
 class SimilarityBackend(Protocol):
@@ -304,20 +304,19 @@ class TieredBackend:
         banned = set(exclude) | set(taste.liked) | set(disliked)
         for anime_id in liked:
             banned |= self.siblings(anime_id)
-        liked_vectors = {a: v for a in liked if (v := self._vector(a)) is not None}
-        if not liked_vectors:
+        liked_ids, liked_matrix = self._vectors(list(liked))
+        if not liked_ids:
 
             def from_lists(allowed: AbstractSet[int] | None) -> list[Hit]:
                 found, because = self._from_lists(liked, disliked, spread_fetch(k), allowed, banned)
                 return [Hit(a, s, because_id=because.get(a)) for a, s in found]
 
             return self._listed(from_lists, allowed, k, sfw)
-        weights = np.array([liked[a] for a in liked_vectors], dtype=np.float32)
-        liked_matrix = np.stack(list(liked_vectors.values()))
+        weights = np.array([liked[a] for a in liked_ids], dtype=np.float32)
         profile = _unit(weights @ liked_matrix)
-        disliked_vectors = [v for a in disliked if (v := self._vector(a)) is not None]
-        if profile is not None and disliked_vectors:
-            against = _unit(np.mean(disliked_vectors, axis=0))
+        _, disliked_matrix = self._vectors(disliked)
+        if profile is not None and len(disliked_matrix):
+            against = _unit(disliked_matrix.mean(axis=0))
             if against is not None:
                 combined = _unit(profile - DISLIKE_WEIGHT * against)
                 # If likes and dislikes cancel out, keep the liked direction alone.
@@ -331,14 +330,16 @@ class TieredBackend:
             return [Hit(a, s) for a, s in self._search(searched, spread_fetch(k), allowed, banned)]
 
         hits = self._listed(by_profile, allowed, k, sfw)
-        assert self.index is not None  # _vector returned vectors, so the index exists
+        assert self.index is not None  # _vectors found vectors, so the index exists
         if not hits:
             return []
-        liked_ids = list(liked_vectors)
+        # Each result is attributed to the favourite (most weighted liked anime) closest to it.
+        favourite = weights == weights.max()
+        favourite_ids = [a for a, keep in zip(liked_ids, favourite.tolist(), strict=True) if keep]
         candidates, present = self.index.vectors([hit.anime_id for hit in hits])
-        best = np.argmax(candidates @ liked_matrix.T, axis=1).tolist()
+        best = np.argmax(candidates @ liked_matrix[favourite].T, axis=1).tolist()
         return [
-            Hit(hit.anime_id, hit.score, because_id=liked_ids[b]) if ok else hit
+            Hit(hit.anime_id, hit.score, because_id=favourite_ids[b]) if ok else hit
             for hit, b, ok in zip(hits, best, present.tolist(), strict=True)
         ]
 
@@ -545,6 +546,16 @@ class TieredBackend:
     def _secondary_vector(self, anime_id: int) -> np.ndarray | None:
         assert self.secondary is not None
         return _stored_vector(self.secondary, anime_id)
+
+    def _vectors(self, ids: Sequence[int]) -> tuple[list[int], np.ndarray]:
+        """The ids the active index holds, and their vectors as rows (one gather)."""
+        if self.index is None or not ids:
+            return [], np.zeros((0, 0), dtype=np.float32)
+        matrix, present = self.index.vectors(ids)
+        kept = present.astype(bool)
+        return [a for a, ok in zip(ids, kept.tolist(), strict=True) if ok], np.asarray(
+            matrix[kept], dtype=np.float32
+        )
 
     def _vector(self, anime_id: int) -> np.ndarray | None:
         if self.index is None:

@@ -100,6 +100,7 @@ def create_app(
         RequestLimitsMiddleware,
         max_query_bytes=settings.max_query_length,
         max_body_bytes=settings.max_body_bytes,
+        body_bytes_by_path={recommendations.IMPORT_PATH: settings.max_import_bytes},
     )
     app.add_middleware(CatchAllMiddleware)
     app.add_middleware(ObserveMiddleware, observer=observer or LogObserver())

@@ -57,6 +57,18 @@ class PayloadTooLargeError(ApiError):
     status, title, slug = 413, "Request body too large", "payload-too-large"
 
 
+class UnsupportedMediaTypeError(ApiError):
+    """The body is not in a format the route reads."""
+
+    status, title, slug = 415, "Unsupported media type", "unsupported-media-type"
+
+
+class UnreadableListError(ApiError):
+    """An uploaded list file cannot be read (not XML, a DTD, the wrong root element...)."""
+
+    status, title, slug = 422, "Unreadable list file", "unreadable-list"
+
+
 class UriTooLongError(ApiError):
     """The query string is over MAX_QUERY_LENGTH."""
 
@@ -73,6 +85,7 @@ _HTTP_TITLES = {
     404: ("Not found", "not-found"),
     405: ("Method not allowed", "method-not-allowed"),
     413: ("Request body too large", "payload-too-large"),
+    415: ("Unsupported media type", "unsupported-media-type"),
     414: ("Request URI too long", "uri-too-long"),
 }
 

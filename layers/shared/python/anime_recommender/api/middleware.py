@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -146,15 +146,24 @@ class CatchAllMiddleware:
 
 
 class RequestLimitsMiddleware:
-    """Refuses over-long query strings (414) and bodies (413) before any parsing happens."""
+    """Refuses over-long query strings (414) and bodies (413) before any parsing happens.
+
+    `max_body_bytes` holds for every path but those in `body_bytes_by_path` (an uploaded list file).
+    """
 
     def __init__(
-        self, app: ASGIApp, max_query_bytes: int, max_body_bytes: int, max_path_bytes: int = 1024
+        self,
+        app: ASGIApp,
+        max_query_bytes: int,
+        max_body_bytes: int,
+        max_path_bytes: int = 1024,
+        body_bytes_by_path: Mapping[str, int] | None = None,
     ) -> None:
         self.app = app
         self.max_query_bytes = max_query_bytes
         self.max_body_bytes = max_body_bytes
         self.max_path_bytes = max_path_bytes
+        self.body_bytes_by_path = dict(body_bytes_by_path or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -170,14 +179,15 @@ class RequestLimitsMiddleware:
             detail = f"The path is longer than {self.max_path_bytes} bytes."
             await send_problem(send, 414, "Request URI too long", "uri-too-long", detail, instance)
             return
-        too_large = f"The request body is larger than {self.max_body_bytes} bytes."
+        limit = self.body_bytes_by_path.get(path, self.max_body_bytes)
+        too_large = f"The request body is larger than {limit} bytes."
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
-                    declared = self.max_body_bytes + 1
-                if declared > self.max_body_bytes:
+                    declared = limit + 1
+                if declared > limit:
                     await send_problem(
                         send, 413, "Request body too large", "payload-too-large", too_large, instance
                     )
@@ -194,7 +204,7 @@ class RequestLimitsMiddleware:
                 break
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
+            if size > limit:
                 await send_problem(
                     send, 413, "Request body too large", "payload-too-large", too_large, instance
                 )

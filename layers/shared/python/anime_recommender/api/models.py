@@ -41,7 +41,7 @@ class _Strict(BaseModel):
 
 
 class SafetyParams(_Strict):
-    """Whether a list may show adult titles: every list route accepts it, and it is part of every cache key."""
+    """Whether a list may show adult titles: every list route takes it, and every cache key holds it."""
 
     sfw: bool = Field(
         default=True,
@@ -163,6 +163,10 @@ class RecommendationRequest(FilterParams, PageParams):
         if set(self.liked) & set(self.disliked):
             raise ValueError("an id cannot be both liked and disliked")
         return self
+
+
+class ImportQuery(SafetyParams, PageParams):
+    """Query parameters of `POST /recommendations/import` (the body is the list file itself)."""
 
 
 # ---- responses --------------------------------------------------------------------------------
@@ -322,6 +326,52 @@ class RecommendationsPublic(PagePublic):
         "lists it under `franchise`); one entry per franchise before any second entry of it."
     )
     strategy: str = Field(description="How the profile was combined.")
+
+
+class ContinueEntryPublic(BaseModel):
+    """An unwatched entry of a franchise the viewer completed or is watching."""
+
+    anime: AnimeSummary
+    after: AnimeRef = Field(description="The latest-released entry of this franchise the viewer watched.")
+    relation: Relation = Field(description="How `anime` relates to `after` (as `franchise` entries say).")
+
+
+class ImportCountsPublic(BaseModel):
+    """What the uploaded list held."""
+
+    entries: int = Field(description="Distinct anime on the list.")
+    by_status: dict[str, int] = Field(
+        description="Entries per status: watching, completed, on_hold, dropped, plan_to_watch."
+    )
+    matched: int = Field(description="Entries found in the catalogue.")
+    unknown: int = Field(description="Entries whose id is not in the catalogue (`unknown_ids`).")
+    skipped: int = Field(
+        description="Malformed entries left out: an id that is not a positive number, an unknown status."
+    )
+    duplicates: int = Field(description="Repeated entries merged into one.")
+    liked: int = Field(description="Entries read as likes (weighted by score).")
+    disliked: int = Field(description="Entries read as dislikes.")
+
+
+class ImportPublic(PagePublic):
+    """Response of `POST /recommendations/import`."""
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+    items: list[ScoredAnime] = Field(
+        description="k recommendations, best first: never an anime on the list (Plan to Watch included) "
+        "or a franchise sibling of a liked one; each says which favourite it is closest to "
+        "(`explanation.because_you_liked`)."
+    )
+    continue_watching: list[ContinueEntryPublic] = Field(
+        alias="continue",
+        description="The next unwatched entries of franchises the viewer completed or is watching: TV "
+        "seasons, movies and web series in release order, then OVAs and specials; watching first, "
+        "then completed by score. The same on every page.",
+    )
+    unknown_ids: list[int] = Field(description="List ids the catalogue does not have (at most 1,000).")
+    counts: ImportCountsPublic
+    strategy: str = Field(description="How the list became a taste.")
 
 
 MatchKind = Literal[

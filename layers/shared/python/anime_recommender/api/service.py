@@ -17,9 +17,13 @@ from anime_recommender.api.models import (
     AnimeRef,
     AnimeSummary,
     AutocompletePublic,
+    ContinueEntryPublic,
     Explanation,
     FilterParams,
     FranchiseEntryPublic,
+    ImportCountsPublic,
+    ImportPublic,
+    ImportQuery,
     RecommendationRequest,
     RecommendationsPublic,
     ScoredAnime,
@@ -35,12 +39,13 @@ from anime_recommender.api.models import (
     UnderstoodPublic,
 )
 from anime_recommender.catalogue import Anime, AnimeType
-from anime_recommender.ranking import franchise_entries
+from anime_recommender.ranking import franchise_entries, relation_guess
 from anime_recommender.search.engine import SearchEngine, SearchResult, explanation_summary
 from anime_recommender.search.hybrid import SearchHit
 from anime_recommender.search.lexical import story_snippet
 from anime_recommender.search.titles import TitleIndex
 from anime_recommender.similarity import DISLIKE_WEIGHT, Hit, SimilarityBackend, Taste
+from anime_recommender.viewer_list import DEFAULT_WEIGHTS, ViewerList, next_in_franchises, taste_of
 
 _W = DISLIKE_WEIGHT
 STRATEGY = (
@@ -50,6 +55,17 @@ STRATEGY = (
     "franchise siblings of liked anime, are never returned; one entry per franchise comes before any "
     "second entry of it."
 )
+
+_L = DEFAULT_WEIGHTS
+IMPORT_STRATEGY = (
+    f"Completed, Watching and On-Hold entries scored {_L.strong_from}-10 are strong likes (weight "
+    f"{_L.strong}); scored {_L.like_from}-{_L.strong_from - 1} or not scored, mild likes ({_L.mild}); "
+    f"lower scores, dislikes. Dropped is a dislike unless scored {_L.dropped_like_from} or more. Plan to "
+    "Watch is not taste but is never recommended. Then as POST /recommendations, with the weighted mean "
+    "of the liked vectors; each result is attributed to the closest strong like (or mild, when none)."
+)
+# A list of ids the catalogue lacks is reported, up to this many (the count is always exact).
+MAX_UNKNOWN_IDS = 1_000
 
 
 def explain(query: Anime, other: Anime, components: dict[str, float] | None = None) -> Explanation:
@@ -194,21 +210,64 @@ class RecommenderService:
             frozenset(request.exclude),
             sfw=request.sfw,
         )
-        items = []
-        for hit in hits[request.offset : wanted]:
-            because = self.catalogue.get(hit.because_id) if hit.because_id is not None else None
-            item = self._scored(because, hit)
-            if because is not None and item.explanation is not None:
-                item.explanation.because_you_liked = AnimeRef(id=because.id, title=because.title)
-            items.append(item)
         return RecommendationsPublic(
             tier=self.backend.info.tier,
             k=request.k,
             offset=request.offset,
             next_offset=wanted if len(hits) >= wanted else None,
-            items=items,
+            items=self._recommended(hits[request.offset : wanted]),
             strategy=STRATEGY,
         )
+
+    def recommend_for_list(self, viewer: ViewerList, params: ImportQuery) -> ImportPublic:
+        """A viewer's list's recommendations (`viewer_list.taste_of`), none of them on the list, and
+        the next unwatched entries of the franchises they started (`viewer_list.next_in_franchises`)."""
+        catalogue = self.catalogue
+        known = [entry for entry in viewer.entries.values() if entry.anime_id in catalogue]
+        unknown = sorted(anime_id for anime_id in viewer.entries if anime_id not in catalogue)
+        taste = taste_of(known)
+        wanted = params.offset + params.k
+        hits = self.backend.recommend(taste, wanted, None, frozenset(viewer.entries), sfw=params.sfw)
+        hidden = catalogue.unlisted_ids(params.sfw)
+        upcoming = next_in_franchises(viewer, catalogue, self.backend.siblings, hidden)
+        return ImportPublic(
+            tier=self.backend.info.tier,
+            k=params.k,
+            offset=params.offset,
+            next_offset=wanted if len(hits) >= wanted else None,
+            items=self._recommended(hits[params.offset : wanted]),
+            continue_watching=[
+                ContinueEntryPublic(
+                    anime=AnimeSummary.of(entry.anime),
+                    after=AnimeRef(id=entry.after.id, title=entry.after.title),
+                    relation=relation_guess(entry.after, entry.anime),
+                )
+                for entry in upcoming
+            ],
+            unknown_ids=unknown[:MAX_UNKNOWN_IDS],
+            counts=ImportCountsPublic(
+                entries=len(viewer.entries),
+                by_status=viewer.by_status(),
+                matched=len(known),
+                unknown=len(unknown),
+                skipped=viewer.skipped,
+                duplicates=viewer.duplicates,
+                liked=len(taste.liked),
+                disliked=len(taste.disliked),
+            ),
+            strategy=IMPORT_STRATEGY,
+        )
+
+    def _recommended(self, hits: list[Hit]) -> list[ScoredAnime]:
+        """Recommendation items, each explained against the liked anime it is closest to."""
+        items = []
+        for hit in hits:
+            because = self.catalogue.get(hit.because_id) if hit.because_id is not None else None
+            item = self._scored(because, hit)
+            if because is not None and item.explanation is not None:
+                item.explanation.because_you_liked = AnimeRef(id=because.id, title=because.title)
+            items.append(item)
+        return items
 
     def search(self, params: SearchQuery) -> SearchPublic:
         """Hybrid free-text search (`search.engine`); `ServiceUnavailableError` when neither the

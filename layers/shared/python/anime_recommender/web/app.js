@@ -9,6 +9,10 @@
   const SUGGEST_DELAY_MS = 150;
   const PROFILE_KEY = "anime-recommender:profile:v1";
   const FILTERS_KEY = "anime-recommender:filters:v1";
+  // The imported MyAnimeList list: {entries: [[id, status code, score], ...], file, imported} (compact:
+  // a 10,000-entry list is ~150 KB of the browser's ~5 MB per-site storage).
+  const LIST_KEY = "anime-recommender:imported-list:v1";
+  const MAX_LIST_FILE_BYTES = 4 * 1024 * 1024;
   const PROFILE_KINDS = ["liked", "disliked", "seen"];
   const ACTION_TO_KIND = { like: "liked", dislike: "disliked", seen: "seen" };
   const TYPE_LABELS = {
@@ -53,14 +57,16 @@
     }
   }
 
-  async function api(path, { method = "GET", body, signal } = {}) {
+  /** Call the API; `body` goes as JSON, `raw` ({bytes, type}) as it is (an uploaded file). */
+  async function api(path, { method = "GET", body, raw, signal } = {}) {
     const headers = { Accept: "application/json, application/problem+json" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (raw !== undefined) headers["Content-Type"] = raw.type;
     let response;
     try {
       response = await fetch(path, {
         method, headers, signal, credentials: "same-origin",
-        body: body === undefined ? undefined : JSON.stringify(body),
+        body: raw !== undefined ? raw.bytes : body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (err) {
       if (err && err.name === "AbortError") throw err;
@@ -188,14 +194,90 @@
     badge.setAttribute("aria-label", `${count} liked`);
   }
 
+  // ---------------------------------------------------------------- imported list (local storage)
+
+  // MyAnimeList's status codes, as the compact list and the XML posted back use them.
+  const STATUS_CODES = {
+    watching: 1, completed: 2, "on-hold": 3, "on hold": 3, onhold: 3, dropped: 4, "plan to watch": 6, plantowatch: 6,
+    1: 1, 2: 2, 3: 3, 4: 4, 6: 6,
+  };
+
+  function loadImportedList() {
+    const raw = readJson(LIST_KEY, null);
+    if (!raw || !Array.isArray(raw.entries)) return null;
+    const entries = raw.entries.filter((e) => Array.isArray(e) && e.length === 3 && e.every(Number.isInteger));
+    return { entries, file: String(raw.file || "your list"), imported: String(raw.imported || "") };
+  }
+
+  let importedList = loadImportedList();
+
+  /** Keep the list; false when the browser's storage refused it (it is then used for this visit only). */
+  function storeImportedList(list) {
+    importedList = list;
+    try {
+      if (list) window.localStorage.setItem(LIST_KEY, JSON.stringify(list));
+      else window.localStorage.removeItem(LIST_KEY);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  function isGzip(bytes) {
+    return bytes.length > 1 && bytes[0] === 0x1f && bytes[1] === 0x8b;
+  }
+
+  async function throughStream(bytes, transform) {
+    const stream = new Blob([bytes]).stream().pipeThrough(transform);
+    return new Uint8Array(await new Response(stream).arrayBuffer());
+  }
+
+  /** The entries of a MyAnimeList export ([id, status code, score]); the API checked the file first. */
+  async function entriesFromExport(bytes) {
+    const plain = isGzip(bytes) ? await throughStream(bytes, new DecompressionStream("gzip")) : bytes;
+    const doc = new DOMParser().parseFromString(new TextDecoder().decode(plain), "application/xml");
+    const byId = new Map();
+    for (const node of doc.querySelectorAll("myanimelist > anime")) {
+      const id = (node.querySelector("series_animedb_id")?.textContent || "").trim();
+      const status = STATUS_CODES[(node.querySelector("my_status")?.textContent || "").trim().toLowerCase()];
+      const score = Number((node.querySelector("my_score")?.textContent || "0").trim());
+      if (!/^\d{1,10}$/.test(id) || Number(id) < 1 || !status) continue;
+      byId.set(Number(id), [Number(id), status, Number.isInteger(score) && score >= 0 && score <= 10 ? score : 0]);
+    }
+    return [...byId.values()];
+  }
+
+  /**
+   * The imported list plus this page's likes (completed, 10), dislikes (dropped) and seen anime (plan
+   * to watch: never recommended, not taste) as a compact MyAnimeList export, gzip-compressed.
+   */
+  async function listExport() {
+    const marked = new Set(PROFILE_KINDS.flatMap((kind) => profileIds(kind)));
+    const rows = (importedList ? importedList.entries : []).filter(([id]) => !marked.has(id));
+    rows.push(...profileIds("liked").map((id) => [id, 2, 10]));
+    rows.push(...profileIds("disliked").map((id) => [id, 4, 0]));
+    rows.push(...profileIds("seen").filter((id) => !hasMark("liked", id) && !hasMark("disliked", id)).map((id) => [id, 6, 0]));
+    const xml = "<myanimelist>" + rows.map(([id, status, score]) =>
+      `<anime><series_animedb_id>${id}</series_animedb_id><my_status>${status}</my_status><my_score>${score}</my_score></anime>`).join("") +
+      "</myanimelist>";
+    const text = new TextEncoder().encode(xml);
+    if (typeof CompressionStream !== "function") return { bytes: text, type: "application/xml" };
+    return { bytes: await throughStream(text, new CompressionStream("gzip")), type: "application/gzip" };
+  }
+
   // ---------------------------------------------------------------- filters
 
   const filtersForm = $("filters-form");
-  let filters = Object.assign({ type: "", year_min: "", year_max: "", min_score: "" }, readJson(FILTERS_KEY, {}));
+  // `adult`: show adult titles (off by default: every request then leaves them out).
+  let filters = Object.assign({ type: "", year_min: "", year_max: "", min_score: "", adult: false }, readJson(FILTERS_KEY, {}));
+  filters.adult = filters.adult === true;
 
   function writeFiltersToForm() {
     for (const [name, value] of Object.entries(filters)) {
-      if (filtersForm.elements[name]) filtersForm.elements[name].value = value ?? "";
+      const field = filtersForm.elements[name];
+      if (!field) continue;
+      if (field.type === "checkbox") field.checked = value === true;
+      else field.value = value ?? "";
     }
     $("filter-summary").textContent = filterSummary();
   }
@@ -206,6 +288,7 @@
       year_min: filtersForm.elements.year_min.value.trim(),
       year_max: filtersForm.elements.year_max.value.trim(),
       min_score: filtersForm.elements.min_score.value.trim(),
+      adult: filtersForm.elements.adult.checked,
     };
     const errors = [];
     const yMin = next.year_min === "" ? null : Number(next.year_min);
@@ -223,6 +306,7 @@
     if (filters.type) parts.push(TYPE_LABELS[filters.type] || filters.type);
     if (filters.year_min || filters.year_max) parts.push(`${filters.year_min || "…"}–${filters.year_max || "…"}`);
     if (filters.min_score) parts.push(`score ≥ ${filters.min_score}`);
+    if (filters.adult) parts.push("adult titles shown");
     return parts.length ? `(${parts.join(", ")})` : "(none)";
   }
 
@@ -232,7 +316,13 @@
       year_min: filters.year_min || null,
       year_max: filters.year_max || null,
       min_score: filters.min_score || null,
+      ...safetyParams(),
     };
+  }
+
+  /** `sfw=false` when adult titles are to be shown; nothing (the API's safe default) otherwise. */
+  function safetyParams() {
+    return filters.adult ? { sfw: "false" } : {};
   }
 
   /** The same filters as top-level fields of a JSON body (POST /recommendations). */
@@ -242,6 +332,7 @@
     if (filters.year_min) body.year_min = Number(filters.year_min);
     if (filters.year_max) body.year_max = Number(filters.year_max);
     if (filters.min_score) body.min_score = Number(filters.min_score);
+    if (filters.adult) body.sfw = false;
     return body;
   }
 
@@ -627,7 +718,7 @@
   function forYouView() {
     beginView("For you");
     const summary = h("section", { class: "profile", "aria-labelledby": "profile-heading" });
-    view.append(h("h2", { class: "section-title", id: "for-you-heading" }, "For you"), summary);
+    view.append(h("h2", { class: "section-title", id: "for-you-heading" }, "For you"), summary, importNode());
     const renderSummary = () => {
       summary.replaceChildren(h("h3", { id: "profile-heading", class: "visually-hidden" }, "Your profile"));
       for (const [kind, label] of [["liked", "Liked"], ["disliked", "Disliked"], ["seen", "Seen"]]) {
@@ -642,6 +733,14 @@
                 onclick: () => removeMark(kind, id),
               }, "×"))))
             : h("span", { class: "muted" }, "none")));
+      }
+      if (importedList) {
+        summary.append(h("div", { class: "profile-row", id: "imported-row" },
+          h("span", { class: "profile-label" }, "Imported"),
+          h("span", {}, `${importedList.entries.length.toLocaleString("en")} entries from ${importedList.file}: all count as seen.`),
+          h("button", {
+            type: "button", class: "btn small", onclick: () => { storeImportedList(null); forYouView(); },
+          }, "Forget imported list")));
       }
       if (PROFILE_KINDS.some((k) => profileIds(k).length)) {
         summary.append(h("button", {
@@ -658,9 +757,9 @@
     renderSummary();
 
     const liked = profileIds("liked");
-    if (!liked.length) {
+    if (!liked.length && !importedList) {
       view.append(emptyNode("Nothing to go on yet",
-        "Like a few anime (search for a title above, then press Like) and recommendations appear here.",
+        "Like a few anime (search for a title above, then press Like), or import your MyAnimeList list, and recommendations appear here.",
         h("p", {}, h("a", { href: "#/" }, "Start searching"))));
       return;
     }
@@ -675,25 +774,97 @@
       stale.hidden = false;
     };
     document.addEventListener("profilechange", onChange);
+    // With an imported list, the whole list goes through the import route (POST /recommendations
+    // takes at most 50 liked and 500 excluded ids); it also says what to continue watching.
+    const continueSection = h("section", { class: "franchise continue", "aria-labelledby": "continue-heading", hidden: true });
+    if (importedList) view.append(continueSection);
+    view.append(h("h2", { class: "section-title", id: "recommended-heading" }, "Recommended for you"));
     resultList(view, {
       label: "Recommended for you",
       load: async (offset, k) => {
-        const seen = profileIds("seen");
-        const body = {
-          liked,
-          disliked: profileIds("disliked"),
-          // Never recommend what the person already knows.
-          exclude: [...new Set([...seen, ...liked])],
-          ...filterBody(),
-          k,
-          offset,
-        };
-        const data = await api("recommendations", { method: "POST", body });
+        let data;
+        if (importedList) {
+          const raw = await listExport();
+          data = await api(`recommendations/import${query({ k, offset, ...safetyParams() })}`, { method: "POST", raw });
+          if (offset === 0 && token === viewToken) renderContinue(continueSection, data);
+        } else {
+          const seen = profileIds("seen");
+          const body = {
+            liked,
+            disliked: profileIds("disliked"),
+            // Never recommend what the person already knows.
+            exclude: [...new Set([...seen, ...liked])],
+            ...filterBody(),
+            k,
+            offset,
+          };
+          data = await api("recommendations", { method: "POST", body });
+        }
         const items = listFrom(data, "recommendations");
         return { items, hasMore: hasMoreFrom(data, offset, items, k) };
       },
       empty: () => emptyNode("No recommendations match these filters", "Loosen the filters or like a few more anime."),
     });
+  }
+
+  /** "Import your MyAnimeList list": the export file goes to the import route, then into local storage. */
+  function importNode() {
+    const input = h("input", {
+      id: "list-file", type: "file", accept: ".xml,.gz,application/xml,text/xml,application/gzip",
+      "aria-describedby": "list-file-hint",
+    });
+    const status = h("p", { class: "list-status", role: "status", id: "list-import-status" });
+    input.addEventListener("change", async () => {
+      const file = input.files && input.files[0];
+      if (!file) return;
+      status.className = "list-status";
+      if (file.size > MAX_LIST_FILE_BYTES) {
+        status.className = "list-status error";
+        status.textContent = `${file.name} is larger than 4 MB: compress it with gzip (.xml.gz) and try again.`;
+        return;
+      }
+      status.textContent = `Reading ${file.name}…`;
+      const bytes = new Uint8Array(await file.arrayBuffer());
+      try {
+        // The API checks the file (and answers for it) before anything is kept.
+        const data = await api(`recommendations/import${query({ k: 1, ...safetyParams() })}`, {
+          method: "POST", raw: { bytes, type: isGzip(bytes) ? "application/gzip" : "application/xml" },
+        });
+        const entries = await entriesFromExport(bytes);
+        const kept = storeImportedList({ entries, file: file.name, imported: new Date().toISOString() });
+        const counts = data.counts || {};
+        const message = `Imported ${Number(counts.entries || entries.length).toLocaleString("en")} entries from ${file.name}` +
+          (counts.unknown ? ` (${counts.unknown} not in this catalogue)` : "") + ".";
+        forYouView();
+        const note = $("list-import-status");
+        note.textContent = kept ? message : `${message} Your browser's storage is full, so it is used for this visit only.`;
+        announce(note.textContent);
+      } catch (err) {
+        status.className = "list-status error";
+        status.textContent = `${file.name} could not be imported: ${err.message}`;
+        announce(status.textContent);
+      }
+    });
+    return h("section", { class: "import", "aria-labelledby": "import-heading" },
+      h("h3", { id: "import-heading" }, h("label", { for: "list-file" }, "Import your MyAnimeList list")),
+      h("p", { class: "hint", id: "list-file-hint" },
+        "The XML export from MyAnimeList (Profile → Export), AniList, Kitsu or Anime-Planet, plain or .gz. ",
+        "It stays in this browser; everything on it counts as seen."),
+      input, status);
+  }
+
+  /** "Continue watching": the unwatched next entries of franchises on the imported list. */
+  function renderContinue(section, data) {
+    const entries = Array.isArray(data && data.continue) ? data.continue.filter((e) => e && e.anime && e.after) : [];
+    section.hidden = entries.length === 0;
+    section.replaceChildren(
+      h("h2", { class: "section-title", id: "continue-heading" }, "Continue watching"),
+      h("p", { class: "hint" }, "The next entries of series you finished or are watching, in release order."),
+      h("ol", { class: "franchise-list", "aria-label": "Continue watching" }, entries.map((entry) =>
+        h("li", { class: "franchise-item", dataset: { animeId: String(entry.anime.id) } },
+          h("span", { class: "relation" }, RELATION_LABELS[entry.relation] || "Next"),
+          h("a", { class: "franchise-link", href: `#/anime/${Number(entry.anime.id)}` }, String(entry.anime.title)),
+          h("span", { class: "meta" }, `after ${entry.after.title} · ${formatMeta(entry.anime)}`)))));
   }
 
   function notFoundView() {
@@ -788,7 +959,7 @@
     suggestController = controller;
     lastQuery = q;
     try {
-      const data = await api(`anime${query({ q, limit: SUGGEST_LIMIT })}`, { signal: controller.signal });
+      const data = await api(`anime${query({ q, limit: SUGGEST_LIMIT, ...safetyParams() })}`, { signal: controller.signal });
       if (controller.signal.aborted || input.value.trim() !== q) return suggestions;
       renderSuggestions(listFrom(data, "matches", "anime"), q);
     } catch (err) {
@@ -914,6 +1085,7 @@
     $("main").focus({ preventScroll: false });
   });
   window.addEventListener("storage", (event) => {
+    if (event.key === LIST_KEY) importedList = loadImportedList();
     if (event.key !== PROFILE_KEY) return;
     Object.assign(profile, loadProfile());
     refreshProfileUi();
