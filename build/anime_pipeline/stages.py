@@ -39,6 +39,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("index", "index_stage", index_stage.run_default),
     Stage("evaluate", "evaluation.cli", evaluation_cli.run_default),
     Stage("search-eval", "evaluation.search_eval"),
+    Stage("list-eval", "evaluation.list_eval"),
     Stage("layers", "layers", layers.run_default),
     Stage("sam-size", "deploy_check"),
     Stage("delta", "delta_stage"),

@@ -150,7 +150,7 @@ def test_recommendations_exclude_profile_and_attribute_results(api: ModuleType, 
     assert 121 not in ids
     for item in body["items"]:
         assert item["explanation"]["because_you_liked"]["id"] in (1, 5114)
-    assert "mean of liked vectors" in body["strategy"]
+    assert "rankings of up to 16 liked anime are fused" in body["strategy"]
 
 
 def test_autocomplete_is_accent_case_insensitive_and_fuzzy(api: ModuleType, call: Any, event: Any) -> None:

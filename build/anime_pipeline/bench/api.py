@@ -34,6 +34,7 @@ What is measured, and how (a measurement, not a test):
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import copy
 import importlib.util
@@ -46,17 +47,20 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from anime_pipeline.bench.viewer_lists import hostile_files, mal_export_xml, random_list
 from anime_pipeline.paths import REPO_ROOT
 from anime_pipeline.workers import run_json_worker
 
 SHARED_PYTHON = Path("layers") / "shared" / "python"
 HANDLER = Path("functions") / "api" / "app.py"
+IMPORT_PATH = "/recommendations/import"
 EVENT_TEMPLATE = REPO_ROOT / "events" / "similar.json"
 TABLE_NAME = "api-bench-cache"
 # Not inherited by the worker: Lambda markers, a delta-update store, disabled metrics.
@@ -297,6 +301,7 @@ def run_api_bench(artifacts_dir: Path, quick: bool, *, source_root: Path = REPO_
         "cold_start_in_process": in_process_cold,
         "cold_start_emulator": emulated,
         "routes": routes,
+        "import_refusals": warm["import_refusals"],
         "cache_tiers": cache_tiers,
         # A bare boto3 GetItem against the same moto server: the floor under any DynamoDB round trip.
         "dynamodb_getitem_floor": floor,
@@ -452,6 +457,44 @@ class _Events:
         event["isBase64Encoded"] = False
         return event
 
+    def upload(self, path: str, query: dict[str, str], data: bytes, content_type: str) -> dict[str, Any]:
+        """A POST of a file's bytes, base64-encoded as API Gateway passes binary bodies."""
+        event = self.make("POST", path, query)
+        event["body"] = base64.b64encode(data).decode("ascii")
+        event["isBase64Encoded"] = True
+        event["headers"]["content-type"] = content_type
+        event["headers"].pop("content-length", None)
+        return event
+
+
+def time_refusals(module: Any, events: _Events, runs: int = 3) -> dict[str, Any]:
+    """Each hostile list file (`viewer_lists.hostile_files`) through the handler: its status, the
+    median time to refuse it, and the peak memory Python allocated meanwhile (tracemalloc, one more
+    call, so the timed calls run without its overhead)."""
+    files = hostile_files()
+    out: dict[str, Any] = {}
+    for name, (data, content_type) in files.items():
+        event = events.upload(IMPORT_PATH, {"k": "10"}, data, content_type)
+        times, status = [], 0
+        for _ in range(runs):
+            started = time.perf_counter()
+            status = int(module.handler({**event}, _Context("refusal"))["statusCode"])
+            times.append((time.perf_counter() - started) * 1000.0)
+        tracemalloc.start()
+        module.handler({**event}, _Context("refusal"))
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        out[name] = {
+            "status": status,
+            "bytes": len(data),
+            "p50_ms": round(statistics.median(times), 3),
+            "peak_alloc_mb": round(peak / 2**20, 2),
+        }
+    out["max_ms"] = max(v["p50_ms"] for v in out.values())
+    out["max_peak_alloc_mb"] = max(v["peak_alloc_mb"] for v in out.values() if isinstance(v, dict))
+    out["all_4xx"] = all(400 <= v["status"] < 500 for v in out.values() if isinstance(v, dict))
+    return out
+
 
 def _percentiles(samples: list[float]) -> dict[str, float | int]:
     ordered = sorted(samples)
@@ -581,6 +624,19 @@ def worker(config: BenchConfig) -> dict[str, Any]:
         config.warmup,
         cached=True,
     )
+    # A viewer's 500-entry MyAnimeList export (every status, scores 0-10), a different list per call.
+    routes["recommendations_import"] = _time_pair(
+        module,
+        [
+            events.upload(
+                IMPORT_PATH, {"k": "10"}, mal_export_xml(random_list(ids, 500, seed=i)), "application/xml"
+            )
+            for i in range(n)
+        ],
+        config.warmup,
+        cached=False,
+    )
+    result["import_refusals"] = time_refusals(module, events)
     routes["anime_get"] = _time_pair(
         module, [events.make("GET", f"/anime/{rng.choice(ids)}") for _ in range(n)], config.warmup, False
     )

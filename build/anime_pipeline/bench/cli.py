@@ -364,6 +364,8 @@ def section_api(cfg: BenchConfig) -> dict[str, Any]:
         "cold_start_emulator": raw.get("cold_start_emulator"),
         "cold_start_in_process": raw.get("cold_start_in_process"),
         "routes": routes,
+        # Hostile list files sent to POST /recommendations/import: status, time to refuse, peak memory.
+        "import_refusals": raw["import_refusals"],
         "cache_tiers": {
             state: {
                 "p50": figure(m["p50_ms"], "ms", int(m["runs"]), warmup),

@@ -9,6 +9,7 @@ lists. The pieces are typed as protocols so the index/encoder/neighbour modules 
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
@@ -47,6 +48,13 @@ SIMILAR_V3_POOL = 100
 # Nearest synopses (story index) joining a similar list's candidates when the ranking weighs them.
 SIMILAR_STORY_POOL = 50
 SIMILAR_V2_POOL = 100
+# A taste's ranking (`TieredBackend.recommend`): the by-id rankings of this many of its most-weighted
+# liked anime are fused (each costs one `similar` ranking, ~1.5 ms in tier V4), and of this many
+# disliked ones subtracted; each contributes weight / (rank + offset) over its first places.
+FUSED_LIKES = 16
+FUSED_DISLIKES = 4
+FUSION_RANK_OFFSET = 10
+FUSION_DEPTH = 60
 
 
 def spread_fetch(k: int) -> int:
@@ -260,17 +268,7 @@ class TieredBackend:
         if k <= 0:
             return []
         banned = set(exclude) | {anime_id} | self.siblings(anime_id)
-        query = self._vector(anime_id)
-
-        def ranked(allowed: AbstractSet[int] | None) -> list[Hit]:
-            if query is None:
-                found = self._from_lists({anime_id: 1.0}, [], spread_fetch(k), allowed, banned)[0]
-                return [Hit(a, s) for a, s in found]
-            if self.secondary is None or self.ranking is None:
-                return [Hit(a, s) for a, s in self._search(query, spread_fetch(k), allowed, banned)]
-            return self._reranked(anime_id, query, allowed, banned)
-
-        return self._listed(ranked, allowed, k, sfw)
+        return self._listed(lambda allowed: self._pool(anime_id, k, allowed, banned), allowed, k, sfw)
 
     def siblings(self, anime_id: int) -> frozenset[int]:
         """See `SimilarityBackend.siblings` (memoised in `RerankFeatures`)."""
@@ -287,61 +285,70 @@ class TieredBackend:
         *,
         sfw: bool = True,
     ) -> list[Hit]:
-        """Combine a taste into one ranking.
+        """Fuse the by-id rankings of the taste's liked anime into one list.
 
-        Vector tiers: profile = unit(weighted mean of liked vectors) − DISLIKE_WEIGHT · unit(mean of
-        disliked vectors), renormalised, then one ANN search; each result is attributed to the liked
-        anime whose vector is closest to it. V2 tier (or no liked id indexed): each candidate's score
-        is the weighted mean of its V2 scores over the liked anime's neighbour lists, minus
-        DISLIKE_WEIGHT times the mean over the disliked anime's lists; attribution goes to the liked
-        anime contributing most. Franchise siblings of liked anime are banned (the viewer knows that
-        franchise), and the list shows one entry per franchise before any repeat, as `similar` does.
+        Each of the `FUSED_LIKES` most-weighted liked anime (ties: the best-known first) contributes
+        weight / (rank + `FUSION_RANK_OFFSET`) to every candidate in the first `FUSION_DEPTH` places
+        of its ranking as `similar` ranks it (the tuned re-ranking in tier V4, the V2 lists in tier
+        V2), counting places among the anime still allowed; each of up to `FUSED_DISLIKES` disliked
+        anime takes DISLIKE_WEIGHT / (rank + offset) off the candidates in its own ranking. A result
+        is attributed to the liked anime that contributed most to it. Liked, disliked and excluded
+        anime, franchise siblings of liked ones (the viewer knows that franchise) and unlisted anime
+        never appear, and the list shows one entry per franchise before any repeat, as `similar` does.
+
+        Measured against the former profile centroid (unit weighted mean of the liked vectors, one
+        ANN search) on simulated lists judged by the dev set (`anime-build list-eval`): graded
+        recall@10 0.011 → 0.075 (README, "Import your list").
         """
-        liked = {a: w for a, w in taste.liked.items() if w > 0}
+        liked = {a: w for a, w in taste.liked.items() if w > 0 and a in self._all_ids}
         if k <= 0 or not liked:
             return []
-        disliked = list(taste.disliked)
-        banned = set(exclude) | set(taste.liked) | set(disliked)
+        banned = set(exclude) | set(taste.liked) | set(taste.disliked)
         for anime_id in liked:
             banned |= self.siblings(anime_id)
-        liked_ids, liked_matrix = self._vectors(list(liked))
-        if not liked_ids:
+        features = self.rerank_features()
 
-            def from_lists(allowed: AbstractSet[int] | None) -> list[Hit]:
-                found, because = self._from_lists(liked, disliked, spread_fetch(k), allowed, banned)
-                return [Hit(a, s, because_id=because.get(a)) for a, s in found]
+        def best_known(anime_id: int) -> tuple[float, float, int]:
+            return -liked[anime_id], -float(features.pop[self.catalogue.row(anime_id)]), anime_id
 
-            return self._listed(from_lists, allowed, k, sfw)
-        weights = np.array([liked[a] for a in liked_ids], dtype=np.float32)
-        profile = _unit(weights @ liked_matrix)
-        _, disliked_matrix = self._vectors(disliked)
-        if profile is not None and len(disliked_matrix):
-            against = _unit(disliked_matrix.mean(axis=0))
-            if against is not None:
-                combined = _unit(profile - DISLIKE_WEIGHT * against)
-                # If likes and dislikes cancel out, keep the liked direction alone.
-                if combined is not None:
-                    profile = combined
-        if profile is None:
-            return []
-        searched = profile
+        strongest = sorted(liked, key=best_known)[:FUSED_LIKES]
+        against = [a for a in taste.disliked if a in self._all_ids][:FUSED_DISLIKES]
 
-        def by_profile(allowed: AbstractSet[int] | None) -> list[Hit]:
-            return [Hit(a, s) for a, s in self._search(searched, spread_fetch(k), allowed, banned)]
+        def fused(allowed: AbstractSet[int] | None) -> list[Hit]:
+            scores: dict[int, float] = {}
+            because: dict[int, tuple[float, int]] = {}
+            for source in strongest:
+                for rank, anime_id in enumerate(self._pool_ids(source, allowed, banned)):
+                    share = liked[source] / (rank + FUSION_RANK_OFFSET)
+                    scores[anime_id] = scores.get(anime_id, 0.0) + share
+                    if share > because.get(anime_id, (0.0, 0))[0]:
+                        because[anime_id] = (share, source)
+            for source in against:
+                for rank, anime_id in enumerate(self._pool_ids(source, allowed, banned)):
+                    if anime_id in scores:
+                        scores[anime_id] -= DISLIKE_WEIGHT / (rank + FUSION_RANK_OFFSET)
+            ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+            return [Hit(a, score, because_id=because[a][1]) for a, score in ranked]
 
-        hits = self._listed(by_profile, allowed, k, sfw)
-        assert self.index is not None  # _vectors found vectors, so the index exists
-        if not hits:
-            return []
-        # Each result is attributed to the favourite (most weighted liked anime) closest to it.
-        favourite = weights == weights.max()
-        favourite_ids = [a for a, keep in zip(liked_ids, favourite.tolist(), strict=True) if keep]
-        candidates, present = self.index.vectors([hit.anime_id for hit in hits])
-        best = np.argmax(candidates @ liked_matrix[favourite].T, axis=1).tolist()
-        return [
-            Hit(hit.anime_id, hit.score, because_id=favourite_ids[b]) if ok else hit
-            for hit, b, ok in zip(hits, best, present.tolist(), strict=True)
-        ]
+        return self._listed(fused, allowed, k, sfw)
+
+    def _pool(self, anime_id: int, k: int, allowed: AbstractSet[int] | None, banned: set[int]) -> list[Hit]:
+        """`similar`'s ranking for `anime_id` before spreading: tier V4 with the V3 index at hand, the
+        re-ranked `SIMILAR_*_POOL` candidates; tier V3, `spread_fetch(k)` by cosine; tier V2 or an id
+        the index lacks, the V2 neighbour list. Never a `banned` id, always inside `allowed`."""
+        query = self._vector(anime_id)
+        if query is None:
+            found = self._from_lists({anime_id: 1.0}, [], spread_fetch(k), allowed, banned)[0]
+            return [Hit(a, s) for a, s in found]
+        if self.secondary is None or self.ranking is None:
+            return [Hit(a, s) for a, s in self._search(query, spread_fetch(k), allowed, banned)]
+        return self._reranked(anime_id, query, allowed, banned)
+
+    def _pool_ids(self, anime_id: int, allowed: AbstractSet[int] | None, banned: set[int]) -> list[int]:
+        """The first `FUSION_DEPTH` ids of `anime_id`'s ranking that are not `banned` (a taste's fusion)."""
+        own = {anime_id} | self.siblings(anime_id)
+        ranked = (hit.anime_id for hit in self._pool(anime_id, FUSION_DEPTH, allowed, own))
+        return list(itertools.islice((a for a in ranked if a not in banned), FUSION_DEPTH))
 
     def _listed(
         self,
@@ -546,16 +553,6 @@ class TieredBackend:
     def _secondary_vector(self, anime_id: int) -> np.ndarray | None:
         assert self.secondary is not None
         return _stored_vector(self.secondary, anime_id)
-
-    def _vectors(self, ids: Sequence[int]) -> tuple[list[int], np.ndarray]:
-        """The ids the active index holds, and their vectors as rows (one gather)."""
-        if self.index is None or not ids:
-            return [], np.zeros((0, 0), dtype=np.float32)
-        matrix, present = self.index.vectors(ids)
-        kept = present.astype(bool)
-        return [a for a, ok in zip(ids, kept.tolist(), strict=True) if ok], np.asarray(
-            matrix[kept], dtype=np.float32
-        )
 
     def _vector(self, anime_id: int) -> np.ndarray | None:
         if self.index is None:

@@ -233,7 +233,7 @@ class ListWeights:
     """
 
     strong: float = 1.0
-    mild: float = 0.25
+    mild: float = 0.75
     strong_from: int = 8
     like_from: int = 6
     dropped_like_from: int = 7

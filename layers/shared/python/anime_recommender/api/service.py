@@ -44,16 +44,25 @@ from anime_recommender.search.engine import SearchEngine, SearchResult, explanat
 from anime_recommender.search.hybrid import SearchHit
 from anime_recommender.search.lexical import story_snippet
 from anime_recommender.search.titles import TitleIndex
-from anime_recommender.similarity import DISLIKE_WEIGHT, Hit, SimilarityBackend, Taste
+from anime_recommender.similarity import (
+    DISLIKE_WEIGHT,
+    FUSED_DISLIKES,
+    FUSED_LIKES,
+    FUSION_DEPTH,
+    FUSION_RANK_OFFSET,
+    Hit,
+    SimilarityBackend,
+    Taste,
+)
 from anime_recommender.viewer_list import DEFAULT_WEIGHTS, ViewerList, next_in_franchises, taste_of
 
-_W = DISLIKE_WEIGHT
 STRATEGY = (
-    f"vector tiers: unit(mean of liked vectors) - {_W} * unit(mean of disliked vectors), renormalised, "
-    "then one nearest-neighbour search; V2 tier: mean of the liked anime's neighbour-list scores "
-    f"minus {_W} * the mean over the disliked anime's lists. Liked, disliked and excluded ids, and "
-    "franchise siblings of liked anime, are never returned; one entry per franchise comes before any "
-    "second entry of it."
+    f"the similar-anime rankings of up to {FUSED_LIKES} liked anime are fused: each gives its weight / "
+    f"(place + {FUSION_RANK_OFFSET}) to the first {FUSION_DEPTH} anime it ranks, and up to "
+    f"{FUSED_DISLIKES} disliked anime take {DISLIKE_WEIGHT} / (place + {FUSION_RANK_OFFSET}) off theirs. "
+    "Liked, disliked and excluded ids, and franchise siblings of liked anime, are never returned; one "
+    "entry per franchise comes before any second entry of it; each result names the liked anime that "
+    "contributed most."
 )
 
 _L = DEFAULT_WEIGHTS
@@ -61,8 +70,8 @@ IMPORT_STRATEGY = (
     f"Completed, Watching and On-Hold entries scored {_L.strong_from}-10 are strong likes (weight "
     f"{_L.strong}); scored {_L.like_from}-{_L.strong_from - 1} or not scored, mild likes ({_L.mild}); "
     f"lower scores, dislikes. Dropped is a dislike unless scored {_L.dropped_like_from} or more. Plan to "
-    "Watch is not taste but is never recommended. Then as POST /recommendations, with the weighted mean "
-    "of the liked vectors; each result is attributed to the closest strong like (or mild, when none)."
+    "Watch is not taste but is never recommended. Then as POST /recommendations (the strongest likes "
+    "first, the best-known of equals first); nothing on the list is recommended."
 )
 # A list of ids the catalogue lacks is reported, up to this many (the count is always exact).
 MAX_UNKNOWN_IDS = 1_000
