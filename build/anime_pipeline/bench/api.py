@@ -624,12 +624,14 @@ def worker(config: BenchConfig) -> dict[str, Any]:
         config.warmup,
         cached=True,
     )
-    # A viewer's 500-entry MyAnimeList export (every status, scores 0-10), a different list per call.
+    # A viewer's 500-entry MyAnimeList export (every status, scores 0-10), a different list per call,
+    # anime drawn in proportion to their members as real lists are.
+    members = catalogue.numbers("members").tolist()
     routes["recommendations_import"] = _time_pair(
         module,
         [
             events.upload(
-                IMPORT_PATH, {"k": "10"}, mal_export_xml(random_list(ids, 500, seed=i)), "application/xml"
+                IMPORT_PATH, {"k": "10"}, mal_export_xml(random_list(ids, 500, i, members)), "application/xml"
             )
             for i in range(n)
         ],

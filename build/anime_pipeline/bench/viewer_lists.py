@@ -12,6 +12,8 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 # MyAnimeList's export names for the five statuses.
 STATUS_NAMES = ("Watching", "Completed", "On-Hold", "Dropped", "Plan to Watch")
 
@@ -67,14 +69,27 @@ def mal_export_xml(entries: Iterable[ExportEntry], user: str = "viewer") -> byte
     return "".join(parts).encode("utf-8")
 
 
-def random_list(ids: Sequence[int], size: int, seed: int = 0) -> list[ExportEntry]:
-    """A plausible list of `size` distinct ids: mostly Completed, every status, scores 0-10."""
+def random_list(
+    ids: Sequence[int], size: int, seed: int = 0, members: Sequence[float] | None = None
+) -> list[ExportEntry]:
+    """A plausible list of `size` distinct ids: mostly Completed, every status, scores 0-10.
+
+    With `members` (one per id), ids are drawn in proportion to them, as real lists are: the chance
+    that a MyAnimeList member lists an anime is its member count over all members.
+    """
     rng = random.Random(seed)
-    chosen = rng.sample(list(ids), min(size, len(ids)))
-    weights = (10, 55, 5, 8, 22)  # watching, completed, on-hold, dropped, plan to watch (in %)
+    count = min(size, len(ids))
+    if members is None:
+        chosen = rng.sample(list(ids), count)
+    else:
+        weights = np.asarray(members, dtype=np.float64)
+        weights = np.where(np.isfinite(weights) & (weights > 0), weights, 0.0) + 1.0
+        picks = np.random.default_rng(seed).choice(len(ids), count, replace=False, p=weights / weights.sum())
+        chosen = [int(ids[i]) for i in picks]
+    weights_by_status = (10, 55, 5, 8, 22)  # watching, completed, on-hold, dropped, plan to watch (in %)
     entries = []
     for anime_id in chosen:
-        status = rng.choices(STATUS_NAMES, weights=weights)[0]
+        status = rng.choices(STATUS_NAMES, weights=weights_by_status)[0]
         score = (
             0 if status == "Plan to Watch" or rng.random() < 0.2 else rng.choice((3, 5, 6, 7, 7, 8, 8, 9, 10))
         )

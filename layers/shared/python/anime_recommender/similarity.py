@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import itertools
 import threading
+from array import array
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -55,6 +57,9 @@ FUSED_LIKES = 16
 FUSED_DISLIKES = 4
 FUSION_RANK_OFFSET = 10
 FUSION_DEPTH = 60
+# Unfiltered pools kept per backend (`TieredBackend._cached_pool`), and how many ids of each.
+POOL_CACHE_SIZE = 4096
+POOL_KEEP = 150
 
 
 def spread_fetch(k: int) -> int:
@@ -232,6 +237,8 @@ class TieredBackend:
     story: VectorSearch | None = None
     _all_ids: frozenset[int] = field(init=False, repr=False)
     _listed_sets: dict[bool, frozenset[int]] = field(default_factory=dict, init=False, repr=False)
+    _pool_cache: OrderedDict[int, array[int]] = field(default_factory=OrderedDict, init=False, repr=False)
+    _pool_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _features: RerankFeatures | None = field(default=None, init=False, repr=False)
     _features_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _tables_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -346,9 +353,33 @@ class TieredBackend:
 
     def _pool_ids(self, anime_id: int, allowed: AbstractSet[int] | None, banned: set[int]) -> list[int]:
         """The first `FUSION_DEPTH` ids of `anime_id`'s ranking that are not `banned` (a taste's fusion)."""
-        own = {anime_id} | self.siblings(anime_id)
-        ranked = (hit.anime_id for hit in self._pool(anime_id, FUSION_DEPTH, allowed, own))
+        if allowed is None:
+            ranked: Iterable[int] = self._cached_pool(anime_id)
+        else:
+            own = {anime_id} | self.siblings(anime_id)
+            ranked = (hit.anime_id for hit in self._pool(anime_id, FUSION_DEPTH, allowed, own))
         return list(itertools.islice((a for a in ranked if a not in banned), FUSION_DEPTH))
+
+    def _cached_pool(self, anime_id: int) -> array[int]:
+        """The first `POOL_KEEP` ids of `anime_id`'s unfiltered ranking, from a per-backend LRU.
+
+        Tastes share their best-known favourites (the fusion takes those first), so a warm container
+        ranks a popular anime's pool once for every list that loves it; a hot swap brings a new
+        backend, hence a fresh cache. Each entry is a 600-byte int array (4096 entries: ~2.5 MB).
+        """
+        with self._pool_lock:
+            pool = self._pool_cache.get(anime_id)
+            if pool is not None:
+                self._pool_cache.move_to_end(anime_id)
+                return pool
+        own = {anime_id} | self.siblings(anime_id)
+        ranked = self._pool(anime_id, FUSION_DEPTH, None, own)
+        pool = array("i", (hit.anime_id for hit in ranked[:POOL_KEEP]))
+        with self._pool_lock:
+            self._pool_cache[anime_id] = pool
+            if len(self._pool_cache) > POOL_CACHE_SIZE:
+                self._pool_cache.popitem(last=False)
+        return pool
 
     def _listed(
         self,

@@ -2,10 +2,11 @@
 
 Every anime site and tracker (MyAnimeList, AniList, Kitsu, Anime-Planet) exports and imports this
 file: `<myanimelist><anime><series_animedb_id>…<my_status>…<my_score>…</anime>…</myanimelist>`,
-plain or gzip-compressed. `read_mal_export` reads it safely: a streaming parse with defusedxml (no
-DTD, no entities, no external references, so no entity-expansion bomb), the decompressed size and
-the number of entries capped (a gzip bomb stops at the cap), one `<anime>` element in memory at a
-time. Malformed entries are skipped and counted, duplicates merged and counted.
+plain or gzip-compressed. `read_mal_export` reads it safely: the decompressed size capped (a gzip
+bomb stops at the cap), the root element and the entry count checked on the bytes, then a streaming
+parse with defusedxml (no DTD, no entities, no external references, so no entity-expansion bomb)
+that empties each `<anime>` element once read. Malformed entries are skipped and counted,
+duplicates merged and counted.
 
 `taste_of` turns the list into a `similarity.Taste` (`ListWeights`), and `next_in_franchises` finds
 the unwatched next entries of the franchises the viewer completed or is watching.
@@ -13,8 +14,8 @@ the unwatched next entries of the franchises the viewer completed or is watching
 
 from __future__ import annotations
 
-import gzip
 import io
+import re
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -32,9 +33,9 @@ from anime_recommender.ranking import release_key
 from anime_recommender.similarity import Taste
 
 GZIP_MAGIC = b"\x1f\x8b"
-MAX_EXPANDED_BYTES = 32 * 1024 * 1024
+# A 10,000-entry export is ~7 MB (about 700 bytes an entry): twice that, decompressed.
+MAX_EXPANDED_BYTES = 16 * 1024 * 1024
 MAX_ENTRIES = 10_000
-_READ_CHUNK = 64 * 1024
 
 
 class ListStatus(StrEnum):
@@ -111,15 +112,27 @@ def read_mal_export(
 
     Raises `ViewerListError` for a file that is not such a list; entries with a missing or malformed
     id (text, zero, negative) or an unknown status are skipped and counted, and an anime listed twice
-    keeps its most informative entry (`_better`).
+    keeps its most informative entry (`_better`). The size, root element and entry count are checked
+    on the bytes before the parse, so an oversized list is refused without parsing 10,000 entries.
     """
-    source: io.BufferedIOBase = io.BytesIO(data)
-    if is_gzip(data):
-        source = gzip.GzipFile(fileobj=source, mode="rb")
-    capped = _CappedReader(source, max_expanded_bytes)
+    plain = _decompressed(data, max_expanded_bytes) if is_gzip(data) else data
+    if len(plain) > max_expanded_bytes:
+        raise ViewerListError("too_large", f"The list is larger than {max_expanded_bytes // 2**20} MB.")
+    root = _root_name(plain)
+    if root is not None and root != b"myanimelist":
+        raise ViewerListError(
+            "wrong_root",
+            f"The root element is <{root[:40].decode('utf-8', 'replace')}>, not <myanimelist>: "
+            "this is not a MyAnimeList list export.",
+        )
+    if plain.count(b"<anime>") > max_entries:
+        raise ViewerListError(
+            "too_many_entries",
+            f"The list has more than {max_entries:,} entries; lists up to that size are read.",
+        )
     viewer = ViewerList()
     try:
-        for element in _anime_elements(capped):
+        for element in _anime_elements(io.BytesIO(plain)):
             if len(viewer.entries) + viewer.skipped + viewer.duplicates >= max_entries:
                 raise ViewerListError(
                     "too_many_entries",
@@ -147,32 +160,38 @@ def read_mal_export(
         raise ViewerListError(
             "not_xml", f"The file is not well-formed XML (line {line}, column {column})."
         ) from exc
-    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-        raise ViewerListError("damaged_gzip", "The gzip-compressed file is damaged or cut short.") from exc
     return viewer
 
 
-def _anime_elements(source: io.RawIOBase) -> Iterator[Element]:
-    """Each complete `<anime>` child of the `<myanimelist>` root, cleared once read (bounded memory)."""
-    depth = 0
-    root: Element | None = None
-    for event, element in safe_xml.iterparse(source, events=("start", "end"), forbid_dtd=True):
-        if event == "start":
-            depth += 1
-            if depth == 1:
-                if element.tag != "myanimelist":
-                    raise ViewerListError(
-                        "wrong_root",
-                        f"The root element is <{str(element.tag)[:40]}>, not <myanimelist>: "
-                        "this is not a MyAnimeList list export.",
-                    )
-                root = element
-            continue
-        depth -= 1
-        if depth == 1 and element.tag == "anime":
+def _decompressed(data: bytes, cap: int) -> bytes:
+    """gzip `data` inflated, at most `cap` + 1 bytes of it (more means too large: a gzip bomb stops here)."""
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        plain = inflater.decompress(data, cap + 1)
+    except zlib.error as exc:
+        raise ViewerListError("damaged_gzip", "The gzip-compressed file is damaged.") from exc
+    if len(plain) <= cap and not inflater.eof:
+        raise ViewerListError("damaged_gzip", "The gzip-compressed file is cut short.")
+    return plain
+
+
+# The first element's name after the XML declaration, comments and whitespace (a DOCTYPE stops the
+# match: the parser then refuses it).
+_ROOT = re.compile(rb"\A(?:\xef\xbb\xbf)?(?:\s+|<\?.*?\?>|<!--.*?-->)*<([^\s/>!?]+)", re.DOTALL)
+
+
+def _root_name(data: bytes) -> bytes | None:
+    match = _ROOT.match(data, 0, 65_536)
+    return match.group(1) if match else None
+
+
+def _anime_elements(source: io.BytesIO) -> Iterator[Element]:
+    """Each complete `<anime>` element, emptied once read. Only end events are asked for: half the
+    events of start + end, and the events are the parse's cost (the root was checked on the bytes)."""
+    for _, element in safe_xml.iterparse(source, events=("end",), forbid_dtd=True):
+        if element.tag == "anime":
             yield element
-        if depth == 1 and root is not None:
-            root.clear()
+            element.clear()
 
 
 def _entry(element: Element) -> ListEntry | None:
@@ -195,27 +214,6 @@ def _better(a: ListEntry, b: ListEntry) -> ListEntry:
         return entry.status is not ListStatus.PLAN_TO_WATCH, entry.score
 
     return b if rank(b) >= rank(a) else a
-
-
-class _CappedReader(io.RawIOBase):
-    """A read-only stream over `source` that fails once more than `cap` bytes have come out of it."""
-
-    def __init__(self, source: io.BufferedIOBase, cap: int) -> None:
-        self._source = source
-        self._cap = cap
-        self._read = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        chunk = self._source.read(_READ_CHUNK if size is None or size < 0 else min(size, _READ_CHUNK))
-        self._read += len(chunk)
-        if self._read > self._cap:
-            raise ViewerListError(
-                "too_large", f"The list is larger than {self._cap // (1024 * 1024)} MB once decompressed."
-            )
-        return chunk
 
 
 # ---- taste ------------------------------------------------------------------------------------
