@@ -36,6 +36,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 # A 10,000-entry export is ~7 MB (about 700 bytes an entry): twice that, decompressed.
 MAX_EXPANDED_BYTES = 16 * 1024 * 1024
 MAX_ENTRIES = 10_000
+_INFLATE_STEP = 1024 * 1024
 
 
 class ListStatus(StrEnum):
@@ -164,15 +165,25 @@ def read_mal_export(
 
 
 def _decompressed(data: bytes, cap: int) -> bytes:
-    """gzip `data` inflated, at most `cap` + 1 bytes of it (more means too large: a gzip bomb stops here)."""
+    """gzip `data` inflated, 1 MB at a time so that a gzip bomb stops just past `cap` (a larger result
+    means too large) and memory stays near the result's own size."""
     inflater = zlib.decompressobj(wbits=31)
+    parts: list[bytes] = []
+    size = 0
+    pending = data
     try:
-        plain = inflater.decompress(data, cap + 1)
+        while pending and not inflater.eof and size <= cap:
+            part = inflater.decompress(pending, _INFLATE_STEP)
+            parts.append(part)
+            size += len(part)
+            pending = inflater.unconsumed_tail
     except zlib.error as exc:
         raise ViewerListError("damaged_gzip", "The gzip-compressed file is damaged.") from exc
-    if len(plain) <= cap and not inflater.eof:
+    if size > cap:
+        raise ViewerListError("too_large", f"The list is larger than {cap // 2**20} MB once decompressed.")
+    if not inflater.eof:
         raise ViewerListError("damaged_gzip", "The gzip-compressed file is cut short.")
-    return plain
+    return b"".join(parts)
 
 
 # The first element's name after the XML declaration, comments and whitespace (a DOCTYPE stops the
