@@ -26,12 +26,12 @@ import logging
 import os
 import shutil
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any, Literal, TypeGuard, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -40,6 +40,20 @@ from anime_recommender.artifacts import MANIFEST, Manifest, sha256_file, verify
 log = logging.getLogger(__name__)
 
 POINTER_SCHEMA = 1
+T = TypeVar("T")
+WriteKind = Literal["put", "manifest", "pointer", "copy", "delete", "rename"]
+
+
+@dataclass(frozen=True)
+class Write:
+    """One write to the store, as the write seam announces it before it happens."""
+
+    kind: WriteKind
+    target: str
+
+
+#: Called with each write before it happens (fault injection: raise, or kill the process, there).
+WriteHook = Callable[[Write], None]
 
 
 class ArtifactStoreError(RuntimeError):
@@ -128,7 +142,19 @@ def _reusable(rel: str, sha256: str, size: int, reuse: Sequence[Path]) -> Path |
 
 
 class ArtifactStore(ABC):
-    """Where versions are published and the pointer lives (S3 in AWS, a folder locally)."""
+    """Where versions are published and the pointer lives (S3 in AWS, a folder locally).
+
+    Every write, of either store, goes through `_write`: the one seam where `write_hook` sees it first
+    (the reliability suite crashes a run at each write in turn there).
+    """
+
+    write_hook: WriteHook | None = None
+
+    def _write(self, kind: WriteKind, target: str, action: Callable[[], T]) -> T:
+        """Do one write, announced to `write_hook` first."""
+        if self.write_hook is not None:
+            self.write_hook(Write(kind, target))
+        return action()
 
     @abstractmethod
     def read_pointer(self) -> Pointer | None:
@@ -284,16 +310,20 @@ class S3ArtifactStore(ArtifactStore):
             return None
         return VersionRef(version, self._base(version), digest, manifest)
 
-    def _put_file(self, key: str, path: Path, sha256: str) -> None:
-        with path.open("rb") as body:
-            self._call(
-                "put_object",
-                Key=key,
-                Body=body,
-                ContentLength=path.stat().st_size,
-                ChecksumSHA256=_b64(sha256),
-                Metadata={"sha256": sha256},
-            )
+    def _put_file(self, key: str, path: Path, sha256: str, kind: WriteKind = "put", **condition: str) -> None:
+        def put() -> None:
+            with path.open("rb") as body:
+                self._call(
+                    "put_object",
+                    Key=key,
+                    Body=body,
+                    ContentLength=path.stat().st_size,
+                    ChecksumSHA256=_b64(sha256),
+                    Metadata={"sha256": sha256},
+                    **condition,
+                )
+
+        self._write(kind, key, put)
 
     def upload_version(self, bundle_dir: Path) -> VersionRef:
         manifest = Manifest.read(bundle_dir)
@@ -313,8 +343,16 @@ class S3ArtifactStore(ArtifactStore):
         if problems:
             raise ArtifactStoreError(f"upload of {version} did not verify: {'; '.join(problems[:5])}")
         manifest_sha = sha256_file(bundle_dir / MANIFEST)
-        # The manifest goes last: its presence marks the version complete.
-        self._put_file(base + MANIFEST, bundle_dir / MANIFEST, manifest_sha)
+        # The manifest goes last: its presence marks the version complete. Conditional on there being
+        # none (`If-None-Match: *`): of two runs publishing the same version at once, one writes it and
+        # the other gets a precondition failure, then finds the version complete and uses it.
+        try:
+            self._put_file(base + MANIFEST, bundle_dir / MANIFEST, manifest_sha, "manifest", IfNoneMatch="*")
+        except ConcurrentPublishError:
+            existing = self.find_version(version)
+            if existing is None:
+                raise
+            return existing
         problem = self._check_object(base + MANIFEST, manifest_sha, (bundle_dir / MANIFEST).stat().st_size)
         if problem:
             raise ArtifactStoreError(f"upload of {version} did not verify: {problem}")
@@ -322,13 +360,17 @@ class S3ArtifactStore(ArtifactStore):
 
     def write_pointer(self, pointer: Pointer, expected: Pointer | None) -> None:
         condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected.etag or "*"}
-        self._call(
-            "put_object",
-            Key=self.pointer_key,
-            Body=pointer.model_dump_json(indent=2).encode("utf-8"),
-            ContentType="application/json",
-            CacheControl="no-cache",
-            **condition,
+        self._write(
+            "pointer",
+            self.pointer_key,
+            lambda: self._call(
+                "put_object",
+                Key=self.pointer_key,
+                Body=pointer.model_dump_json(indent=2).encode("utf-8"),
+                ContentType="application/json",
+                CacheControl="no-cache",
+                **condition,
+            ),
         )
 
     def fetch(self, pointer: Pointer, dest_root: Path, reuse: Sequence[Path] = ()) -> Path:
@@ -413,11 +455,11 @@ class LocalArtifactStore(ArtifactStore):
             return existing
         partial = self.versions / f".{version}.partial-{os.getpid()}"
         if partial.exists():
-            shutil.rmtree(partial)
+            self._write("delete", str(partial), lambda: shutil.rmtree(partial))
         linked: set[str] = set()
         for path in sorted(p for p in bundle_dir.rglob("*") if p.is_file()):
             rel = path.relative_to(bundle_dir).as_posix()
-            link_or_copy(path, partial / rel)
+            self._write("copy", f"{partial.name}/{rel}", lambda: link_or_copy(path, partial / rel))  # noqa: B023
             if os.path.samefile(path, partial / rel):
                 linked.add(rel)
         # Copies are hashed against the manifest. A hard link *is* the bundle's file, whose digest the
@@ -429,9 +471,10 @@ class LocalArtifactStore(ArtifactStore):
             raise ArtifactStoreError(f"copy of {version} did not verify: {failures[:5]}")
         target = self.versions / version
         if target.exists():
-            shutil.rmtree(target)  # an incomplete leftover (find_version refused it)
+            # An incomplete leftover (find_version refused it).
+            self._write("delete", str(target), lambda: shutil.rmtree(target))
         # One rename moves the verified files: no second pass over them.
-        os.replace(partial, target)
+        self._write("rename", str(target), lambda: os.replace(partial, target))
         return VersionRef(
             version, f"{self.versions.name}/{version}/", sha256_file(target / MANIFEST), Manifest.read(target)
         )
@@ -447,8 +490,13 @@ class LocalArtifactStore(ArtifactStore):
             raise ConcurrentPublishError(f"{self.pointer_path} changed since it was read")
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.pointer_path.with_name(f".{self.pointer_path.name}.{os.getpid()}.tmp")
-        tmp.write_text(pointer.model_dump_json(indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, self.pointer_path)  # atomic on POSIX: readers see the old or the new file
+        self._write(
+            "put",
+            str(tmp),
+            lambda: tmp.write_text(pointer.model_dump_json(indent=2) + "\n", encoding="utf-8"),
+        )
+        # Atomic on POSIX: readers see the old or the new file.
+        self._write("pointer", str(self.pointer_path), lambda: os.replace(tmp, self.pointer_path))
 
     def fetch(self, pointer: Pointer, dest_root: Path, reuse: Sequence[Path] = ()) -> Path:
         # Nothing is copied, so nothing is hashed here: the files are the store's own, verified when

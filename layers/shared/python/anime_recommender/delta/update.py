@@ -55,12 +55,19 @@ from anime_recommender.delta.plan import (
 )
 from anime_recommender.release_dates import local_release_dates
 from anime_recommender.runtime import paused_gc
-from anime_recommender.store import ArtifactStore, Pointer, servable, version_id
+from anime_recommender.store import (
+    ArtifactStore,
+    ConcurrentPublishError,
+    Pointer,
+    VersionRef,
+    servable,
+    version_id,
+)
 from anime_recommender.timing import timed
 
 log = logging.getLogger(__name__)
 
-Status = Literal["published", "unchanged", "refused", "adopted"]
+Status = Literal["published", "unchanged", "refused", "adopted", "superseded"]
 
 
 @dataclass
@@ -228,9 +235,10 @@ def _update(run: DeltaRun, summary: DeltaSummary, timings: dict[str, float]) -> 
     adopting = timed()
     existing = run.store.find_version(new_version)
     if existing is not None:
-        run.store.flip_pointer(existing, run.pointer)
-        summary.published_version = new_version
         summary.counts = dict(existing.manifest.extra.get("delta", {}))
+        if not _flipped(run, existing, summary):
+            return "superseded"
+        summary.published_version = new_version
         timings["publish"] = adopting.seconds
         return "adopted"
 
@@ -268,8 +276,29 @@ def _publish(
 
     with timed(timings, "upload"):
         ref = run.store.upload_version(out_dir)
-    with timed(timings, "flip"):
-        run.store.flip_pointer(ref, run.pointer)
-    summary.published_version = ref.version
     shutil.rmtree(out_dir, ignore_errors=True)
+    with timed(timings, "flip"):
+        if not _flipped(run, ref, summary):
+            return "superseded"
+    summary.published_version = ref.version
     return "published"
+
+
+def _flipped(run: DeltaRun, ref: VersionRef, summary: DeltaSummary) -> bool:
+    """Flip the pointer to `ref` unless another run moved it since this one read it.
+
+    Both runs of a double delivery (EventBridge delivers at least once) get here; the conditional
+    pointer write lets exactly one through. The other ends cleanly, saying so: no exception, hence
+    no Lambda retry and no dead-letter message for a run that had nothing left to do.
+    """
+    try:
+        run.store.flip_pointer(ref, run.pointer)
+    except ConcurrentPublishError as exc:
+        summary.refusal_code = "superseded"
+        summary.refusal_reason = (
+            f"another run moved the pointer after this one read it ({exc}); this run's version "
+            f"{ref.version} stays unpublished"
+        )
+        log.info("delta run superseded: %s", summary.refusal_reason)
+        return False
+    return True
