@@ -253,7 +253,10 @@ def test_release_dates_reach_s3_and_the_next_delta(
     week = week_file(base_catalogue, release_dates, tmp_path / "w1.jsonl")
     first = run(store, enriched_layer, week, tmp_path)
     assert first.status == "published"
-    assert any(k.endswith(f"{first.published_version}/{RELEASE_DATES}") for k in keys(store))
+    assert any(
+        k.startswith(f"versions/{first.published_version}/") and k.endswith(f"/{RELEASE_DATES}")
+        for k in keys(store)
+    )
 
     # When the next week (one more anime re-scored) is based on the published S3 version
     items = without_years(weekly_change(base_catalogue), release_dates)

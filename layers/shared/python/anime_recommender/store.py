@@ -1,21 +1,28 @@
 """Versioned artifact publication: immutable version prefixes plus one small pointer object.
 
-Layout (S3 bucket, or a local folder with the same shape)::
+Layout (S3 bucket; a local folder has the same shape without the upload ids)::
 
-    <prefix>/<version>/manifest.json, catalogue.jsonl.gz, model/..., index_v4/..., ...
+    <prefix>/<version>/<upload id>/manifest.json, catalogue.jsonl.gz, model/..., index_v4/..., ...
     current.json   {"version", "prefix", "manifest_sha256", "published_at", "data_version", ...}
 
 `version` is `<data_version>-<model_version>`: the same catalogue with the same model is the same
 version (re-runs publish nothing), and a redeployed model never collides with an older version.
+Each upload of a version has a prefix of its own, so two runs of a double delivery never write the
+same object; the pointer names the one upload readers serve.
+
+Every write goes through one seam (`ArtifactStore._write`, observed by `write_hook`): the
+reliability suite kills a run at each write in turn there.
 
 Publishing is upload → verify → flip. Every file is uploaded with its sha256 (S3 checks the body
 against `ChecksumSHA256`; the hex digest also goes into the object's metadata), then each object is
-checked (size and digest), then `manifest.json` goes last: a version prefix without a manifest is
+checked (size and digest), then `manifest.json` goes last: an upload without a manifest is
 incomplete and never pointed to. Only then is the pointer overwritten, with a conditional PUT
-(`If-Match` the ETag read at the start, `If-None-Match: *` when there was none), so two concurrent
-runs cannot silently overwrite each other. An S3 PUT is atomic: readers see the old pointer or the
-new one. A crash before the flip leaves the old version serving; the orphan prefix is harmless
-(a re-run with the same catalogue adopts it, a lifecycle rule expires the rest).
+(`If-Match` the ETag read at the start, `If-None-Match: *` when there was none), so of two concurrent
+runs exactly one flips and the other gets a precondition failure (`ConcurrentPublishError`; the
+delta run then ends "superseded"). An S3 PUT is atomic: readers see the old pointer or the new one.
+A crash before the flip leaves the old version serving; the orphan upload is harmless (a re-run with
+the same catalogue adopts it, a lifecycle rule expires the rest). There is no lock, hence no lock a
+dead run could leave behind.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import hashlib
 import logging
 import os
 import shutil
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -254,6 +262,14 @@ class S3ArtifactStore(ArtifactStore):
     def _base(self, version: str) -> str:
         return f"{self.prefix}/{version}/"
 
+    def _candidates(self, version: str) -> list[str]:
+        """Prefixes that may hold `version`: each upload's own (`<version>/<upload id>/`), and the
+        version's root (where versions were uploaded before uploads had ids)."""
+        base = self._base(version)
+        listed = self._call("list_objects_v2", Prefix=base, Delimiter="/")
+        uploads = sorted(p["Prefix"] for p in listed.get("CommonPrefixes", []))
+        return [base, *uploads]
+
     def read_pointer(self) -> Pointer | None:
         try:
             response = self._call("get_object", Key=self.pointer_key)
@@ -268,15 +284,15 @@ class S3ArtifactStore(ArtifactStore):
             ) from exc
         return pointer.model_copy(update={"etag": response.get("ETag")})
 
-    def _remote_manifest(self, version: str) -> tuple[Manifest, str] | None:
+    def _remote_manifest(self, prefix: str) -> tuple[Manifest, str] | None:
         try:
-            body = self._call("get_object", Key=self._base(version) + MANIFEST)["Body"].read()
+            body = self._call("get_object", Key=prefix + MANIFEST)["Body"].read()
         except FileNotFoundError:
             return None
         try:
             return Manifest.model_validate_json(body), hashlib.sha256(body).hexdigest()
         except ValidationError as exc:
-            raise ArtifactStoreError(f"{self._base(version)}{MANIFEST} is corrupt: {exc}") from exc
+            raise ArtifactStoreError(f"{prefix}{MANIFEST} is corrupt: {exc}") from exc
 
     def _check_object(self, key: str, sha256: str, size: int) -> str | None:
         try:
@@ -292,8 +308,7 @@ class S3ArtifactStore(ArtifactStore):
             return f"{key}: S3 ChecksumSHA256 {checksum} != manifest"
         return None
 
-    def _verify_remote(self, version: str, manifest: Manifest) -> list[str]:
-        base = self._base(version)
+    def _verify_remote(self, base: str, manifest: Manifest) -> list[str]:
         with ThreadPoolExecutor(max_workers=self._workers) as pool:
             found = pool.map(
                 lambda item: self._check_object(base + item[0], item[1].sha256, item[1].bytes),
@@ -302,13 +317,11 @@ class S3ArtifactStore(ArtifactStore):
             return [p for p in found if p is not None]
 
     def find_version(self, version: str) -> VersionRef | None:
-        remote = self._remote_manifest(version)
-        if remote is None:
-            return None
-        manifest, digest = remote
-        if self._verify_remote(version, manifest):
-            return None
-        return VersionRef(version, self._base(version), digest, manifest)
+        for prefix in self._candidates(version):
+            remote = self._remote_manifest(prefix)
+            if remote is not None and not self._verify_remote(prefix, remote[0]):
+                return VersionRef(version, prefix, remote[1], remote[0])
+        return None
 
     def _put_file(self, key: str, path: Path, sha256: str, kind: WriteKind = "put", **condition: str) -> None:
         def put() -> None:
@@ -331,7 +344,11 @@ class S3ArtifactStore(ArtifactStore):
         existing = self.find_version(version)
         if existing is not None:
             return existing
-        base = self._base(version)
+        # Each upload has a prefix of its own under the version's: two runs publishing the same version
+        # at once (a double delivery) never write the same object, so neither can overwrite the
+        # other's files, and whichever flips the pointer names a complete upload of its own. (Their
+        # bytes may differ: hnswlib's graph is not byte-for-byte reproducible.)
+        base = f"{self._base(version)}{uuid.uuid4().hex[:12]}/"
         items = sorted(manifest.files.items())
         with ThreadPoolExecutor(max_workers=self._workers) as pool:
             list(
@@ -339,20 +356,12 @@ class S3ArtifactStore(ArtifactStore):
                     lambda item: self._put_file(base + item[0], bundle_dir / item[0], item[1].sha256), items
                 )
             )
-        problems = self._verify_remote(version, manifest)
+        problems = self._verify_remote(base, manifest)
         if problems:
             raise ArtifactStoreError(f"upload of {version} did not verify: {'; '.join(problems[:5])}")
         manifest_sha = sha256_file(bundle_dir / MANIFEST)
-        # The manifest goes last: its presence marks the version complete. Conditional on there being
-        # none (`If-None-Match: *`): of two runs publishing the same version at once, one writes it and
-        # the other gets a precondition failure, then finds the version complete and uses it.
-        try:
-            self._put_file(base + MANIFEST, bundle_dir / MANIFEST, manifest_sha, "manifest", IfNoneMatch="*")
-        except ConcurrentPublishError:
-            existing = self.find_version(version)
-            if existing is None:
-                raise
-            return existing
+        # The manifest goes last: its presence marks the upload complete.
+        self._put_file(base + MANIFEST, bundle_dir / MANIFEST, manifest_sha, "manifest", IfNoneMatch="*")
         problem = self._check_object(base + MANIFEST, manifest_sha, (bundle_dir / MANIFEST).stat().st_size)
         if problem:
             raise ArtifactStoreError(f"upload of {version} did not verify: {problem}")

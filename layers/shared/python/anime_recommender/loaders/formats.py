@@ -38,7 +38,10 @@ def _read_capped(stream: io.BufferedIOBase | Any, path: Path, what: str) -> byte
         total += len(chunk)
         if total > MAX_DECOMPRESSED_BYTES:
             raise CatalogueFormatError(
-                path, f"decompressed byte {MAX_DECOMPRESSED_BYTES}", f"{what} expands beyond the size cap"
+                path,
+                f"decompressed byte {MAX_DECOMPRESSED_BYTES}",
+                f"{what} expands beyond the size cap",
+                "size",
             )
         chunks.append(chunk)
     return b"".join(chunks)
@@ -67,11 +70,16 @@ def _decompress_zstd(raw: bytes, path: Path) -> bytes:
                     break
             if not dobj.eof:
                 raise CatalogueFormatError(
-                    path, f"zstd stream, byte {len(raw)}", "corrupt or truncated: frame not finished"
+                    path,
+                    f"zstd stream, byte {len(raw)}",
+                    "corrupt or truncated: frame not finished",
+                    "compression",
                 )
             pending = dobj.unused_data + pending[start + (1 << 20) :]
     except zstandard.ZstdError as exc:
-        raise CatalogueFormatError(path, "zstd stream", f"corrupt or truncated: {exc}") from exc
+        raise CatalogueFormatError(
+            path, "zstd stream", f"corrupt or truncated: {exc}", "compression"
+        ) from exc
     return b"".join(chunks)
 
 
@@ -84,7 +92,9 @@ def _decompress(raw: bytes, path: Path) -> tuple[bytes, str | None, str]:
             with gzip.GzipFile(fileobj=io.BytesIO(raw)) as gz:
                 data = _read_capped(gz, path, "gzip stream")
         except (EOFError, OSError, zlib.error) as exc:
-            raise CatalogueFormatError(path, "gzip stream", f"corrupt or truncated: {exc}") from exc
+            raise CatalogueFormatError(
+                path, "gzip stream", f"corrupt or truncated: {exc}", "compression"
+            ) from exc
         return data, "gzip", path.name.removesuffix(".gz")
     if raw[:4] == b"PK\x03\x04":
         try:
@@ -97,11 +107,13 @@ def _decompress(raw: bytes, path: Path) -> tuple[bytes, str | None, str]:
                     )
                 member = members[0]
                 if member.file_size > MAX_DECOMPRESSED_BYTES:
-                    raise CatalogueFormatError(path, member.filename, "member exceeds the size cap")
+                    raise CatalogueFormatError(path, member.filename, "member exceeds the size cap", "size")
                 with zf.open(member) as fh:
                     data = _read_capped(fh, path, "zip member")
         except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-            raise CatalogueFormatError(path, "zip archive", f"corrupt or truncated: {exc}") from exc
+            raise CatalogueFormatError(
+                path, "zip archive", f"corrupt or truncated: {exc}", "compression"
+            ) from exc
         return data, "zip", member.filename
     return raw, None, path.name
 
@@ -111,7 +123,9 @@ def _decode(data: bytes, path: Path, compression: str | None) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         where = "decompressed byte" if compression else "byte"
-        raise CatalogueFormatError(path, f"{where} offset {exc.start}", "not valid UTF-8") from exc
+        raise CatalogueFormatError(
+            path, f"{where} offset {exc.start}", "not valid UTF-8", "encoding"
+        ) from exc
     return text.removeprefix("\ufeff")
 
 

@@ -66,7 +66,12 @@ def load_catalogue(
     report.compression = content.compression
     parsed = _parser_for(content)(content, report, progress or _identity)
     if report.records_read and not parsed and len(report.skipped) == report.records_read:
-        raise CatalogueFormatError(path, "whole file", f"all {report.records_read} records are malformed")
+        raise CatalogueFormatError(
+            path,
+            "whole file",
+            f"all {report.records_read} records are malformed: {report.skipped_by_reason()}",
+            "schema",
+        )
 
     items = resolve_ids(parsed, report)
     if release_dates is not None:
