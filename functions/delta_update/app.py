@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from anime_recommender.delta.plan import DeltaPolicy
@@ -72,6 +72,18 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             name=f"Catalogue{kind.title()}", unit=MetricUnit.Count, value=summary.counts.get(kind, 0)
         )
     metrics.add_metric(name="CatalogueRefused", unit=MetricUnit.Count, value=int(summary.status == "refused"))
+    if summary.status == "refused":
+        # The reason as a dimension of its own metric, so a dashboard tells a shrink from a broken file.
+        with single_metric(
+            name="CatalogueRefusedByReason",
+            unit=MetricUnit.Count,
+            value=1,
+            namespace=settings.powertools_metrics_namespace,
+            default_dimensions={"service": settings.powertools_service_name},
+        ) as metric:
+            metric.add_dimension(name="reason", value=summary.refusal_code or "unknown")
+    # A double delivery's second run: it ended cleanly, the other run published.
+    metrics.add_metric(name="DeltaSuperseded", unit=MetricUnit.Count, value=int(summary.status == "superseded"))
     metrics.add_metric(
         name="VersionPublished", unit=MetricUnit.Count, value=int(summary.published_version is not None)
     )

@@ -190,12 +190,14 @@ def test_api_hot_swaps_and_cache_keys_follow_the_data_version(
     old_version = health["data_version"]
     assert call(api, "similar")[1]["x-cache"] == "miss"
     assert call(api, "similar")[1]["x-cache"] == "hit"
+    assert call(api, "similar")[1]["x-data-version"] == old_version
     frieren = {**load_event("anime_get"), "rawPath": "/anime/52991"}
     frieren["requestContext"] = {
         **frieren["requestContext"],
         "http": {**frieren["requestContext"]["http"], "path": "/anime/52991"},
     }
-    assert call(api, frieren)[0] == 404
+    status, headers, _ = call(api, frieren)
+    assert status == 404 and headers["x-data-version"] == old_version  # errors name their version too
     by_words = {**load_event("search"), "rawQueryString": "q=sousou%20frieren&k=3"}
     by_words["queryStringParameters"] = {"q": "sousou frieren", "k": "3"}
     assert 52991 not in [i["anime"]["id"] for i in call(api, by_words)[2]["items"]]
@@ -207,7 +209,7 @@ def test_api_hot_swaps_and_cache_keys_follow_the_data_version(
     status, headers, _ = call(api, "similar")
     assert status == 200 and headers["x-cache"] == "miss"
     _, _, health = call(api, "health")
-    assert health["data_version"] != old_version
+    assert health["data_version"] != old_version and headers["x-data-version"] == health["data_version"]
     status, _, body = call(api, frieren)
     assert status == 200 and body["title"] == "Sousou no Frieren"
     # The added anime is found by /search through the delta's rebuilt lexical index, by its title words

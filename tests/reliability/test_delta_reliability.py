@@ -20,6 +20,7 @@ from anime_pipeline.bench.delta_faults import (
     bad_inputs,
     crash_at_every_write,
     double_delivery,
+    swap_under_load,
 )
 
 
@@ -80,3 +81,19 @@ def test_bad_upstream_data_is_refused_with_its_reason_and_publishes_nothing(rig:
     assert report["refused"] == report["tried"], [
         (k, v["status"], v["code"]) for k, v in report["inputs"].items()
     ]
+
+
+def test_a_swap_under_load_loses_no_request_and_mixes_no_versions(
+    bundle_template: Path, tmp_path: Path
+) -> None:
+    layer = Path(shutil.copytree(bundle_template, tmp_path / "layer"))
+    report = swap_under_load(layer, tmp_path)
+    SUMMARY_LINES.append(
+        f"delta swap under load: {report['requests']} requests over {report['connections']} connections, "
+        f"errors {report['errors']}, answers per version {report['versions']}"
+    )
+    assert report["published"] == "published" and report["requests"] == 2_000
+    assert report["errors"] == 0 and report["unlabelled"] == 0, report
+    assert report["both_versions_answered"], report["versions"]
+    # The anime the delta adds is found exactly by the answers that name the new version
+    assert report["probe_answers"] > 0 and report["probe_mismatches"] == 0

@@ -432,7 +432,10 @@ def section_delta(cfg: BenchConfig) -> dict[str, Any]:
     )
     steps = raw["delta_steps_s"]
     runs = int(raw["runs"])
+    reliability = _delta_reliability(cfg)
     return {
+        # Crash at every write, double delivery, bad upstream data, swap under load (`delta_faults`).
+        "reliability": reliability,
         "changed": raw["changed"],
         "added": raw["added"],
         "catalogue": raw["catalogue"],
@@ -457,6 +460,19 @@ def section_delta(cfg: BenchConfig) -> dict[str, Any]:
         "hot_swap": raw["hot_swap"],
         "raw": raw,
     }
+
+
+def _delta_reliability(cfg: BenchConfig) -> dict[str, Any]:
+    from anime_pipeline.bench.api import moto_server
+    from anime_pipeline.bench.delta_faults import reliability_suite
+
+    with moto_server() as endpoint, tempfile.TemporaryDirectory(prefix="bench-reliability-") as tmp:
+        started = time.perf_counter()
+        report = reliability_suite(
+            cfg.artifacts, Path(tmp), endpoint, sample=8 if cfg.mode == "quick" else None
+        )
+        report["seconds"] = round(time.perf_counter() - started, 1)
+        return report
 
 
 def section_layers(cfg: BenchConfig) -> dict[str, Any]:

@@ -24,12 +24,14 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from anime_pipeline.bench.delta import _release_writer, weekly_update
+from anime_pipeline.bench.loadgen import LoadConfig, Request, mix_for_bundle, run_load, serve_subprocess
 from anime_recommender.api.refresh import RefreshingBundleProvider
 from anime_recommender.artifacts import CATALOGUE, load_bundle
 from anime_recommender.catalogue import Catalogue
@@ -406,3 +408,114 @@ def bad_inputs(rig: FaultRig) -> dict[str, Any]:
             "refused": summary.status == "refused" and summary.refusal_code == code and after == before,
         }
     return {"tried": len(results), "refused": sum(r["refused"] for r in results.values()), "inputs": results}
+
+
+# ---- a swap under load ---------------------------------------------------------------------------
+
+
+def swap_under_load(layer: Path, root: Path, requests: int = 2_000, connections: int = 8) -> dict[str, Any]:
+    """`requests` over `connections` to a local server (`anime-build serve`, POINTER_CHECK_SECONDS=0)
+    while a delta publishes a new version that the server picks up mid-load.
+
+    The delta runs first up to its pointer flip and waits there; the load starts, and the flip happens
+    once a quarter of the load's expected time has passed. Every answer must be a success and name
+    exactly one data version (`X-Data-Version`), both versions must answer, and the anime the delta
+    adds must be found exactly by the answers that name the new version (404 under the old one).
+    """
+    store_root = root / "swap-store"
+    rig = FaultRig(layer=layer, store=StoreSpec(local_root=str(store_root)), root=root / "swap")
+    release = rig.next_week()
+    added = max(set(_read_ids(release)) - set(Catalogue.load(layer / CATALOGUE).ids))
+    mix = [*mix_for_bundle(layer), Request("probe", "GET", f"/anime/{added}")]
+    at_flip, go = threading.Event(), threading.Event()
+
+    def hold_flip(write: Write) -> None:
+        if write.kind == "pointer" and not at_flip.is_set():
+            at_flip.set()
+            go.wait(120)
+
+    env = {"ARTIFACTS_LOCAL_STORE": str(store_root), "POINTER_CHECK_SECONDS": "0", "CACHE_TABLE_NAME": ""}
+    with serve_subprocess(layer, env=env) as (port, _):
+        published: list[DeltaSummary] = []
+        delta = threading.Thread(target=lambda: published.append(rig.run(release, hold_flip)), daemon=True)
+        delta.start()
+        if not at_flip.wait(300):
+            raise RuntimeError("the delta never reached its pointer flip")
+        timer = threading.Timer(0.25, go.set)
+        timer.start()
+        result = run_load(
+            LoadConfig(
+                port=port, mix=mix, requests=requests, connections=connections, observe=frozenset({"probe"})
+            )
+        )
+        go.set()
+        delta.join(300)
+    old, new = Catalogue.load(layer / CATALOGUE), published[0] if published else None
+    new_version = (
+        None if new is None or new.published_version is None else new.published_version.split("-")[0]
+    )
+    probes = result.observed
+    mismatched = [p for p in probes if (p[1] == "200") != (p[2] == new_version) or p[1] not in ("200", "404")]
+    expected_404 = sum(p[1] == "404" for p in probes)
+    return {
+        "requests": result.requests,
+        "connections": connections,
+        "errors": result.errors - expected_404 + len(mismatched),
+        "unlabelled": result.versions.get("", 0),
+        "versions": result.versions,
+        "both_versions_answered": len([v for v in result.versions if v]) == 2,
+        "probe_answers": len(probes),
+        "probe_mismatches": len(mismatched),
+        "published": None if new is None else new.status,
+        "old_catalogue_size": len(old),
+        "p99_ms": result.p99_ms,
+    }
+
+
+def _read_ids(release: Path) -> list[int]:
+    from anime_recommender.delta.plan import load_new_catalogue
+
+    return load_new_catalogue(release, release_dates=None)[0].ids
+
+
+# ---- the whole suite (the bench) -----------------------------------------------------------------
+
+
+def reliability_suite(
+    layer: Path, root: Path, endpoint_url: str, *, sample: int | None = None
+) -> dict[str, Any]:
+    """Every check above on `layer` (a copy is used), S3 on the moto server at `endpoint_url`.
+
+    `sample` crash points (None: every write; 4 of them by SIGKILL). Returns the JSON-ready report with
+    the figures `anime-build bench` puts in its summary.
+    """
+    import boto3
+
+    def rig(name: str) -> FaultRig:
+        bucket = f"reliability-{name}-{os.getpid()}"
+        boto3.client("s3", endpoint_url=endpoint_url, region_name="us-east-1").create_bucket(Bucket=bucket)
+        copy = Path(shutil.copytree(layer, root / name / "layer"))
+        return FaultRig(
+            layer=copy, store=StoreSpec(bucket=bucket, endpoint_url=endpoint_url), root=root / name
+        )
+
+    crashes = crash_at_every_write(rig("crash"), sample=sample, kills=4).to_dict()
+    delivery_rig = rig("double")
+    delivery_rig.run(delivery_rig.next_week())
+    delivery_rig.adopt_published()
+    delivery = double_delivery(delivery_rig).to_dict()
+    bad = bad_inputs(rig("bad"))
+    swap = swap_under_load(Path(shutil.copytree(layer, root / "swap-layer")), root)
+    return {
+        "crash_points_tried": crashes["tried"],
+        "crash_points_survived": crashes["survived"],
+        "versions_lost": crashes["versions_lost"],
+        "double_delivery_versions_published": delivery["versions_published"],
+        "swap_errors": swap["errors"],
+        "bad_inputs_refused": bad["refused"],
+        "bad_inputs_tried": bad["tried"],
+        "crashes": crashes,
+        "double_delivery": delivery,
+        "bad_inputs": bad,
+        "swap_under_load": swap,
+    }

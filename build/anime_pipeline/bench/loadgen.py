@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 LOOPBACK = "127.0.0.1"
 
@@ -51,6 +52,8 @@ class LoadConfig:
     max_seconds: float = 60.0
     timeout_s: float = 10.0
     host: str = LOOPBACK
+    # Routes whose every answer is kept as (status, X-Data-Version) in `LoadResult.observed`.
+    observe: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -70,6 +73,9 @@ class LoadResult:
     per_route: dict[str, dict[str, float]]
     error_samples: list[str] = field(default_factory=list)
     stopped_by_deadline: bool = False
+    # Answers per `X-Data-Version` ("" when a response had none), and the observed routes' answers.
+    versions: dict[str, int] = field(default_factory=dict)
+    observed: list[tuple[str, str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form."""
@@ -112,6 +118,8 @@ def run_load(config: LoadConfig) -> LoadResult:
     lock = threading.Lock()
     latencies: list[tuple[str, float]] = []
     statuses: Counter[str] = Counter()
+    versions: Counter[str] = Counter()
+    observed: list[tuple[str, str, str]] = []
     samples: list[str] = []
     stopped = threading.Event()
 
@@ -119,6 +127,8 @@ def run_load(config: LoadConfig) -> LoadResult:
         conn = http.client.HTTPConnection(config.host, config.port, timeout=config.timeout_s)
         local: list[tuple[str, float]] = []
         local_status: Counter[str] = Counter()
+        local_versions: Counter[str] = Counter()
+        local_observed: list[tuple[str, str, str]] = []
         local_samples: list[str] = []
         while True:
             n = next(counter)
@@ -135,19 +145,26 @@ def run_load(config: LoadConfig) -> LoadResult:
                 response = conn.getresponse()
                 payload = response.read()
                 status = str(response.status)
+                version = response.getheader("X-Data-Version") or ""
             except (OSError, http.client.HTTPException) as exc:
                 status = f"error:{type(exc).__name__}"
                 payload = str(exc).encode()
+                version = ""
                 conn.close()
                 conn = http.client.HTTPConnection(config.host, config.port, timeout=config.timeout_s)
             local.append((req.route, (time.perf_counter() - started) * 1000.0))
             local_status[status] += 1
+            local_versions[version] += 1
+            if req.route in config.observe:
+                local_observed.append((req.route, status, version))
             if not status.startswith("2") and len(local_samples) < 5:
                 local_samples.append(f"{req.method} {req.target} -> {status} {payload[:200]!r}")
         conn.close()
         with lock:
             latencies.extend(local)
             statuses.update(local_status)
+            versions.update(local_versions)
+            observed.extend(local_observed)
             samples.extend(local_samples)
 
     started = time.perf_counter()
@@ -158,6 +175,26 @@ def run_load(config: LoadConfig) -> LoadResult:
         t.join(config.max_seconds + config.timeout_s + 5)
     seconds = time.perf_counter() - started
 
+    return _result(
+        config,
+        latencies,
+        statuses,
+        seconds,
+        error_samples=samples[:10],
+        stopped_by_deadline=stopped.is_set(),
+        versions=dict(sorted(versions.items())),
+        observed=observed,
+    )
+
+
+def _result(
+    config: LoadConfig,
+    latencies: list[tuple[str, float]],
+    statuses: Counter[str],
+    seconds: float,
+    **extra: Any,
+) -> LoadResult:
+    """The run's figures from its raw samples."""
     ordered = sorted(ms for _, ms in latencies)
     by_route: dict[str, list[float]] = {}
     for route, ms in latencies:
@@ -183,8 +220,7 @@ def run_load(config: LoadConfig) -> LoadResult:
         connections=config.connections,
         statuses=dict(sorted(statuses.items())),
         per_route=per_route,
-        error_samples=samples[:10],
-        stopped_by_deadline=stopped.is_set(),
+        **extra,
     )
 
 

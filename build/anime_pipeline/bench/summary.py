@@ -74,6 +74,12 @@ SUMMARY_KEYS: dict[str, str] = {
     "load_requests_per_s": "local server under 8 concurrent connections",
     "load_p99_ms": "the same, p99 latency",
     "delta_ratio": "full rebuild time / delta update end to end (x)",
+    "delta_crash_points_tried": "delta runs killed at a write (every write of one run; 8 in --quick)",
+    "delta_crash_points_survived": "of those: the old version kept its answers, the next run published",
+    "delta_versions_lost": "crash trials leaving the pointer on a broken version or the old one unserved",
+    "delta_double_delivery_versions_published": "versions made current by two deliveries of one week (1)",
+    "delta_swap_errors": "failed or version-mixed answers, 2,000 requests across a hot swap",
+    "delta_bad_inputs_refused": "bad upstream files refused with their reason, nothing published (of 7)",
     "layer_bytes_default": "largest function + all layers, default catalogue (bytes; limit 262,144,000)",
     "layer_bytes_40k": "the same with make layers-40k's synthetic 40k bundle (None until it is built)",
     **SEARCH_QUALITY_KEYS,
@@ -119,6 +125,17 @@ def summarise(sections: dict[str, Any], parity: Path | None = None) -> dict[str,
         "load_requests_per_s": _at(ok.get("load"), "throughput"),
         "load_p99_ms": _at(ok.get("load"), "p99"),
         "delta_ratio": _at(ok.get("delta"), "ratio_full_over_delta_end_to_end"),
+        **{
+            f"delta_{name}": _at(ok.get("delta"), "reliability", name)
+            for name in (
+                "crash_points_tried",
+                "crash_points_survived",
+                "versions_lost",
+                "double_delivery_versions_published",
+                "swap_errors",
+                "bad_inputs_refused",
+            )
+        },
         "layer_bytes_default": _at(ok.get("layers"), "total"),
         "layer_bytes_40k": _at(ok.get("layers"), "total_40k"),
     }

@@ -12,6 +12,7 @@ from anime_recommender.api.errors import register_error_handlers
 from anime_recommender.api.middleware import (
     CatchAllMiddleware,
     CspPolicy,
+    DataVersionHeaderMiddleware,
     ObserveMiddleware,
     RequestLimitsMiddleware,
     RequestObserver,
@@ -93,7 +94,7 @@ def create_app(
         allow_origins=settings.cors_allow_origins,
         allow_methods=["GET", "POST", "OPTIONS"],
         allow_headers=["Content-Type"],
-        expose_headers=["X-Cache"],
+        expose_headers=["X-Cache", "X-Data-Version"],
         max_age=600,
     )
     app.add_middleware(
@@ -102,6 +103,7 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         body_bytes_by_path={recommendations.IMPORT_PATH: settings.max_import_bytes},
     )
+    app.add_middleware(DataVersionHeaderMiddleware)
     app.add_middleware(CatchAllMiddleware)
     app.add_middleware(ObserveMiddleware, observer=observer or LogObserver())
     app.add_middleware(SecurityHeadersMiddleware, csp_policy=csp_policy)

@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
+from anime_recommender.api.middleware import DATA_VERSION_STATE
 from anime_recommender.api.service import RecommenderService, ServiceProvider
 from anime_recommender.cache import ResponseCache, cache_key
 from anime_recommender.settings import ApiSettings
@@ -34,9 +35,12 @@ def get_state(request: Request) -> ApiState:
 StateDep = Annotated[ApiState, Depends(get_state)]
 
 
-def get_service(state: StateDep) -> RecommenderService:
-    """The service for the currently loaded artifacts."""
-    return state.services()
+def get_service(state: StateDep, request: Request) -> RecommenderService:
+    """The service for the currently loaded artifacts; its data version goes into the response's
+    `X-Data-Version` (`middleware.DataVersionHeaderMiddleware`)."""
+    service = state.services()
+    setattr(request.state, DATA_VERSION_STATE, service.backend.info.data_version)
+    return service
 
 
 ServiceDep = Annotated[RecommenderService, Depends(get_service)]

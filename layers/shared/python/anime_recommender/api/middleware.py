@@ -89,6 +89,38 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
+class DataVersionHeaderMiddleware:
+    """Names the data version that answered in an `X-Data-Version` header (errors included).
+
+    The service dependency (`deps.get_service`) records the version of the backend it handed out in the
+    request's state, so a response computed during a hot swap names the one version it came from.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_version(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                version = scope.get("state", {}).get(DATA_VERSION_STATE)
+                if version:
+                    message = {
+                        **message,
+                        "headers": [*message.get("headers", []), (b"x-data-version", version.encode())],
+                    }
+            await send(message)
+
+        await self.app(scope, receive, send_with_version)
+
+
+#: The request-state key the service dependency stores the answering data version under.
+DATA_VERSION_STATE = "data_version"
+
+
 async def send_problem(send: Send, status: int, title: str, slug: str, detail: str, instance: str) -> None:
     """Write a problem+json response straight to ASGI (for middleware that runs before routing)."""
     body = json.dumps(
