@@ -83,7 +83,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         ) as metric:
             metric.add_dimension(name="reason", value=summary.refusal_code or "unknown")
     # A double delivery's second run: it ended cleanly, the other run published.
-    metrics.add_metric(name="DeltaSuperseded", unit=MetricUnit.Count, value=int(summary.status == "superseded"))
+    metrics.add_metric(
+        name="DeltaSuperseded", unit=MetricUnit.Count, value=int(summary.status == "superseded")
+    )
     metrics.add_metric(
         name="VersionPublished", unit=MetricUnit.Count, value=int(summary.published_version is not None)
     )

@@ -97,3 +97,15 @@ def test_a_swap_under_load_loses_no_request_and_mixes_no_versions(
     assert report["both_versions_answered"], report["versions"]
     # The anime the delta adds is found exactly by the answers that name the new version
     assert report["probe_answers"] > 0 and report["probe_mismatches"] == 0
+
+
+def test_double_delivery_on_a_local_store_publishes_one_version(
+    bundle_template: Path, tmp_path: Path
+) -> None:
+    # `anime-build delta` publishes to a folder: its compare-and-swap and upload rename hold a file lock
+    layer = Path(shutil.copytree(bundle_template, tmp_path / "layer"))
+    rig = FaultRig(layer=layer, store=StoreSpec(local_root=str(tmp_path / "store")), root=tmp_path / "rig")
+    rig.run(rig.next_week())
+    rig.adopt_published()
+    report = double_delivery(rig).to_dict()
+    assert report["ok"] and report["versions_published"] == 1, report["scenarios"]

@@ -141,7 +141,8 @@ def moto_server(timeout_s: float = 30.0) -> Iterator[str]:
             proc.kill()
 
 
-def _aws_env() -> dict[str, str]:
+def aws_env() -> dict[str, str]:
+    """Placeholder credentials and region for clients of the local moto server."""
     return {
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
@@ -158,7 +159,7 @@ def create_cache_table(endpoint: str) -> None:
 
     schema = table_key_schema()
     ttl = schema.pop("ttl_attribute")
-    env = _aws_env()
+    env = aws_env()
     client = boto3.client(
         "dynamodb",
         endpoint_url=endpoint,
@@ -179,7 +180,7 @@ def _run_worker(config: BenchConfig, timeout_s: float) -> dict[str, Any]:
     source = Path(config.source_root)
     env = {
         **os.environ,
-        **_aws_env(),
+        **aws_env(),
         # The code under test first on the path (lets `source_root` point at another checkout).
         "PYTHONPATH": os.pathsep.join([str(source / SHARED_PYTHON), os.environ.get("PYTHONPATH", "")]),
         "ARTIFACTS_DIR": config.artifacts_dir,
@@ -338,7 +339,7 @@ def emulator_cold_starts(
 
     bundle = Path(artifacts_dir).resolve()
     first_id = Catalogue.load(bundle / "catalogue.jsonl.gz").ids[0]
-    env = _aws_env() | {
+    env = aws_env() | {
         "CACHE_TABLE_NAME": TABLE_NAME,
         "CACHE_ENDPOINT_URL": endpoint,
         "POWERTOOLS_METRICS_NAMESPACE": "AnimeRecommenderBench",
@@ -383,7 +384,7 @@ def _getitem_floor(endpoint: str, runs: int) -> dict[str, float | int]:
     import boto3
     from botocore.config import Config
 
-    env = _aws_env()
+    env = aws_env()
     client = boto3.session.Session().client(
         "dynamodb",
         endpoint_url=endpoint,

@@ -463,9 +463,13 @@ def section_delta(cfg: BenchConfig) -> dict[str, Any]:
 
 
 def _delta_reliability(cfg: BenchConfig) -> dict[str, Any]:
-    from anime_pipeline.bench.api import moto_server
+    from anime_pipeline.bench.api import aws_env, moto_server
     from anime_pipeline.bench.delta_faults import reliability_suite
 
+    # The moto server takes any credentials; set placeholders only where none are configured (the
+    # spawned child runs of the suite inherit them).
+    for key, value in aws_env().items():
+        os.environ.setdefault(key, value)
     with moto_server() as endpoint, tempfile.TemporaryDirectory(prefix="bench-reliability-") as tmp:
         started = time.perf_counter()
         report = reliability_suite(

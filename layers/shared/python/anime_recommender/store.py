@@ -28,14 +28,16 @@ dead run could leave behind.
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import logging
 import os
 import shutil
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -479,33 +481,54 @@ class LocalArtifactStore(ArtifactStore):
             shutil.rmtree(partial, ignore_errors=True)
             raise ArtifactStoreError(f"copy of {version} did not verify: {failures[:5]}")
         target = self.versions / version
-        if target.exists():
-            # An incomplete leftover (find_version refused it).
-            self._write("delete", str(target), lambda: shutil.rmtree(target))
-        # One rename moves the verified files: no second pass over them.
-        self._write("rename", str(target), lambda: os.replace(partial, target))
+        # Under the store's lock: another run may have completed this version meanwhile (a double
+        # delivery); its upload is then kept and ours dropped, never the other way round.
+        with self._locked():
+            completed = (target / MANIFEST).is_file()
+            if not completed:
+                if target.exists():
+                    # An incomplete leftover (no manifest: find_version refused it).
+                    self._write("delete", str(target), lambda: shutil.rmtree(target))
+                # One rename moves the verified files: no second pass over them.
+                self._write("rename", str(target), lambda: os.replace(partial, target))
+        if completed:
+            shutil.rmtree(partial, ignore_errors=True)
+            existing = self.find_version(version)
+            if existing is None:
+                raise ArtifactStoreError(f"{target} was completed by another run but does not verify")
+            return existing
         return VersionRef(
             version, f"{self.versions.name}/{version}/", sha256_file(target / MANIFEST), Manifest.read(target)
         )
 
     def write_pointer(self, pointer: Pointer, expected: Pointer | None) -> None:
-        current = self.read_pointer()
-        same = (current is None and expected is None) or (
-            current is not None
-            and expected is not None
-            and current.manifest_sha256 == expected.manifest_sha256
-        )
-        if not same:
-            raise ConcurrentPublishError(f"{self.pointer_path} changed since it was read")
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.pointer_path.with_name(f".{self.pointer_path.name}.{os.getpid()}.tmp")
-        self._write(
-            "put",
-            str(tmp),
-            lambda: tmp.write_text(pointer.model_dump_json(indent=2) + "\n", encoding="utf-8"),
-        )
-        # Atomic on POSIX: readers see the old or the new file.
-        self._write("pointer", str(self.pointer_path), lambda: os.replace(tmp, self.pointer_path))
+        # One write as the seam sees it: compare and swap under an exclusive lock on a file beside the
+        # pointer, so two local runs cannot both see the pointer they expect (S3 does this with a
+        # conditional PUT). The temporary file and the rename happen under the lock.
+        self._write("pointer", str(self.pointer_path), lambda: self._swap_pointer(pointer, expected))
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """An exclusive lock on a file in the store (held by one run at a time, across processes)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / ".store.lock").open("a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def _swap_pointer(self, pointer: Pointer, expected: Pointer | None) -> None:
+        with self._locked():
+            current = self.read_pointer()
+            same = (current is None and expected is None) or (
+                current is not None
+                and expected is not None
+                and current.manifest_sha256 == expected.manifest_sha256
+            )
+            if not same:
+                raise ConcurrentPublishError(f"{self.pointer_path} changed since it was read")
+            tmp = self.pointer_path.with_name(f".{self.pointer_path.name}.{os.getpid()}.tmp")
+            tmp.write_text(pointer.model_dump_json(indent=2) + "\n", encoding="utf-8")
+            os.replace(tmp, self.pointer_path)  # atomic on POSIX: readers see the old or the new file
 
     def fetch(self, pointer: Pointer, dest_root: Path, reuse: Sequence[Path] = ()) -> Path:
         # Nothing is copied, so nothing is hashed here: the files are the store's own, verified when
