@@ -23,13 +23,14 @@ gc.disable()
 from aws_lambda_powertools import Logger, Metrics  # noqa: E402
 from aws_lambda_powertools.logging import correlation_paths  # noqa: E402
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers  # noqa: E402
-from aws_lambda_powertools.metrics import MetricUnit  # noqa: E402
+from aws_lambda_powertools.metrics import MetricUnit, single_metric  # noqa: E402
 from aws_lambda_powertools.shared.functions import resolve_truthy_env_var_choice  # noqa: E402
 from aws_lambda_powertools.utilities.typing import LambdaContext  # noqa: E402
 from mangum import Mangum  # noqa: E402
 
 from anime_recommender.api.lambda_app import TEXT_MIME_TYPES, load_serving  # noqa: E402
 from anime_recommender.api.observability import MetricsObserver  # noqa: E402
+from anime_recommender.api.snapstart import RestoreReport, register_hooks  # noqa: E402
 from anime_recommender.settings import ApiSettings  # noqa: E402
 
 settings = ApiSettings.from_env()
@@ -82,6 +83,29 @@ app.state.api.init_ms = (time.perf_counter() - _IMPORT_STARTED) * 1000.0
 # problem+json bodies are text: without it Mangum would base64-encode every error body.
 _mangum = Mangum(app, lifespan="off", text_mime_types=[*TEXT_MIME_TYPES])
 _cold = True
+
+
+def _restored(report: RestoreReport) -> None:
+    """After a SnapStart restore: the restore metric (flushed at once: no invocation is running)."""
+    global _cold
+    _cold = False  # the snapshot's init is not this container's cold start
+    for name, unit, value in (
+        ("SnapStartRestore", MetricUnit.Count, 1.0),
+        ("SnapStartRestoreMs", MetricUnit.Milliseconds, report.seconds * 1000),
+        ("SnapStartRestoreSwapped", MetricUnit.Count, float(report.swapped)),
+    ):
+        with single_metric(
+            name=name,
+            unit=unit,
+            value=value,
+            namespace=settings.powertools_metrics_namespace,
+            default_dimensions={"service": settings.powertools_service_name},
+        ):
+            pass
+
+
+# SnapStart's runtime hooks (no-ops without SnapStart): warm before the snapshot, renew after a restore.
+register_hooks(app.state.api, serving.provider, settings, _restored)
 gc.freeze()
 gc.enable()
 logger.info(

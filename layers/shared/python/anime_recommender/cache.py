@@ -101,6 +101,11 @@ class ResponseCache(Protocol):
         """
         ...
 
+    def renew(self) -> None:
+        """Forget this container's entries and clients (after a SnapStart restore: a snapshot's
+        connections are not to be reused, and its entries may belong to another data version)."""
+        ...
+
 
 class NullCache:
     """No caching at all (LOCAL_CACHE_SIZE=0 without a table)."""
@@ -118,6 +123,9 @@ class NullCache:
 
     def put(self, key: str, payload: bytes, *, shared: bool = True) -> CacheStatus:
         return "bypass"
+
+    def renew(self) -> None:
+        return None
 
 
 class LocalLRUCache:
@@ -156,6 +164,10 @@ class LocalLRUCache:
                 self._items.popitem(last=False)
             self.stats.stored += 1
         return "miss"
+
+    def renew(self) -> None:
+        with self._lock:
+            self._items.clear()
 
 
 @dataclass
@@ -257,6 +269,11 @@ class DynamoDBCache:
     @property
     def kind(self) -> str:
         return "dynamodb"
+
+    def renew(self) -> None:
+        """Drop the client: the next call builds a fresh one (new connections, re-read credentials)."""
+        with self._client_lock:
+            self._client_built = None
 
     @property
     def breaker(self) -> CircuitBreaker:
@@ -400,6 +417,11 @@ class TieredCache:
         self._futures.add(future)
         future.add_done_callback(self._futures.discard)
         return "miss"
+
+    def renew(self) -> None:
+        """Both tiers renewed: the local entries dropped, the table's client rebuilt on next use."""
+        self.local.renew()
+        self.shared.renew()
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait for writes in flight (tests, benchmarks, shutdown); True when none is left."""

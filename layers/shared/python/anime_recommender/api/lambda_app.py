@@ -37,6 +37,7 @@ class Serving:
     app: FastAPI
     backend: TieredBackend
     init_ms: float
+    provider: RefreshingBundleProvider[TieredBackend]
 
 
 def load_serving(settings: ApiSettings, observer: RequestObserver | None = None) -> Serving:
@@ -60,4 +61,4 @@ def load_serving(settings: ApiSettings, observer: RequestObserver | None = None)
     app.state.api.services()
     init_ms = (time.perf_counter() - started) * 1000.0
     app.state.api.init_ms = init_ms
-    return Serving(app=app, backend=backend, init_ms=init_ms)
+    return Serving(app=app, backend=backend, init_ms=init_ms, provider=provider)

@@ -118,6 +118,11 @@ class RefreshingBundleProvider(Generic[B]):
                     self._lock.release()
         return self._backend
 
+    def renew_store(self, store: ArtifactStore | None) -> None:
+        """Use a new store client (after a SnapStart restore) and check the pointer at the next call."""
+        self._store = store
+        self._next_check = self._clock()
+
     def refresh(self) -> bool:
         """Check the pointer now; swap when it names a new usable version. True when swapped."""
         if self._store is None:
