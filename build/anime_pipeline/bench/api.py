@@ -38,6 +38,7 @@ import base64
 import contextlib
 import copy
 import importlib.util
+import io
 import json
 import os
 import random
@@ -49,6 +50,7 @@ import tempfile
 import time
 import tracemalloc
 import urllib.parse
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +83,7 @@ TARGETS_MS = {
     "first_request": 50.0,
 }
 # Fresh processes whose cold start is measured (medians reported), quick or not.
-COLD_STARTS = 5
+COLD_STARTS = 9
 SEARCH_WORDS = (
     "space bounty hunters jazz soundtrack school romance giant robots war drama magic girls "
     "detective mystery samurai swords cooking competition idol music sports volleyball ghosts "
@@ -303,6 +305,8 @@ def run_api_bench(artifacts_dir: Path, quick: bool, *, source_root: Path = REPO_
         "cold_start_emulator": emulated,
         "routes": routes,
         "import_refusals": warm["import_refusals"],
+        "log_bytes_per_request": warm["log_bytes_per_request"],
+        "cached_item_bytes": warm["cached_item_bytes"],
         "cache_tiers": cache_tiers,
         # A bare boto3 GetItem against the same moto server: the floor under any DynamoDB round trip.
         "dynamodb_getitem_floor": floor,
@@ -547,6 +551,34 @@ def _time_pair(module: Any, events: list[dict[str, Any]], warmup: int, cached: b
     return out
 
 
+# What Lambda itself writes to the function's log group per invocation (START, END and REPORT lines).
+LAMBDA_PLATFORM_LOG_BYTES = 350
+
+
+def log_and_item_bytes(
+    module: Any, events: _Events, ids: list[int], rng: random.Random
+) -> tuple[float, float]:
+    """Log bytes per request of a mixed batch (the handler's stdout: EMF metrics, log lines, plus
+    `LAMBDA_PLATFORM_LOG_BYTES`) and the mean zlib-compressed size of the shared-cache routes' bodies."""
+    batch = []
+    for i in range(40):
+        a, b = rng.sample(ids, 2)
+        batch.append(("similar", events.make("GET", f"/anime/{a}/similar", {"k": str(11 + i % 7)})))
+        batch.append(("search", events.make("GET", "/search", {"q": " ".join(rng.sample(SEARCH_WORDS, 3))})))
+        batch.append(
+            ("recommendations", events.make("POST", "/recommendations", body={"liked": [a, b], "k": 7}))
+        )
+    captured = io.StringIO()
+    sizes = []
+    with contextlib.redirect_stdout(captured):
+        for route, event in batch:
+            _, response = _invoke(module, event, None)
+            if route in ("search", "recommendations"):
+                sizes.append(len(zlib.compress(response["body"].encode("utf-8"))))
+    per_request = len(captured.getvalue().encode("utf-8")) / len(batch) + LAMBDA_PLATFORM_LOG_BYTES
+    return round(per_request, 1), round(statistics.mean(sizes), 1)
+
+
 def worker(config: BenchConfig) -> dict[str, Any]:
     """Measure inside this (fresh) process: cold start, then every route."""
     spawned = float(os.environ.get("API_BENCH_SPAWNED", "nan"))
@@ -640,6 +672,9 @@ def worker(config: BenchConfig) -> dict[str, Any]:
         cached=False,
     )
     result["import_refusals"] = time_refusals(module, events)
+    result["log_bytes_per_request"], result["cached_item_bytes"] = log_and_item_bytes(
+        module, events, ids, rng
+    )
     routes["anime_get"] = _time_pair(
         module, [events.make("GET", f"/anime/{rng.choice(ids)}") for _ in range(n)], config.warmup, False
     )

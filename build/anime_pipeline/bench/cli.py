@@ -37,6 +37,7 @@ import json
 import multiprocessing
 import os
 import platform
+import re
 import shutil
 import statistics
 import sys
@@ -69,6 +70,7 @@ SECTIONS: tuple[str, ...] = (
     "delta",
     "layers",
     "quality",
+    "cost",
 )
 
 
@@ -326,6 +328,7 @@ def section_api(cfg: BenchConfig) -> dict[str, Any]:
 
     _need(cfg.artifacts / "manifest.json", "anime-build index")
     raw = run_api_bench(cfg.artifacts, quick=cfg.mode == "quick")
+    storytext = _storytext_cold_starts(cfg)
     warmup = int(raw["warmup"])
     cold = raw["cold_start"]
     samples = int(cold["samples"])
@@ -363,7 +366,19 @@ def section_api(cfg: BenchConfig) -> dict[str, Any]:
         "cold_start_source": cold.get("source"),
         "cold_start_emulator": raw.get("cold_start_emulator"),
         "cold_start_in_process": raw.get("cold_start_in_process"),
+        # The story-text bundle's cold starts, the same way (None when that build is absent).
+        "cold_start_emulator_storytext": storytext,
+        "init_storytext": None
+        if storytext is None
+        else figure(storytext["init_ms"], "ms", storytext["samples"]),
+        "first_request_storytext": None
+        if storytext is None
+        else figure(storytext["first_request_ms"], "ms", storytext["samples"]),
         "routes": routes,
+        # CloudWatch Logs bytes per request (the function's output plus Lambda's START/END/REPORT lines)
+        # and the mean compressed size of a shared-cache response (a DynamoDB item): the cost's inputs.
+        "log_bytes_per_request": raw["log_bytes_per_request"],
+        "cached_item_bytes": raw["cached_item_bytes"],
         # Hostile list files sent to POST /recommendations/import: status, time to refuse, peak memory.
         "import_refusals": raw["import_refusals"],
         "cache_tiers": {
@@ -381,6 +396,18 @@ def section_api(cfg: BenchConfig) -> dict[str, Any]:
     }
 
 
+def _storytext_cold_starts(cfg: BenchConfig) -> dict[str, Any] | None:
+    """Emulator cold starts of the story-text build's bundle (`make build STORYTEXT=…`), if built."""
+    from anime_pipeline.bench.api import create_cache_table, emulator_cold_starts, moto_server
+
+    story = None if cfg.storytext_paths is None else cfg.storytext_paths.artifacts_dir
+    if story is None or not (story / "manifest.json").is_file() or story.resolve() == cfg.artifacts.resolve():
+        return None
+    with moto_server() as endpoint:
+        create_cache_table(endpoint)
+        return emulator_cold_starts(story, endpoint)
+
+
 def section_load(cfg: BenchConfig) -> dict[str, Any]:
     """Bounded concurrent load on `anime-build serve` (another process) over loopback."""
     from anime_pipeline.bench.loadgen import LoadConfig, mix_for_bundle, run_load, serve_subprocess
@@ -390,7 +417,8 @@ def section_load(cfg: BenchConfig) -> dict[str, Any]:
     # A private local store, so a developer's published deltas do not change what is measured.
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         env = {"ARTIFACTS_LOCAL_STORE": str(Path(tmp) / "store"), "CACHE_TABLE_NAME": ""}
-        with serve_subprocess(cfg.artifacts, env=env) as (port, ready_s):
+        server: dict[str, float] = {}
+        with serve_subprocess(cfg.artifacts, env=env, stats=server) as (port, ready_s):
             # Warm-up: one pass over the mix (fills the in-process LRU as steady traffic would).
             run_load(LoadConfig(port=port, mix=mix, requests=len(mix), connections=cfg.load_connections))
             result = run_load(
@@ -403,8 +431,15 @@ def section_load(cfg: BenchConfig) -> dict[str, Any]:
                 )
             )
     r = result.to_dict()
+    routes = [req.route for req in mix]
+    cached = {k: v for k, v in result.cache.items() if k in ("hit", "miss")}
     return {
         "server": "anime-build serve (uvicorn, 1 worker, in-process LRU cache)",
+        # The API process's peak resident set under this load (Linux VmHWM of the server process).
+        "peak_rss_mb": server.get("peak_rss_mb"),
+        "mix_shares": {route: round(routes.count(route) / len(routes), 4) for route in sorted(set(routes))},
+        "cache": result.cache,
+        "cache_hit_rate": round(cached.get("hit", 0) / max(1, sum(cached.values())), 4),
         "server_ready_s": round(ready_s, 2),
         "distinct_requests": len(mix),
         "note": "the mix repeats; after the warm-up pass the computed routes are mostly LRU cache hits",
@@ -420,6 +455,30 @@ def section_load(cfg: BenchConfig) -> dict[str, Any]:
         "error_samples": r["error_samples"],
         "stopped_by_deadline": r["stopped_by_deadline"],
     }
+
+
+def section_cost(sections: dict[str, Any]) -> dict[str, Any]:
+    """One million requests of the load section's mix priced from the API and load sections (`cost`)."""
+    from anime_pipeline.bench.cost import Traffic, cost_report
+
+    api, load = sections.get("api", {}), sections.get("load", {})
+    if api.get("status") != "ok" or load.get("status") != "ok":
+        raise Skip("needs the api and load sections")
+    traffic = Traffic(
+        hit_rate=load["cache_hit_rate"],
+        log_bytes_per_request=api["log_bytes_per_request"],
+        cached_item_bytes=api["cached_item_bytes"],
+    )
+    return cost_report(api, load["mix_shares"], traffic, memory_mb=_template_memory_mb())
+
+
+def _template_memory_mb() -> int:
+    """template.yaml's ApiMemorySize default."""
+    text = (REPO_ROOT / "template.yaml").read_text(encoding="utf-8")
+    found = re.search(r"^  ApiMemorySize:\n(?:    .*\n)*?    Default: (\d+)", text, re.MULTILINE)
+    if found is None:
+        raise ValueError("template.yaml has no ApiMemorySize default")
+    return int(found.group(1))
 
 
 def section_delta(cfg: BenchConfig) -> dict[str, Any]:
@@ -683,7 +742,11 @@ def run_bench(cfg: BenchConfig, sections: tuple[str, ...] = SECTIONS) -> dict[st
     for name in progress(sections, desc="bench", unit="section"):
         t0 = time.perf_counter()
         try:
-            body = {"status": "ok", **SECTION_FUNCTIONS[name](cfg)}
+            # The cost is priced from the sections measured before it, not measured itself.
+            measure = (
+                (lambda _cfg: section_cost(doc["sections"])) if name == "cost" else SECTION_FUNCTIONS[name]
+            )
+            body = {"status": "ok", **measure(cfg)}
         except Skip as exc:
             body = {"status": "skipped", "reason": str(exc)}
         except Exception as exc:  # one broken stage must not hide the other numbers

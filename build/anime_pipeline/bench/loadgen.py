@@ -76,6 +76,8 @@ class LoadResult:
     # Answers per `X-Data-Version` ("" when a response had none), and the observed routes' answers.
     versions: dict[str, int] = field(default_factory=dict)
     observed: list[tuple[str, str, str]] = field(default_factory=list)
+    # Answers per `X-Cache` value ("hit", "miss"; "" for routes that are not cached).
+    cache: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form."""
@@ -109,6 +111,26 @@ def default_mix(ids: Sequence[int], words: Sequence[str]) -> list[Request]:
     return mix
 
 
+@dataclass
+class _Tally:
+    """One connection's (then the run's) observations."""
+
+    latencies: list[tuple[str, float]] = field(default_factory=list)
+    statuses: Counter[str] = field(default_factory=Counter)
+    versions: Counter[str] = field(default_factory=Counter)
+    cache: Counter[str] = field(default_factory=Counter)
+    observed: list[tuple[str, str, str]] = field(default_factory=list)
+    samples: list[str] = field(default_factory=list)
+
+    def merge(self, other: _Tally) -> None:
+        self.latencies.extend(other.latencies)
+        self.statuses.update(other.statuses)
+        self.versions.update(other.versions)
+        self.cache.update(other.cache)
+        self.observed.extend(other.observed)
+        self.samples.extend(other.samples)
+
+
 def run_load(config: LoadConfig) -> LoadResult:
     """Send the requests (round-robin over the mix) and measure; never raises for bad responses."""
     if config.host not in (LOOPBACK, "localhost", "::1"):
@@ -116,20 +138,12 @@ def run_load(config: LoadConfig) -> LoadResult:
     counter = itertools.count()
     deadline = time.perf_counter() + config.max_seconds
     lock = threading.Lock()
-    latencies: list[tuple[str, float]] = []
-    statuses: Counter[str] = Counter()
-    versions: Counter[str] = Counter()
-    observed: list[tuple[str, str, str]] = []
-    samples: list[str] = []
+    total = _Tally()
     stopped = threading.Event()
 
     def worker() -> None:
         conn = http.client.HTTPConnection(config.host, config.port, timeout=config.timeout_s)
-        local: list[tuple[str, float]] = []
-        local_status: Counter[str] = Counter()
-        local_versions: Counter[str] = Counter()
-        local_observed: list[tuple[str, str, str]] = []
-        local_samples: list[str] = []
+        tally = _Tally()
         while True:
             n = next(counter)
             if n >= config.requests:
@@ -146,26 +160,23 @@ def run_load(config: LoadConfig) -> LoadResult:
                 payload = response.read()
                 status = str(response.status)
                 version = response.getheader("X-Data-Version") or ""
+                tally.cache[response.getheader("X-Cache") or ""] += 1
             except (OSError, http.client.HTTPException) as exc:
                 status = f"error:{type(exc).__name__}"
                 payload = str(exc).encode()
                 version = ""
                 conn.close()
                 conn = http.client.HTTPConnection(config.host, config.port, timeout=config.timeout_s)
-            local.append((req.route, (time.perf_counter() - started) * 1000.0))
-            local_status[status] += 1
-            local_versions[version] += 1
+            tally.latencies.append((req.route, (time.perf_counter() - started) * 1000.0))
+            tally.statuses[status] += 1
+            tally.versions[version] += 1
             if req.route in config.observe:
-                local_observed.append((req.route, status, version))
-            if not status.startswith("2") and len(local_samples) < 5:
-                local_samples.append(f"{req.method} {req.target} -> {status} {payload[:200]!r}")
+                tally.observed.append((req.route, status, version))
+            if not status.startswith("2") and len(tally.samples) < 5:
+                tally.samples.append(f"{req.method} {req.target} -> {status} {payload[:200]!r}")
         conn.close()
         with lock:
-            latencies.extend(local)
-            statuses.update(local_status)
-            versions.update(local_versions)
-            observed.extend(local_observed)
-            samples.extend(local_samples)
+            total.merge(tally)
 
     started = time.perf_counter()
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(config.connections)]
@@ -177,13 +188,14 @@ def run_load(config: LoadConfig) -> LoadResult:
 
     return _result(
         config,
-        latencies,
-        statuses,
+        total.latencies,
+        total.statuses,
         seconds,
-        error_samples=samples[:10],
+        error_samples=total.samples[:10],
         stopped_by_deadline=stopped.is_set(),
-        versions=dict(sorted(versions.items())),
-        observed=observed,
+        versions=dict(sorted(total.versions.items())),
+        observed=total.observed,
+        cache=dict(sorted(total.cache.items())),
     )
 
 
@@ -257,6 +269,7 @@ def serve_subprocess(
     port: int | None = None,
     env: dict[str, str] | None = None,
     ready_timeout_s: float = 90,
+    stats: dict[str, float] | None = None,
 ) -> Iterator[tuple[int, float]]:
     """Run `anime-build serve --artifacts DIR` on loopback in a child process; yields (port, ready seconds).
 
@@ -281,6 +294,8 @@ def serve_subprocess(
             raise RuntimeError(f"{exc}; server stderr: {err.decode(errors='replace')[-2000:]}") from None
         yield port, ready
     finally:
+        if stats is not None:
+            stats["peak_rss_mb"] = _peak_rss_mb(process.pid)
         if process.poll() is None:
             process.terminate()
             try:
@@ -290,6 +305,17 @@ def serve_subprocess(
                 process.wait(timeout=10)
         if process.stderr is not None:
             process.stderr.close()
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set (Linux `VmHWM`), in MB; NaN where /proc cannot tell."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return float("nan")
 
 
 def mix_for_bundle(artifacts: Path, n_ids: int = 50) -> list[Request]:

@@ -56,9 +56,11 @@ SUMMARY_KEYS: dict[str, str] = {
     "index_recall_at_10": "V4 index recall@10 against exact search",
     "index_v3_recall_at_10": "V3 flat int8 index recall@10 against exact float search",
     "init_ms": "cold start under the Lambda RIE + awslambdaric (python3.12, template layout): process "
-    "start until the runtime asks for its first event, median of 5 fresh starts (in-process worker "
+    "start until the runtime asks for its first event, median of 9 fresh starts (in-process worker "
     "when no runtime; see note)",
     "first_request_ms": "first GET /anime/{id}/similar?k=10 after that init (median of the same starts)",
+    "init_ms_storytext": "the same cold start with the story-text build's bundle (None when not built)",
+    "first_request_ms_storytext": "its first request, as first_request_ms",
     **{
         f"{route}_{state}_{q}_ms": f"{route} {state.replace('_', ' ')}, {q} through the Lambda handler"
         for route, state in ROUTE_STATES
@@ -80,6 +82,9 @@ SUMMARY_KEYS: dict[str, str] = {
     "delta_double_delivery_versions_published": "versions made current by two deliveries of one week (1)",
     "delta_swap_errors": "failed or version-mixed answers, 2,000 requests across a hot swap",
     "delta_bad_inputs_refused": "bad upstream files refused with their reason, nothing published (of 7)",
+    "cost_per_million_requests_usd": "one million requests of the load mix, x86_64, no SnapStart (USD)",
+    "cost_per_million_requests_snapstart_usd": "the same with SnapStart restores instead of inits",
+    "api_peak_rss_mb": "peak resident set of the API server process under the load section's requests",
     "layer_bytes_default": "largest function + all layers, default catalogue (bytes; limit 262,144,000)",
     "layer_bytes_40k": "the same with make layers-40k's synthetic 40k bundle (None until it is built)",
     **SEARCH_QUALITY_KEYS,
@@ -120,6 +125,8 @@ def summarise(sections: dict[str, Any], parity: Path | None = None) -> dict[str,
         "index_v3_recall_at_10": _at(ok.get("index"), "v3", "recall_at_10"),
         "init_ms": _at(api, "init"),
         "first_request_ms": _at(api, "cold_start_first_request"),
+        "init_ms_storytext": _at(api, "init_storytext"),
+        "first_request_ms_storytext": _at(api, "first_request_storytext"),
         "import_refusal_max_ms": _at(api, "import_refusals", "max_ms"),
         "import_refusal_peak_alloc_mb": _at(api, "import_refusals", "max_peak_alloc_mb"),
         "load_requests_per_s": _at(ok.get("load"), "throughput"),
@@ -136,6 +143,11 @@ def summarise(sections: dict[str, Any], parity: Path | None = None) -> dict[str,
                 "bad_inputs_refused",
             )
         },
+        "cost_per_million_requests_usd": _at(ok.get("cost"), "cost_per_million_requests_usd"),
+        "cost_per_million_requests_snapstart_usd": _at(
+            ok.get("cost"), "cost_per_million_requests_snapstart_usd"
+        ),
+        "api_peak_rss_mb": _at(ok.get("load"), "peak_rss_mb"),
         "layer_bytes_default": _at(ok.get("layers"), "total"),
         "layer_bytes_40k": _at(ok.get("layers"), "total_40k"),
     }
