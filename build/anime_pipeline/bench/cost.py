@@ -80,6 +80,12 @@ class Traffic:
     requests: int = 1_000_000
 
 
+def _uncached_billed_ms(api: dict[str, Any], shares: dict[str, float]) -> float:
+    durations = route_durations_ms(api, 0.0)
+    total = sum(shares.values()) or 1.0
+    return sum(math.ceil(durations[r]) * s for r, s in shares.items() if r in durations) / total
+
+
 def cost_report(
     api: dict[str, Any], mix_shares: dict[str, float], traffic: Traffic, memory_mb: int = 1769
 ) -> dict[str, Any]:
@@ -150,6 +156,17 @@ def cost_report(
         "parts_usd": {k: round(v, 4) for k, v in parts.items()},
         "snapstart_usd": {k: round(v, 4) for k, v in snapstart.items()},
         "cost_per_million_requests_usd": round(without / requests * 1e6, 4),
+        # Sensitivity: every request computed (no cache hit), the mean billed duration of the uncached routes.
+        "cost_per_million_requests_no_cache_hits_usd": round(
+            (
+                without
+                - parts["lambda_duration"]
+                + requests * gb * _uncached_billed_ms(api, shares) / 1000 * p["lambda_gb_second_x86_64"]
+            )
+            / requests
+            * 1e6,
+            4,
+        ),
         "cost_per_million_requests_snapstart_usd": round((base + snapstart["restores"]) / requests * 1e6, 4),
         "arm64_estimate_cost_per_million_requests_usd": round(
             (without - parts["lambda_duration"] - parts["lambda_init_without_snapstart"] + arm64_duration)
