@@ -81,7 +81,14 @@ def test_bench_quick_prints_and_writes_one_json_document(tmp_path: Path) -> None
     summary = doc["summary"]
     assert list(summary) == list(SUMMARY_KEYS)
     # No fp32 export, no 40k bundle, and no MyAnimeList anime for the search query set in --quick.
-    not_in_quick = {"int8_cosine", "layer_bytes_40k", *SEARCH_QUALITY_KEYS}
+    # No story-text build either (its cold starts are measured on `make build STORYTEXT=…`'s bundle).
+    not_in_quick = {
+        "int8_cosine",
+        "layer_bytes_40k",
+        "init_ms_storytext",
+        "first_request_ms_storytext",
+        *SEARCH_QUALITY_KEYS,
+    }
     for key, value in summary.items():
         if key in not_in_quick:
             assert value is None, key
@@ -89,7 +96,7 @@ def test_bench_quick_prints_and_writes_one_json_document(tmp_path: Path) -> None
             assert isinstance(value, int | float) and value >= 0, key
     assert summary["init_ms"] == api["init"]["value"]
     assert summary["cache_l1_hit_p50_ms"] == api["cache_tiers"]["l1_hit"]["p50"]["value"]
-    assert api["cold_start_init"]["runs"] >= 5  # medians of at least five fresh starts
+    assert api["cold_start_init"]["runs"] >= 9  # medians of at least nine fresh starts
 
 
 def test_readme_documents_every_summary_key() -> None:
