@@ -106,10 +106,16 @@ layers-arm64: setup ## The same for Graviton (arm64)
 layers-40k: setup ## Size budget with a synthetic 40k-anime bundle (random vectors of the shipped dims)
 	$(BUILD) layers --no-install --synthetic 40000 --model-dir .work/models/runtime
 
-deploy-check: setup tools ## sam validate --lint, checkov, sam build and the unzipped size check
-	$(TOOLS_PATH) sam validate --lint
-	$(TOOLS_PATH) checkov -f template.yaml --config-file infra/checkov.yaml
-	$(TOOLS_PATH) sam build && $(BUILD) sam-size
+# ARCH=arm64: a template variant for Graviton (SAM reads the layers' BuildArchitecture literally, so it is
+# not a parameter); build its dependencies layer first with `make layers-arm64`.
+ARCH ?= x86_64
+DEPLOY_TEMPLATE := $(if $(filter x86_64,$(ARCH)),template.yaml,.work/template-$(ARCH).yaml)
+
+deploy-check: setup tools ## sam validate --lint, checkov, sam build and the unzipped size check (ARCH=arm64 too)
+	$(if $(filter x86_64,$(ARCH)),,$(BUILD) sam-size --write-template $(ARCH) $(DEPLOY_TEMPLATE))
+	$(TOOLS_PATH) sam validate --lint -t $(DEPLOY_TEMPLATE)
+	$(TOOLS_PATH) checkov -f $(DEPLOY_TEMPLATE) --config-file infra/checkov.yaml
+	$(TOOLS_PATH) sam build -t $(DEPLOY_TEMPLATE) && $(BUILD) sam-size
 
 # The handlers are all named app.py (what template.yaml's Handler strings name), so one mypy run over
 # them would see one module `app` twice: the packages in one run, then one run per handler.

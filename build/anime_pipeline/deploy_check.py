@@ -183,6 +183,15 @@ def _format_report(sizes: list[FunctionSize]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """`sam-size`: the size check, or `--write-template ARCH PATH`."""
+    if args.write_template:
+        arch, path = args.write_template
+        print(write_arch_template(arch, Path(path)))  # noqa: T201 - the CLI's output
+        return 0
+    return _size_check(args)
+
+
+def _size_check(args: argparse.Namespace) -> int:
     """`anime-build sam-size`: print the sizes; exit 1 when a function is over the limit."""
     try:
         sizes = measure_sam_build(Path(args.build_dir))
@@ -197,6 +206,32 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(_format_report(sizes) + "\n")
     return 0 if all(s.within_limit for s in sizes) else 1
+
+
+ARCHITECTURES = ("x86_64", "arm64")
+
+
+def arch_template(text: str, arch: str) -> str:
+    """template.yaml's text for another instruction set: the `Architecture` parameter and every layer's
+    `CompatibleArchitectures` and `BuildArchitecture` (SAM reads the latter literally, so it cannot be a
+    parameter). The dependencies layer must then be built for it (`make layers-arm64`)."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}: one of {', '.join(ARCHITECTURES)}")
+    if arch == "x86_64":
+        return text
+    parameter = "  Architecture:\n    Type: String\n    Default: x86_64\n    AllowedValues: [x86_64]\n"
+    if parameter not in text or "BuildArchitecture: x86_64" not in text:
+        raise ValueError("template.yaml no longer has the x86_64 Architecture parameter and layer metadata")
+    text = text.replace(parameter, parameter.replace("x86_64", arch))
+    text = text.replace("BuildArchitecture: x86_64", f"BuildArchitecture: {arch}")
+    return text.replace("CompatibleArchitectures: [x86_64]", f"CompatibleArchitectures: [{arch}]")
+
+
+def write_arch_template(arch: str, out: Path, template: Path = Path("template.yaml")) -> Path:
+    """Write `arch_template` of `template` to `out` (`make deploy-check ARCH=arm64`)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(arch_template(template.read_text(encoding="utf-8"), arch), encoding="utf-8")
+    return out
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -221,4 +256,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"byte limit per function (default: Lambda's {LAMBDA_UNZIPPED_LIMIT_BYTES:,})",
     )
     parser.add_argument("--json", action="store_true", help="print the sizes as JSON")
+    parser.add_argument(
+        "--write-template",
+        nargs=2,
+        metavar=("ARCH", "PATH"),
+        help="instead: write template.yaml for ARCH (x86_64 or arm64) to PATH and exit",
+    )
     parser.set_defaults(func=run)

@@ -372,3 +372,18 @@ def test_sam_build_output_fits_lambdas_size_limit(tmp_path: Path) -> None:
         pytest.skip("sam build passed; layers/artifacts not built yet, so the size check cannot run")
     for function in measure_sam_build(build_dir):
         assert function.within_limit, f"{function.function}: {function.total:,} bytes unzipped"
+
+
+def test_the_arm64_variant_changes_every_architecture_and_nothing_else(tmp_path: Path) -> None:
+    from anime_pipeline.deploy_check import load_cfn_template, write_arch_template
+
+    variant = load_cfn_template(
+        write_arch_template("arm64", tmp_path / "template-arm64.yaml", REPO_ROOT / "template.yaml")
+    )
+    original = load_cfn_template(REPO_ROOT / "template.yaml")
+    assert variant["Parameters"]["Architecture"]["Default"] == "arm64"
+    layers = [r for r in variant["Resources"].values() if r["Type"] == "AWS::Serverless::LayerVersion"]
+    assert layers and all(r["Properties"]["CompatibleArchitectures"] == ["arm64"] for r in layers)
+    assert any(r.get("Metadata", {}).get("BuildArchitecture") == "arm64" for r in layers)
+    assert "x86_64" not in json.dumps([variant["Resources"], variant["Globals"]])
+    assert set(variant["Resources"]) == set(original["Resources"])
