@@ -109,7 +109,8 @@ layers-40k: setup ## Size budget with a synthetic 40k-anime bundle (random vecto
 # ARCH=arm64: a template variant for Graviton (SAM reads the layers' BuildArchitecture literally, so it is
 # not a parameter); build its dependencies layer first with `make layers-arm64`.
 ARCH ?= x86_64
-DEPLOY_TEMPLATE := $(if $(filter x86_64,$(ARCH)),template.yaml,.work/template-$(ARCH).yaml)
+# Written beside template.yaml: SAM resolves CodeUri/ContentUri relative to the template file.
+DEPLOY_TEMPLATE := $(if $(filter x86_64,$(ARCH)),template.yaml,template-$(ARCH).yaml)
 
 deploy-check: setup tools ## sam validate --lint, checkov, sam build and the unzipped size check (ARCH=arm64 too)
 	$(if $(filter x86_64,$(ARCH)),,$(BUILD) sam-size --write-template $(ARCH) $(DEPLOY_TEMPLATE))

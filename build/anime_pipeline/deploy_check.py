@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -224,6 +225,8 @@ def arch_template(text: str, arch: str) -> str:
         raise ValueError("template.yaml no longer has the x86_64 Architecture parameter and layer metadata")
     text = text.replace(parameter, parameter.replace("x86_64", arch))
     text = text.replace("BuildArchitecture: x86_64", f"BuildArchitecture: {arch}")
+    # `anime-build layers --arch arm64` builds that layer in its own folder (`layers.default_deps_dir`).
+    text = text.replace("ContentUri: layers/dependencies/", f"ContentUri: layers/dependencies-{arch}/")
     return text.replace("CompatibleArchitectures: [x86_64]", f"CompatibleArchitectures: [{arch}]")
 
 
@@ -231,6 +234,12 @@ def write_arch_template(arch: str, out: Path, template: Path = Path("template.ya
     """Write `arch_template` of `template` to `out` (`make deploy-check ARCH=arm64`)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(arch_template(template.read_text(encoding="utf-8"), arch), encoding="utf-8")
+    if arch != "x86_64":
+        # The layer's `sam build` step (BuildMethod makefile) copies its python/ folder: the same
+        # Makefile serves the arm64 folder.
+        layer = template.parent / "layers" / f"dependencies-{arch}"
+        layer.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(template.parent / "layers" / "dependencies" / "Makefile", layer / "Makefile")
     return out
 
 

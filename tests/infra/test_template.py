@@ -377,13 +377,22 @@ def test_sam_build_output_fits_lambdas_size_limit(tmp_path: Path) -> None:
 def test_the_arm64_variant_changes_every_architecture_and_nothing_else(tmp_path: Path) -> None:
     from anime_pipeline.deploy_check import load_cfn_template, write_arch_template
 
-    variant = load_cfn_template(
-        write_arch_template("arm64", tmp_path / "template-arm64.yaml", REPO_ROOT / "template.yaml")
+    # A copy of the checkout's template and dependencies-layer Makefile: the variant writes beside them.
+    template = tmp_path / "template.yaml"
+    shutil.copyfile(REPO_ROOT / "template.yaml", template)
+    (tmp_path / "layers" / "dependencies").mkdir(parents=True)
+    shutil.copyfile(
+        REPO_ROOT / "layers" / "dependencies" / "Makefile", tmp_path / "layers" / "dependencies" / "Makefile"
     )
+    variant = load_cfn_template(write_arch_template("arm64", tmp_path / "template-arm64.yaml", template))
     original = load_cfn_template(REPO_ROOT / "template.yaml")
     assert variant["Parameters"]["Architecture"]["Default"] == "arm64"
     layers = [r for r in variant["Resources"].values() if r["Type"] == "AWS::Serverless::LayerVersion"]
     assert layers and all(r["Properties"]["CompatibleArchitectures"] == ["arm64"] for r in layers)
+    # Its dependencies layer is the arm64 build (`make layers-arm64`), with the layer's Makefile beside it
+    dependencies = variant["Resources"]["DependenciesLayer"]["Properties"]["ContentUri"]
+    assert dependencies == "layers/dependencies-arm64/"
+    assert (tmp_path / dependencies / "Makefile").is_file()
     assert any(r.get("Metadata", {}).get("BuildArchitecture") == "arm64" for r in layers)
     assert "x86_64" not in json.dumps([variant["Resources"], variant["Globals"]])
     assert set(variant["Resources"]) == set(original["Resources"])
