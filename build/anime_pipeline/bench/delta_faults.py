@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from anime_pipeline.bench.delta import _release_writer, weekly_update
+from anime_pipeline.bench.delta import release_writer, weekly_update
 from anime_pipeline.bench.loadgen import LoadConfig, Request, mix_for_bundle, run_load, serve_subprocess
 from anime_recommender.api.refresh import RefreshingBundleProvider
 from anime_recommender.artifacts import CATALOGUE, load_bundle
@@ -82,7 +82,7 @@ class FaultRig:
     def __post_init__(self) -> None:
         base = load_bundle(self.layer).catalogue
         self.current = base
-        self.write = _release_writer(base, self.root, self.layer)
+        self.write = release_writer(base, self.root, self.layer)
         self.reader = RefreshingBundleProvider(
             self.layer,
             lambda d: backend_from_bundle(load_bundle(d, all_tiers=True)),

@@ -18,7 +18,7 @@ import io
 import re
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -126,19 +126,15 @@ def read_mal_export(
             f"The root element is <{root[:40].decode('utf-8', 'replace')}>, not <myanimelist>: "
             "this is not a MyAnimeList list export.",
         )
+    # Counted on the bytes first (no parse of a 20,000-entry list), and again while parsing
+    # (an element written `<anime >` escapes the byte count).
     if plain.count(b"<anime>") > max_entries:
-        raise ViewerListError(
-            "too_many_entries",
-            f"The list has more than {max_entries:,} entries; lists up to that size are read.",
-        )
+        raise _too_many(max_entries)
     viewer = ViewerList()
     try:
         for element in _anime_elements(io.BytesIO(plain)):
             if len(viewer.entries) + viewer.skipped + viewer.duplicates >= max_entries:
-                raise ViewerListError(
-                    "too_many_entries",
-                    f"The list has more than {max_entries:,} entries; lists up to that size are read.",
-                )
+                raise _too_many(max_entries)
             entry = _entry(element)
             if entry is None:
                 viewer.skipped += 1
@@ -162,6 +158,12 @@ def read_mal_export(
             "not_xml", f"The file is not well-formed XML (line {line}, column {column})."
         ) from exc
     return viewer
+
+
+def _too_many(max_entries: int) -> ViewerListError:
+    return ViewerListError(
+        "too_many_entries", f"The list has more than {max_entries:,} entries; lists up to that size are read."
+    )
 
 
 def _decompressed(data: bytes, cap: int) -> bytes:
@@ -263,7 +265,7 @@ class ListWeights:
 DEFAULT_WEIGHTS = ListWeights()
 
 
-def taste_of(entries: Iterator[ListEntry] | list[ListEntry], weights: ListWeights = DEFAULT_WEIGHTS) -> Taste:
+def taste_of(entries: Iterable[ListEntry], weights: ListWeights = DEFAULT_WEIGHTS) -> Taste:
     """The `Taste` a list implies (`ListWeights`)."""
     liked: dict[int, float] = {}
     disliked: list[int] = []
