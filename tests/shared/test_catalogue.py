@@ -160,3 +160,36 @@ def test_synopses_round_trip_and_their_lines_never_equal_lines_without(tmp_path)
     lines = saved_lines(path)
     assert lines[40000] != Catalogue([_BEBOP, _BARE]).lines()[1]
     assert list(lines.values()) == told.lines()
+
+
+def test_tag_table_holds_each_anime_distinct_tags_and_their_rows() -> None:
+    catalogue = Catalogue(
+        [
+            Anime(id=3, title="C", tags=("drama", "action", "drama")),
+            Anime(id=1, title="A", tags=("action",)),
+            Anime(id=2, title="B"),
+        ]
+    )
+    table = catalogue.tag_table()
+    tags_of_row = [
+        {table.names[c] for c in table.codes[start : start + count]}
+        for start, count in zip(table.start, table.count, strict=True)
+    ]
+    assert tags_of_row == [{"action"}, set(), {"action", "drama"}]
+    assert table.count.tolist() == [1, 0, 2]  # the repeated tag counts once
+    assert {tag: rows.tolist() for tag, rows in table.rows_by_tag().items()} == {
+        "action": [0, 2],
+        "drama": [2],
+    }
+    assert catalogue.tag_table() is table
+
+
+def test_a_synopsis_with_an_emoji_round_trips(tmp_path) -> None:
+    # The loader parses rows a chunk at a time from bytes; a 4-byte character must survive that.
+    items = [
+        Anime(id=i, title=f"T{i}", synopsis='A panda \U0001f43c. Café «quoted» \\ "x"')
+        for i in range(1, 3000)
+    ]
+    path = tmp_path / "c.jsonl.gz"
+    Catalogue(items).save(path)
+    assert list(Catalogue.load(path)) == items

@@ -106,3 +106,20 @@ def test_continue_offers_main_entries_in_release_order_before_side_stories() -> 
     upcoming = next_in_franchises(viewer, catalogue, siblings_of, hidden=catalogue.unlisted_ids())
     # Watching first; then the completed show's season 2 and movie (release order), then its OVA.
     assert [(e.anime.id, e.after.id) for e in upcoming] == [(21, 20), (13, 10), (12, 10), (11, 10)]
+
+
+def test_continue_offers_the_next_season_before_movies_released_between_seasons() -> None:
+    # Naruto's shape: three movies came out between the first series and Shippuuden.
+    franchise = [
+        _anime(1, "Ninja", AnimeType.TV, 2002),
+        _anime(2, "Ninja Movie 1", AnimeType.MOVIE, 2004),
+        _anime(3, "Ninja Movie 2", AnimeType.MOVIE, 2005),
+        _anime(4, "Ninja Movie 3", AnimeType.MOVIE, 2006),
+        _anime(5, "Ninja Shippuuden", AnimeType.TV, 2007),
+        _anime(6, "Ninja Special", AnimeType.SPECIAL, 2003),
+    ]
+    catalogue = Catalogue(franchise)
+    ids = {a.id for a in franchise}
+    viewer = read_mal_export(mal_export_xml([E("1", "Completed", 8)]))
+    upcoming = next_in_franchises(viewer, catalogue, lambda anime_id: ids - {anime_id})
+    assert [e.anime.title for e in upcoming] == ["Ninja Shippuuden", "Ninja Movie 1", "Ninja Movie 2"]

@@ -33,7 +33,6 @@ cold start pays roughly max(hash, load) rather than their sum.
 from __future__ import annotations
 
 import hashlib
-import mmap
 import os
 import shutil
 from collections.abc import Collection, Iterable, Mapping
@@ -58,6 +57,7 @@ from anime_recommender.catalogue_tables import (
 from anime_recommender.encoder import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, EncoderConfig, OnnxEncoder
 from anime_recommender.index import FLAT_KIND, HNSW_KIND, IndexKind, SearchIndex, load_index
 from anime_recommender.neighbours import NeighbourLists
+from anime_recommender.prefetch import BundlePrefetch, FileRead, sha256_file, take
 from anime_recommender.release_dates import ReleaseDates, save_release_dates
 from anime_recommender.search.lexical import LexicalIndex, LexicalIndexError, build_lexical_index
 from anime_recommender.timing import timed
@@ -173,20 +173,6 @@ class ArtifactFailure:
 # ---------------------------------------------------------------------------------------------
 # hashing, versions, writing
 # ---------------------------------------------------------------------------------------------
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, hashed from a read-only memory map in one call.
-
-    hashlib releases the GIL for the whole file: read in chunks, each chunk had to win the GIL back
-    from the thread parsing the catalogue (up to a 5 ms switch interval each), which made background
-    verification ~6x slower whenever the main thread was busy in Python.
-    """
-    with path.open("rb") as fh:
-        if os.fstat(fh.fileno()).st_size == 0:
-            return hashlib.sha256().hexdigest()  # an empty file cannot be mapped
-        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as view:
-            return hashlib.sha256(view).hexdigest()
 
 
 def data_version(content_hashes: Mapping[int, str]) -> str:
@@ -354,6 +340,20 @@ def write_lexical(directory: Path, catalogue: Catalogue, lexical: LexicalIndex |
 # ---------------------------------------------------------------------------------------------
 
 
+def _check_prefetched(
+    directory: Path, rel: str, entry: FileEntry | None, pending: Future[FileRead]
+) -> tuple[str | None, FileRead | None]:
+    """`_check_file` from a prefetched read: (None, the read) when it matches the entry; otherwise the
+    file is checked again from disk (same reasons as ever) and the read is not used."""
+    try:
+        read = pending.result()
+    except OSError:
+        read = None
+    if read is not None and entry is not None and (read.size, read.sha256) == (entry.bytes, entry.sha256):
+        return None, read
+    return _check_file(directory, rel, entry), None
+
+
 def _check_file(directory: Path, rel: str, entry: FileEntry | None, *, hashed: bool = True) -> str | None:
     """None when the file matches its manifest entry, else why not (cheap checks first; the sha256
     only when `hashed`)."""
@@ -470,13 +470,17 @@ class ServingBundle:
 
 
 class _Verifier:
-    """Hashes files in background threads; `check(component)` waits for that component's files."""
+    """Hashes files in background threads; `check(component)` waits for that component's files.
 
-    def __init__(self, directory: Path, manifest: Manifest) -> None:
+    Files a `BundlePrefetch` of the same folder already read are checked from its digests.
+    """
+
+    def __init__(self, directory: Path, manifest: Manifest, prefetched: BundlePrefetch | None = None) -> None:
         self._directory = directory
         self._manifest = manifest
+        self._prefetched = prefetched
         self._components: dict[str, list[str]] = {}
-        self._futures: dict[str, Future[str | None]] = {}
+        self._futures: dict[str, Future[tuple[str | None, FileRead | None]]] = {}
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify")
 
     def submit(self, component: str, rels: list[str]) -> None:
@@ -484,20 +488,36 @@ class _Verifier:
         self._components[component] = rels
         for rel in rels:
             entry = self._manifest.files.get(rel)
-            self._futures[rel] = self._pool.submit(_check_file, self._directory, rel, entry)
+            pending = self._prefetched.read(rel) if self._prefetched is not None else None
+            if pending is not None:
+                self._futures[rel] = self._pool.submit(
+                    _check_prefetched, self._directory, rel, entry, pending
+                )
+            else:
+                self._futures[rel] = self._pool.submit(_checked_read, self._directory, rel, entry)
 
     def check(self, component: str) -> list[ArtifactFailure]:
         """Wait for a submitted component; its failures (empty = verified)."""
         failures = []
         for rel in self._components[component]:
-            reason = self._futures[rel].result()
+            reason, _ = self._futures[rel].result()
             if reason is not None:
                 failures.append(ArtifactFailure(rel, reason, component))
         return failures
 
+    def inflated(self, rel: str) -> bytes | None:
+        """The verified file's content as the prefetch inflated it (`prefetch.INFLATED_FILES`), when it
+        did; call after `check` passed."""
+        _, read = self._futures[rel].result()
+        return None if read is None else read.inflated
+
     def close(self) -> None:
         """Stop hashing what nobody waits for any more."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _checked_read(directory: Path, rel: str, entry: FileEntry | None) -> tuple[str | None, FileRead | None]:
+    return _check_file(directory, rel, entry), None
 
 
 def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -> ServingBundle:
@@ -519,7 +539,7 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
     components = _component_files(manifest)
     spaces = [s for s in SPACES if s in manifest.indexes]
     wanted = _eager_components(manifest, components, spaces, all_tiers)
-    verifier = _Verifier(directory, manifest)
+    verifier = _Verifier(directory, manifest, take(directory))
     for comp in wanted:
         verifier.submit(comp, components[comp])
     failures: list[ArtifactFailure] = []
@@ -547,7 +567,7 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
             if critical:
                 raise ArtifactIntegrityError(f"{directory}: catalogue or neighbour lists unusable", critical)
             try:
-                catalogue = Catalogue.load(directory / CATALOGUE)
+                catalogue = _read_catalogue(directory, verifier)
                 loaded_lists = pending_lists.result()
                 assert loaded_lists is not None  # its files verified (checked just above)
                 neighbours = loaded_lists
@@ -703,6 +723,13 @@ def _load_encoder(
     except Exception as exc:
         failures.append(ArtifactFailure(MODEL_DIR, f"failed to load: {type(exc).__name__}: {exc}", "model"))
         return None
+
+
+def _read_catalogue(directory: Path, verifier: _Verifier) -> Catalogue:
+    """The verified catalogue, parsed from the prefetch's inflated bytes when it has them."""
+    path = directory / CATALOGUE
+    inflated = verifier.inflated(CATALOGUE)
+    return Catalogue.load(path) if inflated is None else Catalogue.parse(inflated, str(path))
 
 
 def _lists_if_verified(directory: Path, verifier: _Verifier) -> NeighbourLists | None:

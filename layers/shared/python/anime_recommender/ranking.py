@@ -670,18 +670,12 @@ class RerankFeatures:
         self.pop = catalogue_popularity(catalogue)
         self.qual = quality(catalogue.numbers("score"))
         self.years = catalogue.numbers("year")
-        tag_numbers: dict[str, int] = {}
-        flat: list[int] = []
-        counts = np.zeros(len(catalogue), dtype=np.int64)
-        for row, anime in enumerate(catalogue):
-            # Sets, as `tag_jaccard` counts them (a repeated tag counts once).
-            unique = {tag_numbers.setdefault(t, len(tag_numbers)) for t in anime.tags}
-            flat.extend(unique)
-            counts[row] = len(unique)
-        self.tag_count = counts
-        self.tag_start = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-        self.tag_ids = np.array(flat, dtype=np.int64)
-        self.n_tags = len(tag_numbers)
+        tags = catalogue.tag_table()
+        # Tag sets as CSR arrays of tag numbers (a repeated tag counts once, as `tag_jaccard` does).
+        self.tag_count = tags.count
+        self.tag_start = tags.start
+        self.tag_ids = tags.codes
+        self.n_tags = len(tags.names)
         self.franchise = franchise if franchise is not None else FranchiseIndex(catalogue)
         self._catalogue = catalogue
         self._siblings: dict[int, frozenset[int]] = {}

@@ -14,6 +14,7 @@ from typing import Annotated, Literal, TypeVar
 from pydantic import BeforeValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from anime_recommender.prefetch import DEFAULT_ARTIFACTS_DIR
 from anime_recommender.store import ArtifactStore, LocalArtifactStore, S3ArtifactStore
 
 
@@ -45,7 +46,7 @@ class StoreSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True, case_sensitive=False)
 
     artifacts_dir: Path = Field(
-        default=Path("/opt/anime-artifacts"),
+        default=DEFAULT_ARTIFACTS_DIR,
         description="Folder with manifest.json, catalogue, model, indexes (the artifacts layer).",
     )
     artifacts_bucket: str | None = Field(default=None, description="S3 bucket of published versions.")

@@ -282,10 +282,20 @@ def taste_of(entries: Iterable[ListEntry], weights: ListWeights = DEFAULT_WEIGHT
 
 # ---- continue watching ------------------------------------------------------------------------
 
-# TV seasons, movies and web series come before the side entries of a franchise.
-MAIN_TYPES = frozenset({AnimeType.TV, AnimeType.MOVIE, AnimeType.ONA})
-SIDE_TYPES = frozenset({AnimeType.OVA, AnimeType.SPECIAL})
+# A franchise's next entries, in the order they are offered: its series (TV seasons, web series), then
+# its movies, then its side entries, each in release order. Series first: a long show's movies come
+# out between its seasons (Naruto's three before Shippuuden), and the next season is what a viewer
+# who finished one is after.
+CONTINUE_ORDER: tuple[frozenset[AnimeType], ...] = (
+    frozenset({AnimeType.TV, AnimeType.ONA}),
+    frozenset({AnimeType.MOVIE}),
+    frozenset({AnimeType.OVA, AnimeType.SPECIAL}),
+)
 _STARTED = (ListStatus.WATCHING, ListStatus.COMPLETED)
+
+
+def _of_types(animes: Iterable[Anime], kinds: AbstractSet[AnimeType]) -> list[Anime]:
+    return [a for a in animes if a.type in kinds]
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,8 +319,8 @@ def next_in_franchises(
 
     Franchises in the viewer's order: watching first, then completed by score (best first). Within one,
     up to `per_franchise` entries not on the list as watched (Plan to Watch counts as unwatched): TV
-    seasons, movies and web series in release order, then OVAs and specials in release order; never a
-    `hidden` anime (`Catalogue.unlisted_ids`).
+    seasons and web series, then movies, then OVAs and specials, each in release order
+    (`CONTINUE_ORDER`); never a `hidden` anime (`Catalogue.unlisted_ids`).
     """
     entries = viewer.entries
     started = sorted(
@@ -331,9 +341,8 @@ def next_in_franchises(
         ]
         after = max(watched, key=release_key)
         unwatched = [catalogue.by_id(a) for a in family - {w.id for w in watched} - hidden if a in catalogue]
-        main = sorted((a for a in unwatched if a.type in MAIN_TYPES), key=release_key)
-        side = sorted((a for a in unwatched if a.type in SIDE_TYPES), key=release_key)
-        found += [NextEntry(anime, after) for anime in (main + side)[:per_franchise]]
+        offer = [a for kinds in CONTINUE_ORDER for a in sorted(_of_types(unwatched, kinds), key=release_key)]
+        found += [NextEntry(anime, after) for anime in offer[:per_franchise]]
         if len(found) >= limit:
             break
     return found[:limit]

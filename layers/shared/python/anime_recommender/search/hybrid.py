@@ -142,11 +142,7 @@ class HybridRanker:
         self.years = catalogue.numbers("year")
         self.episodes = catalogue.numbers("episodes")
         self.type_codes = np.fromiter((_TYPE_CODES[a.type] for a in catalogue), dtype=np.int8, count=n)
-        rows_of: dict[str, list[int]] = {}
-        for row, anime in enumerate(catalogue):
-            for tag in set(anime.tags):
-                rows_of.setdefault(tag, []).append(row)
-        self._tag_rows = {tag: np.array(rows, dtype=np.int64) for tag, rows in rows_of.items()}
+        self._tag_rows = catalogue.tag_table().rows_by_tag()
 
     # -- filters -------------------------------------------------------------------------------
     def filter_mask(self, parsed: ParsedQuery, allowed_rows: np.ndarray | None = None) -> np.ndarray:

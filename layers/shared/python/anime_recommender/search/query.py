@@ -26,8 +26,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, TypeVar
 
+import numpy as np
+
 from anime_recommender.batch_text import map_joined
-from anime_recommender.catalogue import Anime, AnimeType
+from anime_recommender.catalogue import Anime, AnimeType, Catalogue
 from anime_recommender.search.lexicon import (
     CHARACTER_LABELS,
     GENRE_PHRASES,
@@ -401,17 +403,18 @@ class QueryParser:
     @classmethod
     def for_catalogue(
         cls,
-        animes: Sequence[Anime],
+        catalogue: Catalogue,
         matcher: TitleMatcher | None = None,
         exact_titles: Mapping[str, int] | None = None,
     ) -> QueryParser:
         """A parser over a catalogue's tags and titles (`matcher`: the API's title index, optional;
         `exact_titles`: `CatalogueTitles.exact_titles` of these anime, when already at hand)."""
-        years = [a.year for a in animes if a.year is not None]
+        years = catalogue.numbers("year")
+        known = years[~np.isnan(years)]
         return cls(
-            {t for a in animes for t in a.tags},
-            CatalogueTitles(animes, matcher, exact=exact_titles),
-            reference_year=max(years) if years else 2024,
+            set(catalogue.tag_table().names),
+            CatalogueTitles(catalogue, matcher, exact=exact_titles),
+            reference_year=int(known.max()) if len(known) else 2024,
         )
 
     # -- entry point ---------------------------------------------------------------------------
