@@ -543,12 +543,14 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
     for comp in wanted:
         verifier.submit(comp, components[comp])
     failures: list[ArtifactFailure] = []
-    # The neighbour lists and the indexes are read in background threads, each only after its own
-    # files verified: np.load's inflate and hnswlib's load release the GIL, so they run beside the
-    # catalogue parse and the ONNX session build instead of after them (~0.1 s of cold start). Every
-    # result is awaited before this function returns, so failures and tier are decided as before.
-    loader = ThreadPoolExecutor(max_workers=5, thread_name_prefix="load")
+    # The neighbour lists, the ONNX session and the indexes are made in background threads, each only
+    # after its own files verified: np.load's inflate, hnswlib's load and onnxruntime's session build
+    # release the GIL, so they run beside the catalogue parse instead of after it (~0.15 s of cold
+    # start where a second core is free). Every result is awaited before this function returns, so
+    # failures and tier are decided as before.
+    loader = ThreadPoolExecutor(max_workers=6, thread_name_prefix="load")
     pending_lists = loader.submit(_lists_if_verified, directory, verifier)
+    pending_encoder = loader.submit(_encoder_if_verified, directory, verifier, threads)
     pending_tables = loader.submit(_tables_if_verified, directory, verifier) if "tables" in wanted else None
     pending_indexes = {
         space: loader.submit(_read_index, directory, manifest, space, verifier)
@@ -567,10 +569,7 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
             if critical:
                 raise ArtifactIntegrityError(f"{directory}: catalogue or neighbour lists unusable", critical)
             try:
-                catalogue = _read_catalogue(directory, verifier)
-                loaded_lists = pending_lists.result()
-                assert loaded_lists is not None  # its files verified (checked just above)
-                neighbours = loaded_lists
+                catalogue, neighbours = _catalogue_and_lists(directory, verifier, pending_lists)
             except (OSError, ValueError, KeyError, EOFError) as exc:
                 failure = ArtifactFailure(
                     CATALOGUE + " / " + NEIGHBOURS, f"failed to load: {exc}", "catalogue"
@@ -587,11 +586,9 @@ def load_bundle(directory: Path, *, threads: int = 1, all_tiers: bool = False) -
         with timed(seconds, "lexical"):
             lexical = _load_lexical(directory, catalogue, verifier, failures)
 
-        # The encoder loads after the catalogue, not beside it: onnxruntime holds the GIL while it
-        # builds a session, so a parallel build only stalled the catalogue's parsing (measured:
-        # load_bundle 0.9 s in parallel vs 0.6 s in sequence). Only sha256 (GIL-free) runs beside it.
         with timed(seconds, "model"):
-            encoder = _load_encoder(directory, verifier, threads, failures)
+            encoder, problems = pending_encoder.result()
+            failures.extend(problems)
 
         indexes: dict[str, SearchIndex] = {}
         for space in spaces:
@@ -710,26 +707,31 @@ def _load_lexical(
     return index
 
 
-def _load_encoder(
-    directory: Path, verifier: _Verifier, threads: int, failures: list[ArtifactFailure]
-) -> OnnxEncoder | None:
+def _encoder_if_verified(
+    directory: Path, verifier: _Verifier, threads: int
+) -> tuple[OnnxEncoder | None, list[ArtifactFailure]]:
+    """The encoder once its files verified, or None and why (runs in a loader thread)."""
     problems = verifier.check("model")
     if problems:
-        failures.extend(problems)
-        return None
+        return None, problems
     try:
-        return OnnxEncoder.load(directory / MODEL_DIR, threads=threads)
+        return OnnxEncoder.load(directory / MODEL_DIR, threads=threads), []
     # onnxruntime/tokenizers raise assorted types; any failure of a verified model means "no model tier".
     except Exception as exc:
-        failures.append(ArtifactFailure(MODEL_DIR, f"failed to load: {type(exc).__name__}: {exc}", "model"))
-        return None
+        return None, [ArtifactFailure(MODEL_DIR, f"failed to load: {type(exc).__name__}: {exc}", "model")]
 
 
-def _read_catalogue(directory: Path, verifier: _Verifier) -> Catalogue:
-    """The verified catalogue, parsed from the prefetch's inflated bytes when it has them."""
+def _catalogue_and_lists(
+    directory: Path, verifier: _Verifier, pending_lists: Future[NeighbourLists | None]
+) -> tuple[Catalogue, NeighbourLists]:
+    """The verified catalogue (parsed from the prefetch's inflated bytes when it has them) and neighbour
+    lists; call once both verified."""
     path = directory / CATALOGUE
     inflated = verifier.inflated(CATALOGUE)
-    return Catalogue.load(path) if inflated is None else Catalogue.parse(inflated, str(path))
+    catalogue = Catalogue.load(path) if inflated is None else Catalogue.parse(inflated, str(path))
+    lists = pending_lists.result()
+    assert lists is not None  # its files verified (the caller checked)
+    return catalogue, lists
 
 
 def _lists_if_verified(directory: Path, verifier: _Verifier) -> NeighbourLists | None:

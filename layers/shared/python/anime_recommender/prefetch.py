@@ -77,7 +77,7 @@ class BundlePrefetch:
     def __init__(self, directory: Path, files: list[str]) -> None:
         self.directory = directory
         order = sorted(files, key=lambda rel: _FIRST.index(rel) if rel in _FIRST else len(_FIRST))
-        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="prefetch")
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
         self._reads: dict[str, Future[FileRead]] = {
             rel: pool.submit(read_file, directory / rel, rel in INFLATED_FILES) for rel in order
         }
