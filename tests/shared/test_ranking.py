@@ -360,10 +360,11 @@ def _reference_franchise_maps(animes: list[Anime]) -> tuple[dict[str, set[int]],
 def _assert_franchise_index_matches_reference(animes: list[Anime]) -> None:
     index = FranchiseIndex(animes)
     by_key, by_opening = _reference_franchise_maps(animes)
-    assert list(index._by_key.items()) == list(by_key.items())
-    assert list(index._by_opening.items()) == list(by_opening.items())
+    # The tables hold packed id lists (`KeyedIdLists`): compared as the sets they stand for.
+    assert [(key, set(ids)) for key, ids in index._by_key.items()] == list(by_key.items())
+    assert [(key, set(ids)) for key, ids in index._by_opening.items()] == list(by_opening.items())
     assert index._by_source == {url: a.id for a in animes for url in a.sources}
-    assert dict(index._listing) == {
+    assert {url: set(ids) for url, ids in index._listing.items()} == {
         u: {a.id for a in animes if u in a.related} for b in animes for u in b.related
     }
 

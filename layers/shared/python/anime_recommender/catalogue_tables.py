@@ -3,11 +3,12 @@
 Three structures are pure functions of the catalogue's titles and synonyms: the franchise index
 (`ranking.FranchiseIndex`), the autocomplete index (`search.titles.TitleIndex`) and the search
 parser's exact titles (`search.query.CatalogueTitles`). Building them means keying and normalising
-every name, ~0.15 s of a 17.5k-anime cold start that holds the GIL; unmarshalling what they hold
-(dicts, lists, sets of str and int) takes ~0.03 s. So `write_bundle` and the delta update save them
-as `catalogue_tables.marshal` (zlib level 1: 4.0 → 1.2 MB at 17.5k anime, 18.8 → 5.7 MB at 40k,
-inflated on a loader thread beside the catalogue parse), and `load_bundle` reads them back when they
-are certainly the ones this code would build:
+every name, ~0.15 s of a 17.5k-anime cold start that holds the GIL. Their ~100k id lists and sets
+are saved packed (`id_lists`: two byte strings per table), the names as lists of str: at 27.6k
+anime the unmarshal takes 30 ms, where one object per id took 123 ms. `write_bundle` and the delta
+update save them as `catalogue_tables.marshal` (zlib level 1, 4.5 MB at 27.6k anime, inflated on a
+loader thread beside the catalogue parse), and `load_bundle` reads them back when they are certainly
+the ones this code would build:
 
 * the file is listed and hashed in the manifest like every bundle file, so it is verified before
   it is read (marshal is only ever fed bytes this project wrote);
@@ -34,7 +35,7 @@ from anime_recommender.search.query import CatalogueTitles
 from anime_recommender.search.titles import TitleIndex
 
 TABLES_FILE = "catalogue_tables.marshal"
-TABLES_FORMAT = "anime-catalogue-tables/1"
+TABLES_FORMAT = "anime-catalogue-tables/2"
 # marshal's format 4 reads the same in every Python since 3.4 (the build venv and Lambda's may differ).
 _MARSHAL_VERSION = 4
 # Level 1: a delta update writes this file too, and level 6 saves only another 12 % of it.

@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from anime_recommender.batch_text import map_joined
 from anime_recommender.catalogue import Anime, AnimeType, Catalogue
+from anime_recommender.id_lists import KeyedIdLists
 
 # ---------------------------------------------------------------------------------------------
 # Franchise heuristic
@@ -233,11 +234,11 @@ class FranchiseIndex:
 
     def __init__(self, animes: Iterable[Anime]) -> None:
         self._anime: dict[int, Anime] = {}
-        self._by_key: dict[str, set[int]] = defaultdict(set)
+        by_key: dict[str, set[int]] = defaultdict(set)
         self._by_source: dict[str, int] = {}
-        self._listing: dict[str, set[int]] = defaultdict(set)
+        listing: dict[str, set[int]] = defaultdict(set)
         self._first_word: dict[str, list[str]] | None = None
-        self._by_opening: dict[str, set[int]] = defaultdict(set)
+        by_opening: dict[str, set[int]] = defaultdict(set)
         listed = list(animes)
         # Every title and synonym keyed in one batch (`title_keys`), sliced back per anime below.
         names: list[str] = []
@@ -260,29 +261,34 @@ class FranchiseIndex:
             start = end
             self._anime[anime.id] = anime
             for key in keys:
-                self._by_key[key].add(anime.id)
+                by_key[key].add(anime.id)
             for url in anime.sources:
                 self._by_source[url] = anime.id
             for url in anime.related:
-                self._listing[url].add(anime.id)
-        self._labels = {key for key, ids in self._by_key.items() if len(ids) > MAX_KEY_SHARE}
+                listing[url].add(anime.id)
+        self._labels = {key for key, ids in by_key.items() if len(ids) > MAX_KEY_SHARE}
         for key in self._labels:
-            del self._by_key[key]
+            del by_key[key]
         for anime, keys in zip(listed, keys_of, strict=True):
             for key in keys - self._labels:
                 # `_opening` is None below SHARED_OPENING_WORDS + 1 words: skip its split for those.
                 if key.count(" ") >= SHARED_OPENING_WORDS:
                     opening = _opening(key)
                     if opening is not None:
-                        self._by_opening[opening].add(anime.id)
+                        by_opening[opening].add(anime.id)
+        # Packed as the saved tables restore them, so a built and a loaded index are the same.
+        self._by_key = KeyedIdLists.pack(by_key)
+        self._listing = KeyedIdLists.pack(listing)
+        self._by_opening = KeyedIdLists.pack(by_opening)
 
     def state(self) -> dict[str, Any]:
-        """What was built from the titles, as plain dicts (saved by `catalogue_tables`)."""
+        """What was built from the titles: the key → ids tables packed (`KeyedIdLists`), the rest as
+        plain dicts and sets (saved by `catalogue_tables`)."""
         return {
-            "by_key": dict(self._by_key),
+            "by_key": self._by_key.state(),
             "by_source": self._by_source,
-            "listing": dict(self._listing),
-            "by_opening": dict(self._by_opening),
+            "listing": self._listing.state(),
+            "by_opening": self._by_opening.state(),
             "labels": self._labels,
         }
 
@@ -291,37 +297,36 @@ class FranchiseIndex:
         """The index `state()` was taken from, over the same anime, without keying their titles again."""
         index = cls.__new__(cls)
         index._anime = {anime.id: anime for anime in animes}
-        # Plain dicts, not copied into defaultdicts: after __init__ they are only read, with .get()
-        # or with keys they hold.
-        index._by_key = state["by_key"]
+        # Read-only mappings: after __init__ the tables are only read, with .get() or with keys they hold.
+        index._by_key = KeyedIdLists.from_state(state["by_key"])
         index._by_source = state["by_source"]
-        index._listing = state["listing"]
+        index._listing = KeyedIdLists.from_state(state["listing"])
         index._first_word = None
-        index._by_opening = state["by_opening"]
+        index._by_opening = KeyedIdLists.from_state(state["by_opening"])
         index._labels = set(state.get("labels", ()))
         return index
 
     def _candidate_ids(self, anime: Anime) -> set[int]:
         found: set[int] = set()
         for key in _all_keys(anime, self._labels):
-            found |= self._by_key.get(key, set())
+            found.update(self._by_key.get(key, ()))
             words = key.split(" ")
             # Shorter keys that are a specific word prefix of this one ('naruto' for 'naruto shippuuden').
             for n in range(1, len(words)):
                 prefix = " ".join(words[:n])
                 if _specific_prefix(prefix):
-                    found |= self._by_key.get(prefix, set())
+                    found.update(self._by_key.get(prefix, ()))
             # Longer keys that start with this one: scan only keys sharing the first word.
             if _specific_prefix(key):
                 found |= self._by_prefix(key)
             opening = _opening(key)
             if opening is not None:
-                found |= self._by_opening.get(opening, set())
+                found.update(self._by_opening.get(opening, ()))
         for url in anime.related:
             if url in self._by_source:
                 found.add(self._by_source[url])
         for url in anime.sources:
-            found |= self._listing.get(url, set())
+            found.update(self._listing.get(url, ()))
         return found
 
     def _by_prefix(self, key: str) -> set[int]:
@@ -333,7 +338,7 @@ class FranchiseIndex:
         out: set[int] = set()
         for k in self._first_word.get(key.split(" ", 1)[0], []):
             if k.startswith(key + " "):
-                out |= self._by_key[k]
+                out.update(self._by_key[k])
         return out
 
     def siblings(self, anime: Anime) -> list[int]:
