@@ -150,7 +150,7 @@ class LexicalIndex:
         self, data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, vocab: Sequence[str], ids: np.ndarray
     ) -> None:
         self.ids = np.asarray(ids, dtype=np.int64)
-        self._vocab: dict[str, int] = {term: token for token, term in enumerate(vocab)}
+        self._vocab: dict[str, int] = dict(zip(vocab, range(len(vocab))))  # 74k tokens at cold start
         self._data = np.asarray(data, dtype=SCORE_DTYPE)
         self._indices = np.asarray(indices, dtype=row_dtype(len(self.ids)))
         self._indptr = np.asarray(indptr, dtype=pointer_dtype(len(self._data)))
@@ -243,7 +243,7 @@ class LexicalIndex:
             ids = np.load(directory / IDS_FILE, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise LexicalIndexError(f"{directory}: {exc}") from exc
-        if not isinstance(vocab, list) or not all(isinstance(t, str) for t in vocab):
+        if not isinstance(vocab, list) or not set(map(type, vocab)) <= {str}:
             raise LexicalIndexError(f"{directory / VOCAB_FILE}: not a list of tokens")
         data, indices, indptr = arrays
         if data.dtype != SCORE_DTYPE or indices.dtype != row_dtype(len(ids)) or indptr.ndim != 1:
