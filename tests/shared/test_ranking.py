@@ -10,12 +10,14 @@ import pytest
 from anime_recommender.catalogue import Anime, AnimeType, Catalogue
 from anime_recommender.ranking import (
     COMPONENTS,
+    UNKNOWN_PRIOR_QUANTILE,
     Candidate,
     CandidateColumns,
     FranchiseIndex,
     RankingConfig,
     _all_keys,
     _opening,
+    catalogue_quality,
     franchise_entries,
     popularity,
     quality,
@@ -403,3 +405,13 @@ def test_a_label_many_anime_share_or_a_bare_number_makes_no_franchise() -> None:
     assert index.siblings(clips[0]) == []
     assert index.siblings(sequels[0]) == [] and not same_franchise(sequels[0], sequels[1])
     assert index.siblings(saga[0]) == [601]
+
+
+def test_search_quality_prior_does_not_treat_an_unscored_anime_as_the_worst() -> None:
+    catalogue = Catalogue(
+        [Anime(id=i, title=f"T{i}", score=s) for i, s in enumerate([5.0, 6.0, 7.0, 8.0, 9.0, None], start=1)]
+    )
+    prior = catalogue_quality(catalogue)
+    known = quality(catalogue.numbers("score"))[:5]
+    assert prior[5] == pytest.approx(np.quantile(known, UNKNOWN_PRIOR_QUANTILE)) and prior[5] > known.min()
+    assert list(prior[:5]) == list(known)

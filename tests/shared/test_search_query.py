@@ -293,3 +293,23 @@ def test_catalogue_titles_equals_per_name_construction() -> None:
             if key and (key not in best or members > best[key][1]):
                 best[key] = (anime.id, members)
     assert list(CatalogueTitles(animes)._exact.items()) == [(k, a) for k, (a, _) in best.items()]
+
+
+@pytest.mark.parametrize(
+    ("text", "types"),
+    [
+        ("a sweet girl who looks like the ghost from a horror film", ()),
+        ("kids trapped inside a movie theatre at night", ()),
+        ("horror films from the 90s", (AnimeType.MOVIE,)),
+        ("a movie about a ghost", (AnimeType.MOVIE,)),
+        ("some kind of movie with robots", (AnimeType.MOVIE,)),
+    ],
+)
+def test_a_type_word_inside_the_story_is_not_a_filter(parser: QueryParser, text: str, types: tuple) -> None:
+    assert parser.parse(text).types == types
+
+
+def test_an_age_is_not_an_era(parser: QueryParser) -> None:
+    assert parser.parse("a robot girl built by an eight-year-old professor").prefer_year_max is None
+    assert parser.parse("a ten years old boy finds a dragon").prefer_year_max is None
+    assert parser.parse("old mecha anime").prefer_year_max == 1999

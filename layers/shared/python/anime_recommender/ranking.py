@@ -518,21 +518,31 @@ def popularity(members: np.ndarray) -> np.ndarray:
     return np.clip(np.log10(np.maximum(m, 0.0) + 1.0) / _POP_LOG_MAX, 0.0, 1.0)
 
 
-#: Anime with no member count (those only a story-text file knows) get this quantile of the known
-#: anime's popularity prior: below most, so they do not flood lists, but not the bottom, so a strong
-#: story match is not buried.
-UNKNOWN_POPULARITY_QUANTILE = 0.25
+#: Anime with no member count or no score (those only a story-text file knows, or not yet aired when
+#: the base catalogue was taken) get this quantile of the known anime's prior: below most, so they do
+#: not flood lists, but not the bottom, so a strong story match is not buried.
+UNKNOWN_PRIOR_QUANTILE = 0.25
+
+
+def _impute_unknown(prior: np.ndarray, unknown: np.ndarray) -> np.ndarray:
+    if unknown.any() and not unknown.all():
+        prior[unknown] = float(np.quantile(prior[~unknown], UNKNOWN_PRIOR_QUANTILE))
+    return prior
 
 
 def catalogue_popularity(catalogue: Catalogue) -> np.ndarray:
     """`popularity` of every anime in row order, unknown member counts imputed
-    (`UNKNOWN_POPULARITY_QUANTILE` of the known ones; 0 when none is known)."""
+    (`UNKNOWN_PRIOR_QUANTILE` of the known ones; 0 when none is known)."""
     members = catalogue.numbers("members")
-    pop = popularity(members)
-    unknown = np.isnan(members)
-    if unknown.any() and not unknown.all():
-        pop[unknown] = float(np.quantile(pop[~unknown], UNKNOWN_POPULARITY_QUANTILE))
-    return pop
+    return _impute_unknown(popularity(members), np.isnan(members))
+
+
+def catalogue_quality(catalogue: Catalogue) -> np.ndarray:
+    """`quality` of every anime in row order, unknown scores imputed (`UNKNOWN_PRIOR_QUANTILE` of the
+    known ones; 0 when none is known): an anime nobody has scored yet is not the worst one. The search
+    ranker's prior, where an unscored new title competes with the whole catalogue."""
+    scores = catalogue.numbers("score")
+    return _impute_unknown(quality(scores), np.isnan(scores))
 
 
 def quality(scores: np.ndarray) -> np.ndarray:
@@ -673,6 +683,8 @@ class RerankFeatures:
     def __init__(self, catalogue: Catalogue, franchise: FranchiseIndex | None = None) -> None:
         self.ids = np.fromiter((a.id for a in catalogue), dtype=np.int64, count=len(catalogue))
         self.pop = catalogue_popularity(catalogue)
+        # Unknown scores count as 0 here, as in `rank_candidates` (the reference, which sees only the
+        # candidates) and in the dev-set tuning of `w_quality`; search imputes them (`catalogue_quality`).
         self.qual = quality(catalogue.numbers("score"))
         self.years = catalogue.numbers("year")
         tags = catalogue.tag_table()

@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from anime_recommender.catalogue import Anime, AnimeType, Catalogue
-from anime_recommender.ranking import catalogue_popularity, quality
+from anime_recommender.ranking import catalogue_popularity, catalogue_quality
 from anime_recommender.search.lexical import LexicalIndex, document_fields, row_mask
 from anime_recommender.search.normalise import tokens
 from anime_recommender.search.query import ParsedQuery
@@ -138,7 +138,7 @@ class HybridRanker:
         self.ids = np.asarray(catalogue.ids, dtype=np.int64)
         n = len(catalogue)
         self.pop = catalogue_popularity(catalogue)
-        self.qual = quality(catalogue.numbers("score"))
+        self.qual = catalogue_quality(catalogue)
         self.years = catalogue.numbers("year")
         self.episodes = catalogue.numbers("episodes")
         self.type_codes = np.fromiter((_TYPE_CODES[a.type] for a in catalogue), dtype=np.int8, count=n)

@@ -730,6 +730,8 @@ class QueryParser:
     def _soft_era(self, state: _State, i: int) -> int:
         for phrases, bounds in ((_OLD_WORDS, (None, OLD_MAX_YEAR)), (_MODERN_WORDS, (MODERN_MIN_YEAR, None))):
             n = self._phrase_at(state, i, phrases)
+            if n and _is_age(state, i):
+                return 0  # "an eight-year-old professor", "ten years old": an age, not an era
             if n:
                 text = state.claim(i, i + n, keep=False)
                 state.prefer_year = bounds
@@ -790,6 +792,8 @@ class QueryParser:
             if found is None:
                 continue
             length, kinds = found
+            if _inside_prepositional_phrase(state, i):
+                continue  # "the ghost from a horror film": part of the story, not what to list
             text = state.claim(i, i + length, keep=False)
             for kind in kinds:
                 state.types[kind] = None
@@ -813,6 +817,30 @@ class QueryParser:
                     state.boosts[tag] = None
                     state.note(i, Understood("genre", text, tag, False))
             i += length
+
+
+def _is_age(state: _State, i: int) -> bool:
+    """Whether word i ('old') ends an age: 'eight year old', 'ten years old'."""
+    return i > 0 and state.words[i].text == "old" and state.words[i - 1].text in {"year", "years"}
+
+
+# A type word governed by one of these, at most three words back ("the ghost from a horror film", "set
+# in a movie theatre"), names something in the story, not the kind of anime to list.
+_STORY_PREPOSITIONS = frozenset({"from", "in", "inside", "into", "of", "within"})
+
+
+def _inside_prepositional_phrase(state: _State, i: int) -> bool:
+    """Whether the word at i is the object of a story preposition (no clause break in between)."""
+    for back in range(1, 4):
+        j = i - back
+        if j < 0:
+            return False
+        text = state.words[j].text
+        if text in _STORY_PREPOSITIONS:
+            return back > 1 or text != "of"  # "a kind of movie" stays a type; "of a film" does not
+        if text in _SPAN_STOPS:
+            return False
+    return False
 
 
 def _role_after_possessive(state: _State, i: int) -> bool:
