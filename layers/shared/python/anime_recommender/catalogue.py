@@ -9,13 +9,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import operator
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from itertools import chain, repeat
-from operator import attrgetter
+from operator import attrgetter, call
 from pathlib import Path
 from typing import Any, Literal
 
@@ -476,7 +475,7 @@ def _anime_from_rows(rows: list[list[Any]], *, with_story: bool) -> Iterator[Ani
     length raises ValueError, as the strict `zip` there does.
     """
     types = _TYPE_BY_VALUE
-    new, setters, call = object.__new__, _SLOT_SETTERS, operator.call
+    new, setters = object.__new__, _SLOT_SETTERS
     drain = deque[None](maxlen=0).extend
     width = len(_FIELDS) if with_story else len(_BASE_FIELDS)
     synopsis = title_english = content_rating = None

@@ -730,9 +730,8 @@ class QueryParser:
     def _soft_era(self, state: _State, i: int) -> int:
         for phrases, bounds in ((_OLD_WORDS, (None, OLD_MAX_YEAR)), (_MODERN_WORDS, (MODERN_MIN_YEAR, None))):
             n = self._phrase_at(state, i, phrases)
-            if n and _is_age(state, i):
-                return 0  # "an eight-year-old professor", "ten years old": an age, not an era
-            if n:
+            # "an eight-year-old professor", "ten years old": an age, not an era.
+            if n and not _is_age(state, i):
                 text = state.claim(i, i + n, keep=False)
                 state.prefer_year = bounds
                 state.note(i, Understood("era_preference", text, _range_text(*bounds), False))

@@ -119,6 +119,7 @@ class TitleIndex:
     def state(self) -> dict[str, Any]:
         """What was built from the names: lists of str and packed id lists (saved by `catalogue_tables`)."""
         return {
+            # Three int columns (id, -members, title length) in one pack: no tuple object per anime.
             "popularity": IdLists.pack(
                 [
                     list(self._popularity),
