@@ -168,3 +168,18 @@ def test_encoder_dense_over_the_tiny_bundle(bundle_template: Path, parser: Query
     ranker = HybridRanker(bundle.catalogue, build_lexical_index(bundle.catalogue))
     hits = ranker.search(parser.parse("like Cowboy Bebop, a movie"), 3, dense=dense, anchors=dense.anchors)
     assert hits and all(bundle.catalogue.by_id(h.anime_id).type is AnimeType.MOVIE for h in hits)
+
+
+def test_story_words_are_explained_in_the_viewers_words(tiny_catalogue: Catalogue) -> None:
+    from dataclasses import replace
+
+    # Given an anime whose synopsis says 'mask' and 'touched' where the viewer says 'masked' and 'touches'
+    story = "Gin, a boy wearing a mask, will vanish if he is ever touched by a human."
+    catalogue = Catalogue([replace(a, synopsis=story) if a.id == 820 else a for a in tiny_catalogue])
+    ranker = HybridRanker(catalogue, build_lexical_index(catalogue))
+    text = "a masked boy who vanishes when a human touches him"
+    hits = ranker.search(ParsedQuery(text=text, residual=text), 1)
+    # Then it is found, and its reason quotes the viewer's words, not the index's stems
+    assert hits[0].anime_id == 820
+    story_terms = next(p for p in hits[0].explanation if p.kind == "story_terms")
+    assert story_terms.terms == ("masked", "boy", "vanishes", "human", "touches")

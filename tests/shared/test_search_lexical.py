@@ -82,7 +82,7 @@ def test_synopsis_is_indexed_when_the_record_has_one() -> None:
     lexical = build_lexical_index(Catalogue(animes))
     hits = lexical.search("tofu delivery", 3)
     assert [h.anime_id for h in hits] == [1]
-    assert hits[0].terms == ("tofu", "delivery")
+    assert hits[0].terms == tuple(lexical.terms_of(["tofu", "delivery"])) == ("tofu", "deliveri")
 
 
 def test_save_load_roundtrip(index: LexicalIndex, tmp_path: Path) -> None:
@@ -206,16 +206,71 @@ def test_loading_and_querying_never_import_bm25s(index: LexicalIndex, tmp_path: 
 
 
 def test_story_snippet_quotes_the_sentence_with_the_matched_words() -> None:
-    from anime_recommender.search.lexical import story_snippet
-    from anime_recommender.search.normalise import tokens
+    from anime_recommender.search.lexical import index_terms, story_snippet
 
     synopsis = (
         "Satoru is a struggling manga artist. He can travel back in time moments before a tragedy. "
         "When his mother is murdered, he is sent back eighteen years to save a classmate."
     )
-    snippet = story_snippet(synopsis, tokens("sent back years to save a classmate"))
+    snippet = story_snippet(synopsis, index_terms("sent back years to save a classmate"))
     assert snippet == "When his mother is murdered, he is sent back eighteen years to save a classmate."
-    assert story_snippet(synopsis, tokens("dragon")) is None and story_snippet(None, ["x"]) is None
+    assert story_snippet(synopsis, index_terms("dragon")) is None and story_snippet(None, ["x"]) is None
     long = "Words " * 60 + "then the classmate is saved at last " + "and more words " * 30
-    cut = story_snippet(long, tokens("classmate"), max_chars=80)
+    cut = story_snippet(long, index_terms("classmate"), max_chars=80)
     assert cut is not None and len(cut) <= 82 and "classmate" in cut and cut.startswith("…")
+
+
+def test_a_plot_description_meets_the_synopsis_in_other_word_forms() -> None:
+    synopsis = (
+        "Hotaru gets lost in a forest and meets Gin, a boy wearing a mask. "
+        "Should he ever be touched by a human being, he will disappear forever."
+    )
+    animes = [
+        _WithSynopsis(id=1, title="Alpha", synopsis=synopsis),
+        _WithSynopsis(id=2, title="Beta", synopsis="A masked hero touches the hearts of comedy fans."),
+        _WithSynopsis(id=3, title="Gamma", synopsis="Two comedians tour the country."),
+    ]
+    lexical = build_lexical_index(Catalogue(animes))
+    hits = lexical.search("a masked boy who disappears if a human touches him", 3)
+    assert hits[0].anime_id == 1
+    words = lexical.query_words("a masked boy who disappears if a human touches him")
+    # The viewer's own words, keyed by the index's terms; pronouns are not story words.
+    assert words == {
+        "mask": "masked",
+        "boy": "boy",
+        "disappear": "disappears",
+        "human": "human",
+        "touch": "touches",
+    }
+    assert lexical.snippet(synopsis, ["touches", "human"]) == (
+        "Should he ever be touched by a human being, he will disappear forever."
+    )
+    # 'comedies' is stemmed to 'comedi', no prefix of 'comedy': its sentence is still found.
+    assert lexical.snippet("Nothing here. A comedy of errors follows.", ["comedies"]) == (
+        "A comedy of errors follows."
+    )
+
+
+def test_an_index_saved_with_plural_stems_is_still_queried_its_own_way(
+    index: LexicalIndex, tmp_path: Path
+) -> None:
+    import json
+
+    from anime_recommender.search.lexical import document_fields
+
+    legacy = LexicalIndex.build(
+        [Anime(id=1, title="Masked Riders"), Anime(id=2, title="Comedy Club")], rule="plural"
+    )
+    legacy.save(tmp_path / "legacy")
+    meta_path = tmp_path / "legacy" / "lexical.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta.pop("terms") == "plural"  # what a bundle from before the rule was recorded holds
+    meta_path.write_text(json.dumps(meta))
+    loaded = LexicalIndex.load(tmp_path / "legacy")
+    assert loaded.rule == "plural" and loaded.query_terms("masked comedies") == ["masked", "comedy"]
+    assert [h.anime_id for h in loaded.search("comedies", 2)] == [2]
+    assert document_fields(Anime(id=1, title="Masked Riders"), rule="plural")["title"] == ["masked", "rider"]
+    meta["terms"] = "klingon"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(LexicalIndexError, match="klingon"):
+        LexicalIndex.load(tmp_path / "legacy")

@@ -79,6 +79,20 @@ def test_only_tags_of_the_vocabulary_are_used() -> None:
 
 
 @pytest.mark.parametrize(
+    "text",
+    [
+        "a shut-in is transported to a fantasy world",
+        "a salaryman wakes up in another world as a slime",
+        "a gamer summoned to another world",
+    ],
+)
+def test_a_trip_into_another_world_is_isekai(text: str) -> None:
+    # The catalogue's own 'fantasy world' label is a setting: the trip there is what isekai means.
+    parsed = QueryParser(("fantasy", "isekai", "fantasy world", "slime")).parse(text)
+    assert "isekai" in parsed.boost_tags and not parsed.has_filters
+
+
+@pytest.mark.parametrize(
     ("text", "types"),
     [
         ("a movie about space", (AnimeType.MOVIE,)),

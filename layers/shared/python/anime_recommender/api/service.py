@@ -42,7 +42,6 @@ from anime_recommender.catalogue import Anime, AnimeType
 from anime_recommender.ranking import franchise_entries, relation_guess
 from anime_recommender.search.engine import SearchEngine, SearchResult, explanation_summary
 from anime_recommender.search.hybrid import SearchHit
-from anime_recommender.search.lexical import story_snippet
 from anime_recommender.search.titles import TitleIndex
 from anime_recommender.similarity import (
     DISLIKE_WEIGHT,
@@ -301,7 +300,8 @@ class RecommenderService:
 
     def _search_item(self, hit: SearchHit) -> SearchItem:
         anime = self.catalogue.by_id(hit.anime_id)
-        story_terms = [t for p in hit.explanation if p.kind == "story_terms" for t in p.terms]
+        story_words = [t for p in hit.explanation if p.kind == "story_terms" for t in p.terms]
+        lexical = self.search_engine.ranker.lexical
         return SearchItem(
             anime=AnimeSummary.of(anime),
             similarity=round(hit.score, 4),
@@ -312,7 +312,7 @@ class RecommenderService:
                 ],
                 components={name: round(value, 4) for name, value in hit.components.items()},
                 summary=explanation_summary(hit.explanation),
-                snippet=story_snippet(anime.synopsis, story_terms),
+                snippet=lexical.snippet(anime.synopsis, story_words) if lexical and story_words else None,
             ),
         )
 

@@ -29,7 +29,7 @@ from anime_recommender.search.hybrid import (
     SearchHit,
 )
 from anime_recommender.search.lexical import LexicalIndex
-from anime_recommender.search.normalise import tokens
+from anime_recommender.search.normalise import stem, tokens
 from anime_recommender.search.query import ParsedQuery, QueryParser, TitleMatcher
 
 SearchMode = Literal["hybrid", "lexical", "dense"]
@@ -125,7 +125,7 @@ def explanation_summary(parts: Sequence[ExplanationPart]) -> str:
             phrases.append(part.value)
         elif part.kind in _LABELS:
             # Tag words that only repeat a matched genre ("mecha") add nothing to the line.
-            terms = [t for t in part.terms if part.kind != "tag_words" or t not in genre_words]
+            terms = [t for t in part.terms if part.kind != "tag_words" or stem(t) not in genre_words]
             if terms:
                 phrases.append(f"{_LABELS[part.kind]} {', '.join(terms)}")
         elif part.kind == "dense":

@@ -281,7 +281,7 @@ class HybridRanker:
             return []
         n = len(self.ids)
         index = self.lexical
-        terms = index.query_terms(parsed.residual) if index is not None else []
+        terms = index.query_words(parsed.residual) if index is not None else {}
         if lexical_raw is None:
             lexical_raw = self.lexical_scores(parsed) if w.lexical > 0 else None
         lexical = np.zeros(n) if lexical_raw is None else lexical_raw
@@ -357,7 +357,7 @@ class HybridRanker:
         self,
         row: int,
         parsed: ParsedQuery,
-        terms: Sequence[str],
+        terms: dict[str, str],
         dense_cos: dict[int, float],
         anchor_cos: dict[int, float],
     ) -> tuple[ExplanationPart, ...]:
@@ -374,16 +374,18 @@ class HybridRanker:
             elif item.kind == "length" and anime.episodes is not None:
                 parts.append(ExplanationPart("length", f"{anime.episodes} episodes", (item.text,)))
         parts = list(dict.fromkeys(parts))
-        matched = self.lexical.matched_terms(row, terms) if terms and self.lexical is not None else ()
+        matched = self.lexical.matched_terms(row, list(terms)) if terms and self.lexical is not None else ()
         if matched:
-            fields = document_fields(anime, with_synopsis=False)
+            assert self.lexical is not None
+            fields = document_fields(anime, with_synopsis=False, rule=self.lexical.rule)
             title = set(fields["title"]) | set(fields["synonyms"])
             tag_words = set(fields["tags"])
             # A matched term in none of the short fields is in the synopsis (the index has no other):
             # the synopsis is not tokenised again for every hit.
             story = set(matched) - title - tag_words
             for kind, words in (("title_words", title), ("tag_words", tag_words), ("story_terms", story)):
-                found = tuple(t for t in matched if t in words)
+                # Shown as the viewer wrote them ('masked'), not as the index's terms ('mask').
+                found = tuple(terms[t] for t in matched if t in words)
                 if found:
                     parts.append(ExplanationPart(kind, ", ".join(found), found))
         if anime.id in dense_cos:

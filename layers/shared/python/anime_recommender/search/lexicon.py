@@ -96,6 +96,12 @@ _add(
     "fantasy", "dragon", "elf", "elves", "kingdom", "knight", "isekai", "another world", "other world",
     "transported to another world", "reincarnated", "reincarnation", "dungeon", "sword and sorcery",
 )
+# Phrases hold four words at most, so the trip into another world is named by its last words.
+_add(
+    ("isekai", "fantasy"),
+    "to another world", "into another world", "in another world", "to a fantasy world",
+    "into a fantasy world", "to a parallel world", "summoned to another world",
+)
 _add(
     ("game", "video games", "virtual world", "mmorpg"),
     "video game", "game", "gamer", "gaming", "mmo", "mmorpg", "virtual world", "card game", "board game",

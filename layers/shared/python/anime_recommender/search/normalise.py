@@ -2,15 +2,20 @@
 
 Folding: Unicode NFKD with combining marks dropped, casefolded ('Pokémon' → 'pokemon'); words are
 runs of Unicode letters/digits, so Japanese and Cyrillic survive as words of their own script. A
-light plural stemmer ('vampires' → 'vampire', 'witches' → 'witch') lets "robots" match "robot"
-without a stemming library.
+light plural stemmer ('vampires' → 'vampire', 'witches' → 'witch') lets "robots" match "robot"; the
+parser's phrases are matched on it. The lexical index goes further (`english_stem`, Snowball's English
+stemmer): a plot description and a synopsis seldom share a word's form ("a masked boy" / "a boy wearing a
+mask", "touches him" / "touched by a human").
 """
 
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from collections.abc import Iterator
+
+import Stemmer
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -22,7 +27,8 @@ STOPWORDS = frozenset(
     a an and are as at be been but by can could did do does doing for from had has have he her his
     i if in into is it its me my of on or our she so some something such than that the their them
     then there these they this those to too very was we were what when where which while who whom
-    whose why will with would you your anime show shows about one ones want looking look find watch
+    whose why will with would you your him himself herself itself themselves us
+    anime show shows about one ones want looking look find watch
     recommend recommendation please any anything where get gets got
     """.split()
 )
@@ -62,6 +68,24 @@ def stem(word: str) -> str:
     return word
 
 
+class _Stemmers(threading.local):
+    # PyStemmer's stemmers are not thread-safe (each keeps a cache): one per thread.
+    def __init__(self) -> None:
+        self.english = Stemmer.Stemmer("english")
+
+
+_STEMMERS = _Stemmers()
+
+
+def english_stem(token: str) -> str:
+    """Snowball's English stem of a `tokens` token ('masked' → 'mask', 'touches' → 'touch'); tokens of three
+    letters or fewer, or with digits or other scripts, stay as they are."""
+    if len(token) <= 3 or not token.isascii() or not token.isalpha():
+        return token
+    stemmed: str = _STEMMERS.english.stemWord(token)
+    return stemmed
+
+
 def words(text: str) -> Iterator[tuple[str, int, int]]:
     """(folded word, start, end) of each word of `fold(text)`; offsets index the folded text."""
     for match in _WORD.finditer(fold(text)):
@@ -74,3 +98,9 @@ def tokens(text: str, *, keep_stopwords: bool = False) -> list[str]:
     """Stemmed word tokens of a text (stopwords dropped unless asked), in order, repeats kept."""
     out = [stem(w) for w, _, _ in words(text)]
     return out if keep_stopwords else [t for t in out if t not in STOPWORDS]
+
+
+def token_words(text: str) -> list[tuple[str, str]]:
+    """(token, the folded word it came from) for each of `tokens(text)`."""
+    pairs = ((stem(w), w) for w, _, _ in words(text))
+    return [(t, w) for t, w in pairs if t not in STOPWORDS]
