@@ -245,9 +245,12 @@ def test_a_plot_description_meets_the_synopsis_in_other_word_forms() -> None:
     assert lexical.snippet(synopsis, ["touches", "human"]) == (
         "Should he ever be touched by a human being, he will disappear forever."
     )
-    # 'comedies' is stemmed to 'comedi', no prefix of 'comedy': its sentence is still found.
+    # 'comedies' is stemmed to 'comedi', no prefix of 'comedy', and 'dying' to 'die': still found.
     assert lexical.snippet("Nothing here. A comedy of errors follows.", ["comedies"]) == (
         "A comedy of errors follows."
+    )
+    assert lexical.snippet("Nothing here. He keeps dying and waking up.", ["dies"]) == (
+        "He keeps dying and waking up."
     )
 
 

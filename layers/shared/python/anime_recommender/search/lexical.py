@@ -112,10 +112,10 @@ def story_snippet(
     if not synopsis or not terms:
         return None
     wanted = set(terms)
-    # A stem is a prefix of its words but for its last letter at most ('comedi' of 'comedy', 'hope' of
-    # 'hoping'): a substring test on these prefixes finds the candidate sentences cheaply, and only a
-    # sentence that could beat the best one is tokenised.
-    prefixes = {term[:-1] if len(term) > 4 else term for term in wanted}
+    # A stem and its words share all but the stem's last two letters at least ('comedi' / 'comedy',
+    # 'hope' / 'hoping', 'die' / 'dying'): a substring test on these prefixes finds the candidate
+    # sentences cheaply, and only a sentence that could beat the best one is tokenised.
+    prefixes = {term[: max(1, len(term) - 2)] for term in wanted}
     best, best_count = "", 0
     for sentence in _SENTENCES.split(synopsis):
         lowered = sentence.lower()
