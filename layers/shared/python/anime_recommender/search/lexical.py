@@ -286,10 +286,7 @@ class LexicalIndex:
         data, indices, indptr = arrays
         if data.dtype != SCORE_DTYPE or indices.dtype != row_dtype(len(ids)) or indptr.ndim != 1:
             raise LexicalIndexError(f"{directory}: arrays of {data.dtype}/{indices.dtype}, not this format's")
-        rule = meta.get("terms", "plural")
-        if rule not in TERM_RULES:
-            raise LexicalIndexError(f"{meta_path}: unknown term rule {rule!r}")
-        return cls(data, indices, indptr, vocab, ids, rule)
+        return cls(data, indices, indptr, vocab, ids, meta.get("terms", "plural"))
 
     # -- query ---------------------------------------------------------------------------------
     def query_terms(self, text: str) -> list[str]:

@@ -94,13 +94,13 @@ def words(text: str) -> Iterator[tuple[str, int, int]]:
             yield token, match.start(), match.end()
 
 
-def tokens(text: str, *, keep_stopwords: bool = False) -> list[str]:
-    """Stemmed word tokens of a text (stopwords dropped unless asked), in order, repeats kept."""
-    out = [stem(w) for w, _, _ in words(text)]
-    return out if keep_stopwords else [t for t in out if t not in STOPWORDS]
-
-
 def token_words(text: str) -> list[tuple[str, str]]:
-    """(token, the folded word it came from) for each of `tokens(text)`."""
+    """(stemmed token, the folded word it came from) of each word of a text that is not a stopword,
+    in order, repeats kept."""
     pairs = ((stem(w), w) for w, _, _ in words(text))
     return [(t, w) for t, w in pairs if t not in STOPWORDS]
+
+
+def tokens(text: str) -> list[str]:
+    """The stemmed tokens of `token_words(text)`."""
+    return [t for t, _ in token_words(text)]
